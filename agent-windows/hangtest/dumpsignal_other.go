@@ -1,0 +1,7 @@
+//go:build !unix && !windows
+
+package main
+
+import "os"
+
+var dumpSignals = []os.Signal{}

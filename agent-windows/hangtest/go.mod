@@ -1,0 +1,3 @@
+module reprofarm/hangtest
+
+go 1.21

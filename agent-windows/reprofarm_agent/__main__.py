@@ -1,0 +1,3 @@
+from reprofarm_agent.cli import main
+
+main()

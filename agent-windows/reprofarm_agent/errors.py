@@ -1,0 +1,21 @@
+"""The agent's exception tree (drawn in the package docstring)."""
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+class PlacementError(AgentError):
+    """The asked CPU placement cannot be honoured on this machine."""
+
+
+class ProbeError(AgentError):
+    """The hardware description could not be read."""
+
+
+class BuildError(AgentError):
+    """A Go toolchain could not be installed, or hangtest could not be built."""
+
+
+class CaptureError(AgentError):
+    """A process dump could not be taken."""

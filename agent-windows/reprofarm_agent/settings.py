@@ -1,0 +1,35 @@
+"""The agent's configuration: one pydantic-settings class, read once at the edge
+(the CLI) and passed down. Every field can be set as ``REPROFARM_<NAME>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "reprofarm"
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REPROFARM_", extra="ignore")
+
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Go toolchains and content-addressed hangtest builds",
+    )
+    procdump_path: Path | None = Field(
+        None, description="Windows: take minidumps with ProcDump instead of MiniDumpWriteDump"
+    )
+    process_dumps: int = Field(2, ge=0, le=5, description="process dumps per hang")
+    dump_interval_s: float = Field(
+        3.0, ge=0, description="seconds between the process dumps, to show what did not move"
+    )
+    kill_timeout_s: float = Field(10.0, gt=0, description="how long a killed tree may take to go")
+    silence_factor: float = Field(
+        3.0,
+        gt=1,
+        description="outer watchdog: no event for this many stall timeouts means hangtest is stuck",
+    )

@@ -1,0 +1,1 @@
+"""The ``reprofarm`` command: one CLI for the whole farm."""
