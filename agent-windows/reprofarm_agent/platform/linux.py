@@ -99,12 +99,15 @@ class LinuxPlatform:
         if not self._gcore:
             raise CaptureError("gcore not found: install gdb to take core dumps")
         # gcore appends ".<pid>" to the name given with -o.
-        done = subprocess.run(
-            [self._gcore, "-o", str(path), str(child.pid)],
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
+        try:
+            done = subprocess.run(
+                [self._gcore, "-o", str(path), str(child.pid)],
+                capture_output=True,
+                timeout=300,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CaptureError(f"gcore could not run: {exc}") from None
         core = path.with_name(f"{path.name}.{child.pid}")
         if done.returncode != 0 or not core.exists():
             tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]

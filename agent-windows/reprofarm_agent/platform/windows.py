@@ -328,12 +328,15 @@ class WindowsPlatform:
     def dump_process(self, child: Spawned, path: Path) -> Path:
         target = path.with_suffix(".dmp")
         if self._procdump is not None:
-            done = subprocess.run(
-                [str(self._procdump), "-accepteula", "-ma", str(child.pid), str(target)],
-                capture_output=True,
-                timeout=300,
-                check=False,
-            )
+            try:
+                done = subprocess.run(
+                    [str(self._procdump), "-accepteula", "-ma", str(child.pid), str(target)],
+                    capture_output=True,
+                    timeout=300,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise CaptureError(f"procdump could not run: {exc}") from None
             if not target.exists():
                 raise CaptureError(f"procdump exited {done.returncode} without writing {target}")
             return target

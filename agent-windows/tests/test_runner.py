@@ -1,0 +1,137 @@
+"""The runner against real hangtest processes on this machine."""
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from reprofarm_agent.placement import CpuPlacement
+from reprofarm_agent.platform.linux import LinuxPlatform
+from reprofarm_agent.runner import Ending, Observed, RunSpec, judge, run_once
+from reprofarm_agent.settings import AgentSettings
+from reprofarm_protocol.hangtest_events import ProgressEvent, StartEvent
+from reprofarm_protocol.runs import ArtifactKind, RunStatus
+
+FAST = AgentSettings(process_dumps=1, dump_interval_s=0, kill_timeout_s=10)
+
+
+def spec(binary: Path, **overrides) -> RunSpec:
+    cpus = tuple(sorted(os.sched_getaffinity(0)))
+    fields = {
+        "binary": binary,
+        "scenario": "pipe-close-race",
+        "placement": CpuPlacement(group=0, cpus=cpus),
+        "gomaxprocs": len(cpus),
+        "workers": 2,
+        "iterations": 0,
+        "duration_s": 1.0,
+        "stall_timeout_s": 2.0,
+        "progress_interval_s": 0.2,
+    }
+    fields.update(overrides)
+    return RunSpec(**fields)
+
+
+def test_pipe_close_race_passes_on_one_cpu_reported_by_the_child(hangtest_binary, tmp_path):
+    one = CpuPlacement(group=0, cpus=(max(os.sched_getaffinity(0)),))
+    result = run_once(
+        spec(hangtest_binary, placement=one, gomaxprocs=1), tmp_path, LinuxPlatform(), FAST
+    )
+    assert result.status is RunStatus.PASSED, result.reason
+    assert result.cpu_set == list(one.cpus)
+    assert result.gomaxprocs == 1
+    assert result.iterations > 0
+    assert [a.kind for a in result.artifacts] == [ArtifactKind.STDOUT]
+
+
+def test_control_deadlock_hangs_with_goroutine_dump_and_core(hangtest_binary, tmp_path):
+    run = spec(
+        hangtest_binary,
+        scenario="control-deadlock",
+        duration_s=20.0,
+        stall_timeout_s=1.0,
+        extra_args=("-control-chance", "0.01"),
+    )
+    result = run_once(run, tmp_path, LinuxPlatform(), FAST)
+    assert result.status is RunStatus.HUNG, result.reason
+    assert result.killed and not result.unkillable
+    assert result.stalled_workers
+    kinds = {a.kind: a for a in result.artifacts}
+    goroutines = Path(kinds[ArtifactKind.GOROUTINES].path).read_text()
+    assert "lockRightThenLeft" in goroutines and "lockLeftThenRight" in goroutines
+    core = Path(kinds[ArtifactKind.CORE].path)
+    assert core.read_bytes()[:4] == b"\x7fELF"
+    assert kinds[ArtifactKind.CORE].bytes == core.stat().st_size
+    # The process group is gone after the kill.
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(core.suffix[1:]), 0)
+
+
+def test_outer_watchdog_catches_a_process_that_stops_talking(hangtest_binary, tmp_path):
+    """A stopped process is what a runtime stuck as a whole looks like: no
+    event at all, hangtest's own watchdog included."""
+    stopped = threading.Event()
+
+    def stop_on_first_progress(event):
+        if isinstance(event, StartEvent):
+            os.kill(event.pid, signal.SIGSTOP)
+            stopped.set()
+
+    run = spec(hangtest_binary, duration_s=30.0, stall_timeout_s=0.5, progress_interval_s=0.1)
+    settings = FAST.model_copy(update={"silence_factor": 2.0})
+    result = run_once(run, tmp_path, LinuxPlatform(), settings, on_event=stop_on_first_progress)
+    assert stopped.is_set()
+    assert result.status is RunStatus.HUNG
+    assert "outer watchdog" in result.reason
+    assert "did not answer the dump request" in result.reason
+    assert any(a.kind is ArtifactKind.CORE for a in result.artifacts)
+
+
+def test_real_errors_make_a_failed_run_and_bad_flags_an_error(hangtest_binary, tmp_path):
+    run = spec(hangtest_binary, extra_args=("-control-chance", "7"))
+    result = run_once(run, tmp_path, LinuxPlatform(), FAST)
+    assert result.status is RunStatus.ERROR
+    assert "-control-chance" in result.reason
+
+
+def test_missing_binary_is_an_error_result_not_an_exception(tmp_path):
+    result = run_once(spec(tmp_path / "nope"), tmp_path / "out", LinuxPlatform(), FAST)
+    assert result.status is RunStatus.ERROR
+    assert "could not start" in result.reason
+
+
+def test_gcore_missing_is_reported_but_the_hang_is_kept(hangtest_binary, tmp_path):
+    run = spec(
+        hangtest_binary,
+        scenario="control-deadlock",
+        duration_s=20.0,
+        stall_timeout_s=0.5,
+        extra_args=("-control-chance", "0.05"),
+    )
+    result = run_once(run, tmp_path, LinuxPlatform(gcore=str(tmp_path / "no-gcore")), FAST)
+    assert result.status is RunStatus.HUNG
+    assert "process dump 1" in result.reason
+    assert any(a.kind is ArtifactKind.GOROUTINES for a in result.artifacts)
+
+
+def _progress(n: int) -> ProgressEvent:
+    return ProgressEvent.model_validate(
+        {
+            "event": "progress",
+            "v": 1,
+            "t": "2026-01-01T00:00:00Z",
+            "elapsed_s": 1,
+            "iterations": n,
+            "per_worker": [n],
+            "errors": 0,
+        }
+    )
+
+
+def test_exit_without_done_is_an_error_not_a_pass():
+    observed = Observed()
+    observed.record(_progress(5))
+    status, reason = judge(Ending.EXITED, observed, -9, "killed")
+    assert status is RunStatus.ERROR
+    assert "before starting" in reason
