@@ -55,11 +55,13 @@ def test_control_deadlock_hangs_with_goroutine_dump_and_core(hangtest_binary, tm
     )
     result = run_once(run, tmp_path, LinuxPlatform(), FAST)
     assert result.status is RunStatus.HUNG, result.reason
-    assert result.killed and not result.unkillable
+    assert result.killed
+    assert not result.unkillable
     assert result.stalled_workers
     kinds = {a.kind: a for a in result.artifacts}
     goroutines = Path(kinds[ArtifactKind.GOROUTINES].path).read_text()
-    assert "lockRightThenLeft" in goroutines and "lockLeftThenRight" in goroutines
+    assert "lockRightThenLeft" in goroutines
+    assert "lockLeftThenRight" in goroutines
     core = Path(kinds[ArtifactKind.CORE].path)
     assert core.read_bytes()[:4] == b"\x7fELF"
     assert kinds[ArtifactKind.CORE].bytes == core.stat().st_size

@@ -46,7 +46,8 @@ def test_agent_entry_points_answer_too():
         text=True,
         check=False,
     )
-    assert done.returncode == 0 and "probe" in done.stdout
+    assert done.returncode == 0
+    assert "probe" in done.stdout
 
 
 def test_build_json_prints_the_manifest(build_cache):
@@ -62,7 +63,8 @@ def test_build_json_prints_the_manifest(build_cache):
     assert manifest["target"] == "windows/arm64"
     assert manifest["go_version"].startswith("go1.27")
     assert manifest["fix_present"] is False
-    assert len(manifest["sha256"]) == 64 and Path(manifest["path"]).exists()
+    assert len(manifest["sha256"]) == 64
+    assert Path(manifest["path"]).exists()
 
 
 def test_run_json_prints_only_json_with_runs_and_summary(hangtest_binary, tmp_path):
@@ -86,8 +88,10 @@ def test_run_json_prints_only_json_with_runs_and_summary(hangtest_binary, tmp_pa
     report = json.loads(done.stdout)
     (run,) = report["runs"]
     assert run["status"] == "passed"
-    assert len(run["cpu_set"]) == 1 and run["gomaxprocs"] == 1
-    assert run["iterations"] > 0 and run["duration_s"] > 0
+    assert len(run["cpu_set"]) == 1
+    assert run["gomaxprocs"] == 1
+    assert run["iterations"] > 0
+    assert run["duration_s"] > 0
     assert {a["kind"] for a in run["artifacts"]} == {"stdout"}
     assert set(report["summary"]) >= {"runs", "hangs", "hit_rate", "ci95_low", "ci95_high"}
     assert (tmp_path / "report.json").exists()
@@ -114,12 +118,14 @@ def test_control_deadlock_runs_hang_with_dumps_and_cores(hangtest_binary, tmp_pa
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["summary"]["runs"] == 3 and report["summary"]["hangs"] == 3
+    assert report["summary"]["runs"] == 3
+    assert report["summary"]["hangs"] == 3
     assert report["summary"]["ci95_high"] == 1.0
     for run in report["runs"]:
         assert run["status"] == "hung"
         kinds = [a["kind"] for a in run["artifacts"]]
-        assert kinds.count("core") == 2 and "goroutines" in kinds
+        assert kinds.count("core") == 2
+        assert "goroutines" in kinds
         dump = next(a for a in run["artifacts"] if a["kind"] == "goroutines")
         assert "lockRightThenLeft" in Path(dump["path"]).read_text()
 
