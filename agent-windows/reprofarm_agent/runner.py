@@ -192,7 +192,12 @@ class Follower:
         )
         budget = self.spec.time_budget_s
         while True:
-            item = self._take(timeout=0.1)
+            # Sleep until the next watchdog deadline instead of polling: the
+            # agent must not take CPU time from the run it measures.
+            deadline = last_event + silence_limit
+            if budget is not None:
+                deadline = min(deadline, started + budget)
+            item = self._take(timeout=min(max(deadline - self.clock(), 0.0), 1.0) + 0.01)
             now = self.clock()
             if item is _EOF:
                 return Ending.EXITED

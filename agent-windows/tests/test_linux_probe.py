@@ -1,8 +1,9 @@
 from pathlib import Path
 
 from reprofarm_agent.hardware import describe
-from reprofarm_agent.platform.linux import LinuxPlatform
+from reprofarm_agent.platform import current_platform
 from reprofarm_agent.platform.linux_probe import cpu_model, hypervisor, parse_cpu_list, topology
+from reprofarm_agent.settings import AgentSettings
 
 
 def write(root: Path, rel: str, text: str) -> None:
@@ -78,10 +79,11 @@ def test_bare_metal_without_the_flag_is_none(tmp_path):
 
 
 def test_this_machine_probes_completely():
-    info = describe(LinuxPlatform().probe())
-    assert info.os == "linux"
+    platform = current_platform(AgentSettings())
+    info = describe(platform.probe())
+    assert info.os == platform.name
     assert info.logical_cpus >= 1
     assert info.physical_cores >= 1
     assert info.arch in {"amd64", "arm64"}
     assert len(info.fingerprint) == 64
-    assert info.fingerprint == describe(LinuxPlatform().probe()).fingerprint
+    assert info.fingerprint == describe(platform.probe()).fingerprint

@@ -2,27 +2,32 @@
 
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
 import pytest
-from reprofarm_agent.placement import CpuPlacement
-from reprofarm_agent.platform.linux import LinuxPlatform
+from reprofarm_agent.placement import CpuPlacement, place
+from reprofarm_agent.platform import current_platform
 from reprofarm_agent.runner import Ending, Observed, RunSpec, judge, run_once
 from reprofarm_agent.settings import AgentSettings
 from reprofarm_protocol.hangtest_events import ProgressEvent, StartEvent
 from reprofarm_protocol.runs import ArtifactKind, RunStatus
 
 FAST = AgentSettings(process_dumps=1, dump_interval_s=0, kill_timeout_s=10)
+PLATFORM = current_platform(FAST)
+ALL_CPUS = place(PLATFORM.probe().cpus, None, "all")
+# A process dump starts with its format's signature: ELF core or MDMP minidump.
+DUMP_MAGIC = {ArtifactKind.CORE: b"\x7fELF", ArtifactKind.MINIDUMP: b"MDMP"}
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="uses Linux signals")
 
 
 def spec(binary: Path, **overrides) -> RunSpec:
-    cpus = tuple(sorted(os.sched_getaffinity(0)))
     fields = {
         "binary": binary,
         "scenario": "pipe-close-race",
-        "placement": CpuPlacement(group=0, cpus=cpus),
-        "gomaxprocs": len(cpus),
+        "placement": ALL_CPUS,
+        "gomaxprocs": len(ALL_CPUS.cpus),
         "workers": 2,
         "iterations": 0,
         "duration_s": 1.0,
@@ -34,10 +39,8 @@ def spec(binary: Path, **overrides) -> RunSpec:
 
 
 def test_pipe_close_race_passes_on_one_cpu_reported_by_the_child(hangtest_binary, tmp_path):
-    one = CpuPlacement(group=0, cpus=(max(os.sched_getaffinity(0)),))
-    result = run_once(
-        spec(hangtest_binary, placement=one, gomaxprocs=1), tmp_path, LinuxPlatform(), FAST
-    )
+    one = CpuPlacement(group=ALL_CPUS.group, cpus=(ALL_CPUS.cpus[-1],))
+    result = run_once(spec(hangtest_binary, placement=one, gomaxprocs=1), tmp_path, PLATFORM, FAST)
     assert result.status is RunStatus.PASSED, result.reason
     assert result.cpu_set == list(one.cpus)
     assert result.gomaxprocs == 1
@@ -53,7 +56,7 @@ def test_control_deadlock_hangs_with_goroutine_dump_and_core(hangtest_binary, tm
         stall_timeout_s=1.0,
         extra_args=("-control-chance", "0.01"),
     )
-    result = run_once(run, tmp_path, LinuxPlatform(), FAST)
+    result = run_once(run, tmp_path, PLATFORM, FAST)
     assert result.status is RunStatus.HUNG, result.reason
     assert result.killed
     assert not result.unkillable
@@ -62,14 +65,13 @@ def test_control_deadlock_hangs_with_goroutine_dump_and_core(hangtest_binary, tm
     goroutines = Path(kinds[ArtifactKind.GOROUTINES].path).read_text()
     assert "lockRightThenLeft" in goroutines
     assert "lockLeftThenRight" in goroutines
-    core = Path(kinds[ArtifactKind.CORE].path)
-    assert core.read_bytes()[:4] == b"\x7fELF"
-    assert kinds[ArtifactKind.CORE].bytes == core.stat().st_size
-    # The process group is gone after the kill.
-    with pytest.raises(ProcessLookupError):
-        os.kill(int(core.suffix[1:]), 0)
+    dump = kinds[PLATFORM.process_dump_kind]
+    with Path(dump.path).open("rb") as f:
+        assert f.read(4) == DUMP_MAGIC[dump.kind]
+    assert dump.bytes == Path(dump.path).stat().st_size
 
 
+@linux_only
 def test_outer_watchdog_catches_a_process_that_stops_talking(hangtest_binary, tmp_path):
     """A stopped process is what a runtime stuck as a whole looks like: no
     event at all, hangtest's own watchdog included."""
@@ -82,27 +84,28 @@ def test_outer_watchdog_catches_a_process_that_stops_talking(hangtest_binary, tm
 
     run = spec(hangtest_binary, duration_s=30.0, stall_timeout_s=0.5, progress_interval_s=0.1)
     settings = FAST.model_copy(update={"silence_factor": 2.0})
-    result = run_once(run, tmp_path, LinuxPlatform(), settings, on_event=stop_on_first_progress)
+    result = run_once(run, tmp_path, PLATFORM, settings, on_event=stop_on_first_progress)
     assert stopped.is_set()
     assert result.status is RunStatus.HUNG
     assert "outer watchdog" in result.reason
     assert "did not answer the dump request" in result.reason
-    assert any(a.kind is ArtifactKind.CORE for a in result.artifacts)
+    assert any(a.kind is PLATFORM.process_dump_kind for a in result.artifacts)
 
 
 def test_real_errors_make_a_failed_run_and_bad_flags_an_error(hangtest_binary, tmp_path):
     run = spec(hangtest_binary, extra_args=("-control-chance", "7"))
-    result = run_once(run, tmp_path, LinuxPlatform(), FAST)
+    result = run_once(run, tmp_path, PLATFORM, FAST)
     assert result.status is RunStatus.ERROR
     assert "-control-chance" in result.reason
 
 
 def test_missing_binary_is_an_error_result_not_an_exception(tmp_path):
-    result = run_once(spec(tmp_path / "nope"), tmp_path / "out", LinuxPlatform(), FAST)
+    result = run_once(spec(tmp_path / "nope"), tmp_path / "out", PLATFORM, FAST)
     assert result.status is RunStatus.ERROR
     assert "could not start" in result.reason
 
 
+@linux_only
 def test_gcore_missing_is_reported_but_the_hang_is_kept(hangtest_binary, tmp_path):
     run = spec(
         hangtest_binary,
@@ -111,6 +114,8 @@ def test_gcore_missing_is_reported_but_the_hang_is_kept(hangtest_binary, tmp_pat
         stall_timeout_s=0.5,
         extra_args=("-control-chance", "0.05"),
     )
+    from reprofarm_agent.platform.linux import LinuxPlatform
+
     result = run_once(run, tmp_path, LinuxPlatform(gcore=str(tmp_path / "no-gcore")), FAST)
     assert result.status is RunStatus.HUNG
     assert "process dump 1" in result.reason
