@@ -1,0 +1,1 @@
+"""reprofarm REST controller."""

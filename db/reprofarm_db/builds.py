@@ -1,0 +1,91 @@
+"""Builds the controller made, and readiness of runs that wait for them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from reprofarm_protocol.builds import BuildManifest
+from reprofarm_protocol.jobs import JobState, RunState
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reprofarm_db.errors import NotFound
+from reprofarm_db.models import Build, Job, Run, utcnow
+
+
+def find(session: Session, *, go_version: str, target: str, source_sha256: str) -> Build | None:
+    return session.scalar(
+        select(Build).where(
+            Build.go_version == go_version,
+            Build.target == target,
+            Build.source_sha256 == source_sha256,
+        )
+    )
+
+
+def record(session: Session, *, go_version: str, manifest: BuildManifest) -> Build:
+    """Store a build's manifest once (building twice gives the same row)."""
+    found = find(
+        session,
+        go_version=go_version,
+        target=manifest.target,
+        source_sha256=manifest.source_sha256,
+    )
+    if found is not None:
+        return found
+    build = Build(
+        go_version=go_version,
+        toolchain_version=manifest.go_version,
+        target=manifest.target,
+        source_sha256=manifest.source_sha256,
+        sha256=manifest.sha256,
+        bytes=manifest.bytes,
+        fix_present=manifest.fix_present,
+        path=manifest.path,
+    )
+    session.add(build)
+    session.flush()
+    return build
+
+
+def get_or_raise(session: Session, *, build_id: int) -> Build:
+    build = session.get(Build, build_id)
+    if build is None:
+        raise NotFound(f"build {build_id} does not exist")
+    return build
+
+
+def list_(session: Session) -> list[Build]:
+    return list(session.scalars(select(Build).order_by(Build.id.desc())))
+
+
+def missing_for_job(session: Session, *, job: Job, source_sha256: str) -> list[tuple[str, str]]:
+    """(go_version, target) pairs the job still needs built."""
+    needed = {(go, t) for go in job.spec["go_versions"] for t in job.targets}
+    return sorted(
+        (go, t)
+        for go, t in needed
+        if find(session, go_version=go, target=t, source_sha256=source_sha256) is None
+    )
+
+
+def mark_ready(
+    session: Session, *, job: Job, source_sha256: str, now: datetime | None = None
+) -> int:
+    """Pending runs whose builds all exist become ready. Returns how many."""
+    if job.status == JobState.CANCELLED:
+        return 0
+    missing = {go for go, _ in missing_for_job(session, job=job, source_sha256=source_sha256)}
+    now = now or utcnow()
+    ready = 0
+    for run in session.scalars(
+        select(Run).where(Run.job_id == job.id, Run.status == RunState.PENDING)
+    ):
+        if run.go_version not in missing:
+            run.status = RunState.READY
+            run.ready_at = now
+            ready += 1
+    if job.status == JobState.QUEUED:
+        job.status = JobState.RUNNING
+        job.planned_at = now
+    return ready

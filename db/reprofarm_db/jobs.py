@@ -1,0 +1,219 @@
+"""Jobs: expanding the matrix into runs, submitting, cancelling, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from reprofarm_protocol.jobs import FanOut, JobCreate, JobState, RunState
+from reprofarm_protocol.queues import TASK_PLAN_JOB
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from reprofarm_db import agents as agents_
+from reprofarm_db import outbox
+from reprofarm_db.errors import Conflict, Invalid, NotFound
+from reprofarm_db.models import Agent, Job, Run, utcnow
+
+OPEN_RUN_STATES = (RunState.PENDING, RunState.READY, RunState.LEASED)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run to create."""
+
+    target: str  # "any agent", "pool windows-arm64", "agent lab-7"
+    go_version: str
+    cpus: int | None
+    affinity: str
+    repeat_index: int
+    pool: str | None
+    required_agent_id: int | None
+
+
+@dataclass
+class Expansion:
+    cells: list[Cell] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    eligible: list[Agent] = field(default_factory=list)
+
+    @property
+    def targets(self) -> list[str]:
+        """Build targets: one per OS/arch among the eligible agents."""
+        return sorted({a.target for a in self.eligible})
+
+
+# (label, pool, required agent id, candidate agents) of one target group.
+Group = tuple[str, str | None, int | None, list[Agent]]
+
+
+def _groups(spec: JobCreate, eligible: list[Agent]) -> list[Group]:
+    """(label, pool, required agent, candidates) for each target group."""
+    if spec.fan_out is FanOut.EACH_AGENT:
+        return [(f"agent {a.name}", None, a.id, [a]) for a in eligible]
+    groups: list[Group] = []
+    for pool in spec.pools:
+        members = [a for a in eligible if pool in a.pools]
+        if members:
+            groups.append((f"pool {pool}", pool, None, members))
+    for name in spec.agents:
+        named = [a for a in eligible if a.name == name]
+        if not named:
+            raise Invalid("agents", f"no eligible agent is named {name!r}")
+        groups.append((f"agent {name}", None, named[0].id, named))
+    if not spec.pools and not spec.agents:
+        groups.append(("any agent", None, None, eligible))
+    return groups
+
+
+def expand(spec: JobCreate, agents: Sequence[Agent], *, max_runs: int) -> Expansion:
+    """The runs a job asks for. Cells no eligible agent can run (more CPUs than
+    it has) are skipped with the reason; a job past ``max_runs`` is refused."""
+    out = Expansion(
+        eligible=[
+            a
+            for a in agents
+            if agents_.matches(a, pools=spec.pools, names=spec.agents, selector=spec.selector)
+        ]
+    )
+    if not out.eligible:
+        raise Invalid(
+            "pools",
+            f"no registered agent matches pools {spec.pools}, agents {spec.agents} "
+            f"and selector {spec.selector}",
+        )
+    for label, pool, agent_id, members in _groups(spec, out.eligible):
+        most = max(a.logical_cpus for a in members)
+        for go in spec.go_versions:
+            for cpus in spec.cpus:
+                count = None if cpus == "all" else int(cpus)
+                if count is not None and count > most:
+                    out.skipped.append(
+                        {
+                            "target": label,
+                            "go_version": go,
+                            "cpus": count,
+                            "reason": f"asked for {count} CPUs; agents there have at most {most}",
+                        }
+                    )
+                    continue
+                for affinity in spec.affinities:
+                    out.cells.extend(
+                        Cell(label, go, count, affinity, r, pool, agent_id)
+                        for r in range(spec.repeats)
+                    )
+                    if len(out.cells) > max_runs:
+                        raise Invalid(
+                            "repeats",
+                            f"the job expands to more than {max_runs} runs; "
+                            "ask for fewer repeats, CPU counts, affinities or targets",
+                        )
+    if not out.cells:
+        raise Invalid("cpus", "every cell was skipped: " + out.skipped[0]["reason"])
+    return out
+
+
+def create(
+    session: Session, *, spec: JobCreate, idempotency_key: str | None, max_runs: int
+) -> tuple[Job, bool]:
+    """Store the job and its runs in the caller's transaction, with the task
+    that plans it in the outbox. Returns (job, created); a repeated key returns
+    the first job, and a key reused for another spec is a Conflict."""
+    spec_json = spec.model_dump(mode="json")
+    if idempotency_key is not None:
+        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        if existing is not None:
+            if existing.spec != spec_json:
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for a different job "
+                    f"({existing.id})"
+                )
+            return existing, False
+    expansion = expand(spec, agents_.list_(session), max_runs=max_runs)
+    job = Job(
+        idempotency_key=idempotency_key,
+        spec=spec_json,
+        status=JobState.QUEUED,
+        skipped=expansion.skipped,
+        targets=expansion.targets,
+        priority=spec.priority,
+    )
+    session.add(job)
+    session.flush()
+    session.add_all(
+        Run(
+            job_id=job.id,
+            status=RunState.PENDING,
+            priority=spec.priority,
+            scenario=spec.scenario,
+            go_version=c.go_version,
+            cpus=c.cpus,
+            min_cpus=c.cpus,
+            affinity=c.affinity,
+            repeat_index=c.repeat_index,
+            pool=c.pool,
+            required_agent_id=c.required_agent_id,
+            selector=spec.selector,
+        )
+        for c in expansion.cells
+    )
+    outbox.add(session, task=TASK_PLAN_JOB, args=[job.id])
+    session.flush()
+    return job, True
+
+
+def cells_as_dicts(expansion: Expansion) -> list[dict[str, Any]]:
+    return [asdict(c) for c in expansion.cells]
+
+
+def get_or_raise(session: Session, *, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return job
+
+
+def list_(session: Session, *, limit: int = 50, offset: int = 0) -> list[Job]:
+    return list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)))
+
+
+def run_counts(session: Session, *, job_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Run.status, func.count()).where(Run.job_id == job_id).group_by(Run.status)
+    )
+    counts = {state.value: 0 for state in RunState}
+    for status, n in rows:
+        counts[status] = n
+    return counts
+
+
+def refresh_status(session: Session, *, job: Job) -> None:
+    """A job is done once no run of it can still change."""
+    if job.status in (JobState.DONE, JobState.CANCELLED):
+        return
+    open_runs = session.scalar(
+        select(func.count()).where(Run.job_id == job.id, Run.status.in_(OPEN_RUN_STATES))
+    )
+    if not open_runs:
+        job.status = JobState.DONE
+        job.finished_at = utcnow()
+
+
+def cancel(session: Session, *, job_id: int) -> Job:
+    """Runs not started are cancelled; running ones are told at their next heartbeat."""
+    job = get_or_raise(session, job_id=job_id)
+    if job.status in (JobState.DONE, JobState.CANCELLED):
+        raise Conflict(f"job {job_id} is already {job.status}")
+    for run in session.scalars(
+        select(Run).where(Run.job_id == job_id, Run.status.in_(OPEN_RUN_STATES))
+    ):
+        if run.status == RunState.LEASED:
+            run.cancel_requested = True
+        else:
+            run.status = RunState.CANCELLED
+            run.finished_at = utcnow()
+            run.reason = "job cancelled before the run started"
+    job.status = JobState.CANCELLED
+    job.finished_at = utcnow()
+    return job

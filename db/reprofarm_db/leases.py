@@ -1,0 +1,184 @@
+"""Leasing runs to agents, heartbeats, results and the sweep of expired leases.
+
+Postgres: candidate rows are locked with FOR UPDATE SKIP LOCKED, so concurrent
+lease requests never wait on each other nor take the same run. SQLite: every
+write transaction begins IMMEDIATE (see engine.py), one writer at a time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from reprofarm_protocol.jobs import (
+    FINAL_STATES,
+    Heartbeat,
+    HeartbeatReply,
+    JobState,
+    RunReport,
+    RunState,
+)
+from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy.orm import Session
+
+from reprofarm_db import builds, jobs
+from reprofarm_db.errors import Conflict, NotFound
+from reprofarm_db.models import Agent, Build, Run
+
+_CANDIDATES = 20
+
+
+def _eligible(agent: Agent) -> list[ColumnElement[bool]]:
+    pool_match = Run.pool.in_(agent.pools) if agent.pools else false()
+    return [
+        Run.status == RunState.READY,
+        or_(
+            Run.required_agent_id == agent.id,
+            and_(Run.required_agent_id.is_(None), or_(Run.pool.is_(None), pool_match)),
+        ),
+        or_(Run.min_cpus.is_(None), Run.min_cpus <= agent.logical_cpus),
+    ]
+
+
+def claim(
+    session: Session,
+    *,
+    agent: Agent,
+    now: datetime,
+    lease_s: float,
+    avoid_grace_s: float,
+    source_sha256: str,
+) -> tuple[Run, Build] | None:
+    """Lease the most urgent ready run this agent can do, or return None."""
+    agent.last_seen = now
+    if agent.needs_reboot:
+        return None
+    query = select(Run).where(*_eligible(agent)).order_by(Run.priority.desc(), Run.id)
+    query = query.limit(_CANDIDATES)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    for run in session.scalars(query):
+        if any(str(agent.facts.get(k)) != v for k, v in run.selector.items()):
+            continue
+        if (
+            run.avoid_agent_id == agent.id
+            and run.ready_at is not None
+            and (now - run.ready_at).total_seconds() < avoid_grace_s
+        ):
+            continue  # give another agent the first chance at a retried run
+        build = builds.find(
+            session, go_version=run.go_version, target=agent.target, source_sha256=source_sha256
+        )
+        if build is None:
+            continue
+        run.status = RunState.LEASED
+        run.agent_id = agent.id
+        run.hardware_config_id = agent.hardware_config_id
+        run.build_id = build.id
+        run.leased_at = now
+        run.lease_expires_at = now + timedelta(seconds=lease_s)
+        agent.current_run_id = run.id
+        return run, build
+    return None
+
+
+def _own_run(session: Session, *, agent: Agent, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    if run.agent_id != agent.id:
+        raise Conflict(f"run {run_id} is not leased to agent {agent.name}")
+    return run
+
+
+def heartbeat(
+    session: Session, *, agent: Agent, run_id: int, beat: Heartbeat, now: datetime, lease_s: float
+) -> HeartbeatReply:
+    run = _own_run(session, agent=agent, run_id=run_id)
+    agent.last_seen = now
+    if run.status != RunState.LEASED:
+        return HeartbeatReply(cancel=run.cancel_requested, lease_valid=False, lease_expires_at=None)
+    run.lease_expires_at = now + timedelta(seconds=lease_s)
+    run.iterations = beat.iterations
+    run.duration_s = beat.elapsed_s
+    return HeartbeatReply(
+        cancel=run.cancel_requested, lease_valid=True, lease_expires_at=run.lease_expires_at
+    )
+
+
+def record_result(
+    session: Session, *, agent: Agent, run_id: int, report: RunReport, now: datetime
+) -> tuple[Run, bool]:
+    """Store an agent's result. Returns (run, counted): a result for a lost
+    lease is kept in ``late_result`` and never counted; a repeat is a no-op."""
+    run = _own_run(session, agent=agent, run_id=run_id)
+    payload = report.result.model_dump(mode="json")
+    agent.last_seen = now
+    if report.result.unkillable:
+        agent.needs_reboot = True
+    if run.status == RunState.LEASED:
+        status = RunState(report.result.status.value)
+        if run.cancel_requested and status is not RunState.HUNG:
+            status = RunState.CANCELLED  # a hang found while cancelling is still evidence
+        run.status = status
+        run.result = payload
+        run.iterations = report.result.iterations
+        run.duration_s = report.result.duration_s
+        run.reason = report.result.reason
+        run.finished_at = now
+        run.lease_expires_at = None
+        if agent.current_run_id == run.id:
+            agent.current_run_id = None
+        jobs.refresh_status(session, job=jobs.get_or_raise(session, job_id=run.job_id))
+        return run, True
+    if run.status in FINAL_STATES and run.result == payload:
+        return run, False
+    if run.status == RunState.LOST:
+        run.late_result = payload
+        if agent.current_run_id == run.id:
+            agent.current_run_id = None
+        return run, False
+    raise Conflict(f"run {run_id} is already {run.status} with a different result")
+
+
+def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
+    """Runs whose lease expired become ``lost``; each gets a new attempt (up to
+    max_attempts), preferably for another agent. Safe to run twice."""
+    query = select(Run).where(Run.status == RunState.LEASED, Run.lease_expires_at < now)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    lost: list[int] = []
+    for run in session.scalars(query):
+        run.status = RunState.LOST
+        run.finished_at = now
+        run.reason = f"lease expired at {run.lease_expires_at}: agent {run.agent_id} went silent"
+        if run.agent_id is not None:
+            agent = session.get(Agent, run.agent_id)
+            if agent is not None and agent.current_run_id == run.id:
+                agent.current_run_id = None
+        job = jobs.get_or_raise(session, job_id=run.job_id)
+        lost.append(run.id)
+        if job.status != JobState.CANCELLED and run.attempt < max_attempts:
+            session.add(
+                Run(
+                    job_id=run.job_id,
+                    attempt=run.attempt + 1,
+                    retry_of=run.id,
+                    status=RunState.READY,
+                    ready_at=now,
+                    priority=run.priority,
+                    scenario=run.scenario,
+                    go_version=run.go_version,
+                    cpus=run.cpus,
+                    min_cpus=run.min_cpus,
+                    affinity=run.affinity,
+                    repeat_index=run.repeat_index,
+                    pool=run.pool,
+                    required_agent_id=run.required_agent_id,
+                    selector=run.selector,
+                    avoid_agent_id=run.agent_id,
+                )
+            )
+        else:
+            session.flush()
+            jobs.refresh_status(session, job=job)
+    return lost

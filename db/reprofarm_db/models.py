@@ -1,0 +1,208 @@
+"""Tables. One row per run *attempt*: a lost run stays lost, and its retry is a
+new row pointing back at it, so nothing is ever counted twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both Postgres and SQLite (which drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+# Named constraints: Alembic can then alter them on Postgres and SQLite alike.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class HardwareConfig(Base):
+    __tablename__ = "hardware_configs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    os: Mapped[str] = mapped_column(String(20))
+    os_version: Mapped[str] = mapped_column(String(100))
+    arch: Mapped[str] = mapped_column(String(20))
+    cpu_model: Mapped[str] = mapped_column(String(200))
+    logical_cpus: Mapped[int]
+    physical_cores: Mapped[int]
+    hypervisor: Mapped[str] = mapped_column(String(40))
+    description: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def label(self) -> str:
+        vm = "" if self.hypervisor == "none" else f" on {self.hypervisor}"
+        return f"{self.cpu_model} ({self.arch}, {self.logical_cpus} CPUs{vm}, {self.os})"
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # No foreign key: tokens are created before and apart from agents (enrollment).
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    pools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    hardware_config_id: Mapped[int] = mapped_column(ForeignKey("hardware_configs.id"))
+    target: Mapped[str] = mapped_column(String(40))
+    logical_cpus: Mapped[int]
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    agent_version: Mapped[str] = mapped_column(String(60), default="unknown")
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    needs_reboot: Mapped[bool] = mapped_column(Boolean, default=False)
+    current_run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Build(Base):
+    __tablename__ = "builds"
+    __table_args__ = (UniqueConstraint("go_version", "target", "source_sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    go_version: Mapped[str] = mapped_column(String(40))  # as asked: "1.27.3"
+    toolchain_version: Mapped[str] = mapped_column(String(60))  # as built: "go1.27.3"
+    target: Mapped[str] = mapped_column(String(40))
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    fix_present: Mapped[bool] = mapped_column(Boolean)
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    skipped: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    targets: Mapped[list[str]] = mapped_column(JSON, default=list)
+    priority: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_status_priority", "status", "priority", "id"),
+        Index("ix_runs_stats", "status", "hardware_config_id", "go_version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(default=1)
+    retry_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int] = mapped_column(default=0)
+    scenario: Mapped[str] = mapped_column(String(40))
+    go_version: Mapped[str] = mapped_column(String(40))
+    cpus: Mapped[int | None]  # None: all the agent's CPUs
+    affinity: Mapped[str] = mapped_column(String(40))
+    repeat_index: Mapped[int] = mapped_column(default=0)
+    pool: Mapped[str | None] = mapped_column(String(100))
+    required_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    avoid_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    hardware_config_id: Mapped[int | None] = mapped_column(ForeignKey("hardware_configs.id"))
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
+    min_cpus: Mapped[int | None]
+    selector: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    leased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    iterations: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    late_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Outbox(Base):
+    """Celery tasks decided in a transaction, sent after it commits; a relay
+    resends what the broker did not take (Redis down), so no job is lost."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task: Mapped[str] = mapped_column(String(100))
+    args: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -1,0 +1,46 @@
+"""The controller's configuration (api, worker, beat): one pydantic-settings
+class, every field settable as ``REPROFARM_<NAME>``. The agent has its own
+(``reprofarm_agent.settings``): a lab machine knows nothing of these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ControllerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REPROFARM_", extra="ignore")
+
+    data_dir: Path = Field(Path("reprofarm-data"), description="artifacts, builds, embedded db")
+    database_url: str = Field("", description="default: SQLite in data_dir")
+    broker_url: str = Field("", description="default: kombu's filesystem transport in data_dir")
+    lease_s: float = Field(60.0, gt=0, description="a lease lasts this long without heartbeat")
+    avoid_grace_s: float = Field(
+        30.0, ge=0, description="a retried run waits this long before its lost agent may take it"
+    )
+    max_attempts: int = Field(3, ge=1, description="attempts per run before a lost run stays lost")
+    max_runs_per_job: int = Field(10_000, ge=1)
+    max_artifact_bytes: int = Field(8 << 30, gt=0, description="largest artifact accepted")
+    sweep_interval_s: float = Field(5.0, gt=0)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'reprofarm.sqlite').resolve()}"
+
+    @property
+    def celery_broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def build_cache_dir(self) -> Path:
+        return self.data_dir / "builds"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"

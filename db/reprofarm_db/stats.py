@@ -1,0 +1,233 @@
+"""Hit rates per group of runs, with the numbers a team can act on.
+
+Definitions (docs/statistics.md):
+- counted runs = passed + hung + failed; ``error``, ``lost`` and ``cancelled``
+  runs never enter a denominator;
+- hit rate = hangs / counted runs, with the Wilson 95% interval;
+- hangs per million iterations, and per run-hour (summed run durations);
+- runs for 95%: how many runs give a 95% chance to see at least one hang at
+  the observed rate, ceil(ln 0.05 / ln(1 - p));
+- comparisons: Fisher's exact test (two-sided) between two groups that differ
+  in one key, with Benjamini-Hochberg q-values over all comparisons made;
+- agents disagree: within a group, a chi-square test of homogeneity of the
+  per-agent hit rates (p < 0.01): more spread than binomial chance allows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reprofarm_protocol.jobs import RunState
+from reprofarm_protocol.rates import wilson_interval
+from scipy.stats import chi2_contingency, fisher_exact  # type: ignore[import-untyped]
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import Session
+
+from reprofarm_db.errors import Invalid
+from reprofarm_db.models import Agent, HardwareConfig, Run
+
+GROUP_KEYS: dict[str, Any] = {
+    "hardware": Run.hardware_config_id,
+    "cpus": Run.cpus,
+    "affinity": Run.affinity,
+    "go_version": Run.go_version,
+    "scenario": Run.scenario,
+    "pool": Run.pool,
+    "agent": Run.agent_id,
+}
+COUNTED = (RunState.PASSED, RunState.HUNG, RunState.FAILED)
+DISAGREE_P = 0.01
+
+
+@dataclass
+class Counts:
+    runs: int = 0
+    hangs: int = 0
+    failed: int = 0
+    passed: int = 0
+    errors: int = 0
+    lost: int = 0
+    iterations: int = 0
+    run_seconds: float = 0.0
+
+
+@dataclass
+class GroupRow:
+    keys: dict[str, Any]
+    counts: Counts
+    per_agent: list[tuple[int, int]] = field(default_factory=list)  # (hangs, runs)
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.counts
+        out: dict[str, Any] = dict(self.keys)
+        out.update(
+            runs=c.runs,
+            hangs=c.hangs,
+            failed=c.failed,
+            passed=c.passed,
+            errors=c.errors,
+            lost=c.lost,
+            iterations=c.iterations,
+        )
+        rate = c.hangs / c.runs if c.runs else None
+        low, high = wilson_interval(c.hangs, c.runs) if c.runs else (None, None)
+        out.update(hit_rate=rate, ci95_low=low, ci95_high=high)
+        out["hangs_per_million_iterations"] = c.hangs / c.iterations * 1e6 if c.iterations else None
+        out["hangs_per_run_hour"] = c.hangs / (c.run_seconds / 3600) if c.run_seconds else None
+        out["runs_for_95pct"] = runs_for_95pct(rate)
+        p = agents_disagree_p(self.per_agent)
+        out["agents"] = len(self.per_agent)
+        out["agents_disagree_p"] = p
+        out["agents_disagree"] = p is not None and p < DISAGREE_P
+        return out
+
+
+def runs_for_95pct(rate: float | None) -> int | None:
+    if not rate:
+        return None
+    if rate >= 1:
+        return 1
+    return math.ceil(math.log(0.05) / math.log(1 - rate))
+
+
+def agents_disagree_p(per_agent: Sequence[tuple[int, int]]) -> float | None:
+    """p-value of "these agents share one hit rate"; None when untestable."""
+    rows = [(h, n - h) for h, n in per_agent if n > 0]
+    if len(rows) < 2 or sum(h for h, _ in rows) == 0 or sum(m for _, m in rows) == 0:
+        return None
+    _stat, p, _dof, _expected = chi2_contingency(rows)
+    return float(p)
+
+
+def fisher_p(a: Counts, b: Counts) -> float:
+    """Two-sided Fisher's exact test of equal hit rates."""
+    _odds, p = fisher_exact([[a.hangs, a.runs - a.hangs], [b.hangs, b.runs - b.hangs]])
+    return float(p)
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """q-values controlling the false discovery rate over many comparisons."""
+    n = len(pvalues)
+    order = sorted(range(n), key=lambda i: pvalues[i])
+    q = [0.0] * n
+    running = 1.0
+    for rank in range(n, 0, -1):
+        i = order[rank - 1]
+        running = min(running, pvalues[i] * n / rank)
+        q[i] = running
+    return q
+
+
+def _check_keys(group_by: Sequence[str], field: str) -> None:
+    for key in group_by:
+        if key not in GROUP_KEYS:
+            raise Invalid(field, f"{key!r} is not one of {', '.join(GROUP_KEYS)}")
+
+
+def _label_keys(session: Session, rows: list[GroupRow]) -> None:
+    hw_ids = {r.keys["hardware"] for r in rows if r.keys.get("hardware") is not None}
+    configs = {
+        c.id: c
+        for c in session.scalars(select(HardwareConfig).where(HardwareConfig.id.in_(hw_ids)))
+    }
+    agent_ids = {r.keys["agent"] for r in rows if r.keys.get("agent") is not None}
+    names = dict(session.execute(select(Agent.id, Agent.name).where(Agent.id.in_(agent_ids))).all())
+    for r in rows:
+        if "hardware" in r.keys:
+            config = configs.get(r.keys["hardware"])
+            r.keys["hardware"] = config.fingerprint if config else None
+            r.keys["hardware_label"] = config.label if config else None
+        if "agent" in r.keys:
+            r.keys["agent"] = names.get(r.keys["agent"])
+
+
+def group_runs(
+    session: Session, *, group_by: Sequence[str], job_id: int | None = None
+) -> list[GroupRow]:
+    """One row per combination of the keys, with counts from one SQL
+    aggregation (and a second, per agent, for the disagreement test)."""
+    _check_keys(group_by, "group_by")
+    cols = [GROUP_KEYS[k].label(k) for k in group_by]
+
+    def n(state: RunState) -> Any:
+        return func.sum(case((Run.status == state, 1), else_=0))
+
+    counted = Run.status.in_(COUNTED)
+    where: list[ColumnElement[bool]] = [Run.status.in_((*COUNTED, RunState.ERROR, RunState.LOST))]
+    if job_id is not None:
+        where.append(Run.job_id == job_id)
+    query = (
+        select(
+            *cols,
+            n(RunState.HUNG),
+            n(RunState.FAILED),
+            n(RunState.PASSED),
+            n(RunState.ERROR),
+            n(RunState.LOST),
+            func.sum(case((counted, Run.iterations), else_=0)),
+            func.sum(case((counted, Run.duration_s), else_=0.0)),
+        )
+        .where(*where)
+        .group_by(*cols)
+    )
+    rows: dict[tuple[Any, ...], GroupRow] = {}
+    for rec in session.execute(query):
+        keys = tuple(rec[: len(cols)])
+        hung, failed, passed, errors, lost, iterations, seconds = rec[len(cols) :]
+        c = Counts(
+            runs=hung + failed + passed,
+            hangs=hung,
+            failed=failed,
+            passed=passed,
+            errors=errors,
+            lost=lost,
+            iterations=int(iterations or 0),
+            run_seconds=float(seconds or 0.0),
+        )
+        rows[keys] = GroupRow(keys=dict(zip(group_by, keys, strict=True)), counts=c)
+    per_agent: dict[tuple[Any, ...], list[tuple[int, int]]] = defaultdict(list)
+    agent_query = (
+        select(*cols, Run.agent_id, n(RunState.HUNG), func.count())
+        .where(counted, *where[1:])
+        .group_by(*cols, Run.agent_id)
+    )
+    for rec in session.execute(agent_query):
+        per_agent[tuple(rec[: len(cols)])].append((int(rec[-2]), int(rec[-1])))
+    for keys, row in rows.items():
+        row.per_agent = per_agent.get(keys, [])
+    result = [r for r in rows.values() if r.counts.runs or r.counts.errors or r.counts.lost]
+    _label_keys(session, result)
+    return result
+
+
+def compare(rows: Sequence[GroupRow], *, key: str) -> list[dict[str, Any]]:
+    """Fisher's test between every two groups that differ only in ``key``,
+    with Benjamini-Hochberg q-values over all of them."""
+    if not rows or key not in rows[0].keys:
+        raise Invalid("compare", f"{key!r} must be one of the group_by keys")
+    buckets: dict[tuple[Any, ...], list[GroupRow]] = defaultdict(list)
+    for r in rows:
+        rest = tuple((k, v) for k, v in sorted(r.keys.items()) if k not in (key, "hardware_label"))
+        buckets[rest].append(r)
+    pairs = []
+    for members in buckets.values():
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                if a.counts.runs and b.counts.runs:
+                    pairs.append((a, b, fisher_p(a.counts, b.counts)))
+    qs = benjamini_hochberg([p for _, _, p in pairs])
+    return [
+        {
+            "a": a.keys,
+            "b": b.keys,
+            "a_hits": [a.counts.hangs, a.counts.runs],
+            "b_hits": [b.counts.hangs, b.counts.runs],
+            "p_value": p,
+            "q_value": q,
+        }
+        for (a, b, p), q in zip(pairs, qs, strict=True)
+    ]

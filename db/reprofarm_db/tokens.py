@@ -1,0 +1,63 @@
+"""Bearer tokens with roles. Only sha256 hashes are stored: a leaked database
+does not leak tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reprofarm_db.errors import Invalid
+from reprofarm_db.models import ApiToken, utcnow
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    SUBMITTER = "submitter"
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+# What each role may do, besides what it is. Agents read what they run and
+# nothing else; admins may do everything.
+GRANTS: dict[Role, frozenset[Role]] = {
+    Role.VIEWER: frozenset({Role.VIEWER}),
+    Role.SUBMITTER: frozenset({Role.VIEWER, Role.SUBMITTER}),
+    Role.AGENT: frozenset({Role.AGENT}),
+    Role.ADMIN: frozenset(Role),
+}
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create(session: Session, *, name: str, role: str, agent_id: int | None = None) -> str:
+    """Create a token and return its plain text: the only time it is seen."""
+    if role not in Role.__members__.values():
+        raise Invalid("role", f"{role!r} is not one of {', '.join(r.value for r in Role)}")
+    plain = "rf_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(name=name, role=role, token_hash=_hash(plain), agent_id=agent_id))
+    session.flush()
+    return plain
+
+
+def authenticate(session: Session, *, plain: str) -> ApiToken | None:
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(plain)))
+    if token is None or token.revoked_at is not None:
+        return None
+    return token
+
+
+def allows(token_role: str, needed: Role) -> bool:
+    return needed in GRANTS.get(Role(token_role), frozenset())
+
+
+def revoke_for_agent(session: Session, *, agent_id: int) -> None:
+    for token in session.scalars(
+        select(ApiToken).where(ApiToken.agent_id == agent_id, ApiToken.revoked_at.is_(None))
+    ):
+        token.revoked_at = utcnow()

@@ -1,0 +1,1 @@
+"""reprofarm Celery worker."""
