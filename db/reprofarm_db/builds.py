@@ -23,6 +23,17 @@ def find(session: Session, *, go_version: str, target: str, source_sha256: str) 
     )
 
 
+def newest(session: Session, *, go_version: str, target: str) -> Build | None:
+    """The latest build of this Go version for this target: after the
+    controller is upgraded, its new hangtest source is built and wins."""
+    return session.scalar(
+        select(Build)
+        .where(Build.go_version == go_version, Build.target == target)
+        .order_by(Build.id.desc())
+        .limit(1)
+    )
+
+
 def record(session: Session, *, go_version: str, manifest: BuildManifest) -> Build:
     """Store a build's manifest once (building twice gives the same row)."""
     found = find(

@@ -46,7 +46,6 @@ def claim(
     now: datetime,
     lease_s: float,
     avoid_grace_s: float,
-    source_sha256: str,
 ) -> tuple[Run, Build] | None:
     """Lease the most urgent ready run this agent can do, or return None."""
     agent.last_seen = now
@@ -65,9 +64,7 @@ def claim(
             and (now - run.ready_at).total_seconds() < avoid_grace_s
         ):
             continue  # give another agent the first chance at a retried run
-        build = builds.find(
-            session, go_version=run.go_version, target=agent.target, source_sha256=source_sha256
-        )
+        build = builds.newest(session, go_version=run.go_version, target=agent.target)
         if build is None:
             continue
         run.status = RunState.LEASED

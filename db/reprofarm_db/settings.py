@@ -33,6 +33,26 @@ class ControllerSettings(BaseSettings):
     def celery_broker(self) -> str:
         return self.broker_url or "filesystem://"
 
+    def celery_conf(self) -> dict[str, object]:
+        """Celery settings shared by whoever sends tasks (api) and runs them (worker)."""
+        conf: dict[str, object] = {
+            "broker_url": self.celery_broker,
+            "task_acks_late": True,  # a worker that dies mid-task leaves the task for another
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_retry_on_startup": True,
+            "task_ignore_result": True,
+        }
+        if self.celery_broker.startswith("filesystem"):
+            folder = str(self.broker_dir.resolve())
+            conf["broker_transport_options"] = {
+                "data_folder_in": folder,
+                "data_folder_out": folder,
+                "processed_folder": folder + "-processed",
+                "store_processed": False,
+            }
+        return conf
+
     @property
     def artifact_dir(self) -> Path:
         return self.data_dir / "artifacts"

@@ -1,0 +1,82 @@
+"""The FastAPI application, built by a factory from settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from reprofarm_db.engine import make_engine, make_sessionmaker
+from reprofarm_db.settings import ControllerSettings
+from reprofarm_web import STATIC_DIR
+
+from reprofarm_api import errors
+from reprofarm_api.agents.router import router as agents_router
+from reprofarm_api.artifacts.router import router as artifacts_router
+from reprofarm_api.artifacts.store import ArtifactStore
+from reprofarm_api.builds.router import router as builds_router
+from reprofarm_api.jobs.router import router as jobs_router
+from reprofarm_api.ops.router import router as ops_router
+from reprofarm_api.runs.router import router as runs_router
+from reprofarm_api.stats.router import router as stats_router
+from reprofarm_api.tasks import OutboxRelay, TaskSender
+
+DESCRIPTION = """
+reprofarm reproduces a rare, hardware-dependent Windows hang (Go programs frozen in
+CancelIoEx) on many machines at once and measures which hardware reproduces it.
+
+* **QA** submit jobs (`POST /api/v1/jobs`) and watch their runs.
+* **Agents** register with their hardware, long-poll for runs (`POST /api/v1/agents/me/lease`),
+  heartbeat, upload artifacts and post results.
+* **Everyone** reads hit rates (`GET /api/v1/stats`) with Wilson 95% intervals.
+
+Every call needs `Authorization: Bearer <token>` (roles: viewer, submitter, agent, admin), except
+`/health` and `/metrics`. A bad request gets a 4xx whose `detail` names the field and the reason,
+and changes nothing.
+"""
+
+
+def create_app(settings: ControllerSettings | None = None, *, relay: bool = True) -> FastAPI:
+    settings = settings or ControllerSettings()
+    engine = make_engine(settings.db_url)
+    sessions = make_sessionmaker(engine)
+    sender = TaskSender(settings)
+    outbox_relay = OutboxRelay(sessions, sender)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if relay:
+            outbox_relay.start()
+        yield
+        if relay:
+            outbox_relay.stop()
+        engine.dispose()
+
+    app = FastAPI(title="reprofarm", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.sessions = sessions
+    app.state.artifacts = ArtifactStore(settings.artifact_dir)
+    errors.install(app)
+    for router in (
+        jobs_router,
+        runs_router,
+        agents_router,
+        artifacts_router,
+        builds_router,
+        stats_router,
+        ops_router,
+    ):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def _poke_relay(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if getattr(request.state, "poke_relay", False):
+            outbox_relay.poke()  # send the new job's task now, not at the next pass
+        return response
+
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
+    return app

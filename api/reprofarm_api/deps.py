@@ -1,0 +1,78 @@
+"""Small FastAPI dependencies: the session, the caller's token, the agent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from reprofarm_db import agents, tokens
+from reprofarm_db.models import Agent, ApiToken
+from reprofarm_db.settings import ControllerSettings
+from reprofarm_db.tokens import Role
+from sqlalchemy.orm import Session, sessionmaker
+
+_bearer = HTTPBearer(auto_error=False, description="a token from `reprofarm token create`")
+
+
+def get_settings(request: Request) -> ControllerSettings:
+    settings: ControllerSettings = request.app.state.settings
+    return settings
+
+
+def get_factory(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    return factory
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns."""
+    with get_factory(request)() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[ControllerSettings, Depends(get_settings)]
+
+
+def _token(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiToken:
+    if credentials is None:
+        raise HTTPException(
+            401, {"message": "missing bearer token"}, headers={"WWW-Authenticate": "Bearer"}
+        )
+    token = tokens.authenticate(session, plain=credentials.credentials)
+    if token is None:
+        raise HTTPException(
+            401, {"message": "invalid or revoked token"}, headers={"WWW-Authenticate": "Bearer"}
+        )
+    return token
+
+
+def require(role: Role) -> Callable[..., ApiToken]:
+    def _check(token: Annotated[ApiToken, Depends(_token)]) -> ApiToken:
+        if not tokens.allows(token.role, role):
+            raise HTTPException(
+                403, {"message": f"this needs the {role} role; the token has {token.role}"}
+            )
+        return token
+
+    return _check
+
+
+Viewer = Annotated[ApiToken, Depends(require(Role.VIEWER))]
+Submitter = Annotated[ApiToken, Depends(require(Role.SUBMITTER))]
+Admin = Annotated[ApiToken, Depends(require(Role.ADMIN))]
+AgentToken = Annotated[ApiToken, Depends(require(Role.AGENT))]
+
+
+def current_agent(session: SessionDep, token: AgentToken) -> Agent:
+    if token.agent_id is None:
+        raise HTTPException(403, {"message": "this is an enrollment token: register first"})
+    return agents.get_or_raise(session, agent_id=token.agent_id)
+
+
+CurrentAgent = Annotated[Agent, Depends(current_agent)]

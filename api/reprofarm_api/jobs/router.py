@@ -1,0 +1,91 @@
+"""Submitting, listing, showing and cancelling jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from reprofarm_db import agents, jobs
+from reprofarm_protocol.jobs import JobCreate
+
+from reprofarm_api.deps import SessionDep, SettingsDep, Submitter, Viewer
+from reprofarm_api.jobs.schemas import DryRun, EligibleAgent, JobRead
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+
+@router.post(
+    "",
+    response_model=JobRead | DryRun,
+    status_code=201,
+    summary="Submit a reproduction job",
+    responses={
+        200: {"description": "the job this Idempotency-Key already created"},
+        409: {"description": "the Idempotency-Key was used for another job"},
+        422: {"description": "an impossible job; `detail.field` names the field"},
+    },
+)
+def submit(
+    spec: JobCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    _token: Submitter,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="resubmitting with it never duplicates")
+    ] = None,
+    dry_run: Annotated[bool, Query(description="only expand: nothing is stored")] = False,
+) -> JobRead | DryRun:
+    """The job and all its runs are stored in one transaction, with the task that
+    plans them (builds first) queued through the outbox."""
+    if dry_run:
+        expansion = jobs.expand(spec, agents.list_(session), max_runs=settings.max_runs_per_job)
+        return DryRun(
+            runs=len(expansion.cells),
+            cells=jobs.cells_as_dicts(expansion)[:1000],
+            skipped=expansion.skipped,
+            targets=expansion.targets,
+            eligible_agents=[
+                EligibleAgent(
+                    name=a.name, pools=a.pools, target=a.target, logical_cpus=a.logical_cpus
+                )
+                for a in expansion.eligible
+            ],
+        )
+    job, created = jobs.create(
+        session, spec=spec, idempotency_key=idempotency_key, max_runs=settings.max_runs_per_job
+    )
+    if not created:
+        response.status_code = 200
+    session.flush()
+    request.state.poke_relay = True
+    return JobRead.of(job, jobs.run_counts(session, job_id=job.id))
+
+
+@router.get("", response_model=list[JobRead], summary="List jobs, newest first")
+def list_jobs(
+    session: SessionDep,
+    _token: Viewer,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[JobRead]:
+    return [
+        JobRead.of(j, jobs.run_counts(session, job_id=j.id))
+        for j in jobs.list_(session, limit=limit, offset=offset)
+    ]
+
+
+@router.get("/{job_id}", response_model=JobRead, summary="One job with its run counts")
+def show(job_id: int, session: SessionDep, _token: Viewer) -> JobRead:
+    job = jobs.get_or_raise(session, job_id=job_id)
+    return JobRead.of(job, jobs.run_counts(session, job_id=job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobRead, summary="Cancel a job")
+def cancel(job_id: int, session: SessionDep, _token: Submitter) -> JobRead:
+    """Runs not started are cancelled at once; running ones learn it at their
+    next heartbeat and stop."""
+    job = jobs.cancel(session, job_id=job_id)
+    session.flush()
+    return JobRead.of(job, jobs.run_counts(session, job_id=job_id))

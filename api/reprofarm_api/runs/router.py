@@ -1,0 +1,106 @@
+"""Runs (one per attempt) with their artifacts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from reprofarm_db import artifacts as artifacts_
+from reprofarm_db.errors import NotFound
+from reprofarm_db.models import Artifact, Run
+from sqlalchemy import select
+
+from reprofarm_api.deps import SessionDep, Viewer
+
+router = APIRouter(prefix="/api/v1", tags=["runs"])
+
+
+class ArtifactRead(BaseModel):
+    id: int
+    name: str
+    kind: str
+    sha256: str
+    bytes: int
+    complete: bool
+    url: str
+
+    @classmethod
+    def of(cls, a: Artifact) -> ArtifactRead:
+        return cls(
+            id=a.id,
+            name=a.name,
+            kind=a.kind,
+            sha256=a.sha256,
+            bytes=a.bytes,
+            complete=a.complete,
+            url=f"/api/v1/artifacts/{a.id}",
+        )
+
+
+class RunRead(BaseModel):
+    id: int
+    job_id: int
+    attempt: int
+    retry_of: int | None
+    status: str
+    scenario: str
+    go_version: str
+    cpus: int | None
+    affinity: str
+    pool: str | None
+    agent_id: int | None
+    iterations: int
+    duration_s: float
+    reason: str
+    leased_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    late_result: dict[str, Any] | None
+    artifacts: list[ArtifactRead]
+
+    @classmethod
+    def of(cls, run: Run, artifacts: list[Artifact]) -> RunRead:
+        return cls(
+            id=run.id,
+            job_id=run.job_id,
+            attempt=run.attempt,
+            retry_of=run.retry_of,
+            status=run.status,
+            scenario=run.scenario,
+            go_version=run.go_version,
+            cpus=run.cpus,
+            affinity=run.affinity,
+            pool=run.pool,
+            agent_id=run.agent_id,
+            iterations=run.iterations,
+            duration_s=run.duration_s,
+            reason=run.reason,
+            leased_at=run.leased_at,
+            finished_at=run.finished_at,
+            result=run.result,
+            late_result=run.late_result,
+            artifacts=[ArtifactRead.of(a) for a in artifacts],
+        )
+
+
+@router.get("/jobs/{job_id}/runs", response_model=list[RunRead], summary="A job's runs")
+def job_runs(
+    job_id: int,
+    session: SessionDep,
+    _token: Viewer,
+    status: Annotated[str | None, Query(description="only runs in this status")] = None,
+) -> list[RunRead]:
+    query = select(Run).where(Run.job_id == job_id).order_by(Run.id)
+    if status is not None:
+        query = query.where(Run.status == status)
+    return [RunRead.of(r, artifacts_.for_run(session, run_id=r.id)) for r in session.scalars(query)]
+
+
+@router.get("/runs/{run_id}", response_model=RunRead, summary="One run attempt")
+def show(run_id: int, session: SessionDep, _token: Viewer) -> RunRead:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return RunRead.of(run, artifacts_.for_run(session, run_id=run_id))

@@ -1,0 +1,39 @@
+"""Hit-rate statistics (definitions in docs/statistics.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from reprofarm_db import stats
+
+from reprofarm_api.deps import SessionDep, Viewer
+
+router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
+
+
+class StatsRead(BaseModel):
+    group_by: list[str]
+    rows: list[dict[str, Any]] = Field(
+        description="one per group: the keys, runs, hangs, hit_rate, ci95_low, ci95_high, ..."
+    )
+    comparisons: list[dict[str, Any]] = Field(
+        description="Fisher's exact test between groups differing in `compare`, with BH q-values"
+    )
+
+
+@router.get("", response_model=StatsRead, summary="Hit rates by group")
+def hit_rates(
+    session: SessionDep,
+    _token: Viewer,
+    group_by: Annotated[
+        str, Query(description=f"comma-separated, of: {', '.join(stats.GROUP_KEYS)}")
+    ] = "hardware",
+    compare: Annotated[str | None, Query(description="a group_by key to compare across")] = None,
+    job_id: Annotated[int | None, Query(description="only this job's runs")] = None,
+) -> StatsRead:
+    keys = [k.strip() for k in group_by.split(",") if k.strip()]
+    rows = stats.group_runs(session, group_by=keys, job_id=job_id)
+    comparisons = stats.compare(rows, key=compare) if compare and rows else []
+    return StatsRead(group_by=keys, rows=[r.as_dict() for r in rows], comparisons=comparisons)

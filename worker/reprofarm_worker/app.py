@@ -1,0 +1,32 @@
+"""The Celery application, built by a factory from settings.
+
+Queues: ``controller`` (plan jobs, sweep leases, cancel), ``build`` (hangtest
+builds), ``analysis`` (dump analyzers, later). Beat runs the lease sweep.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from reprofarm_db.engine import make_engine, make_sessionmaker
+from reprofarm_db.settings import ControllerSettings
+from reprofarm_protocol.queues import TASK_QUEUES, TASK_SWEEP_LEASES
+
+from reprofarm_worker import tasks
+
+
+def create_celery(settings: ControllerSettings | None = None) -> Celery:
+    settings = settings or ControllerSettings()
+    if settings.celery_broker.startswith("filesystem"):
+        settings.broker_dir.mkdir(parents=True, exist_ok=True)
+        (settings.broker_dir.parent / (settings.broker_dir.name + "-processed")).mkdir(
+            parents=True, exist_ok=True
+        )
+    app = Celery("reprofarm")
+    app.conf.update(settings.celery_conf())
+    app.conf.task_routes = {name: {"queue": queue} for name, queue in TASK_QUEUES.items()}
+    app.conf.beat_schedule = {
+        "sweep-leases": {"task": TASK_SWEEP_LEASES, "schedule": settings.sweep_interval_s},
+    }
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    tasks.register(app, settings, sessions)
+    return app

@@ -1,0 +1,96 @@
+"""Controller tasks. Each is thin, takes ids, and is safe to run twice: the
+database says what is already done."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from celery import Celery
+from reprofarm_agent.build import build_hangtest, hangtest_source_dir, source_sha256
+from reprofarm_agent.toolchains import resolve_toolchain
+from reprofarm_db import builds, jobs, leases, outbox
+from reprofarm_db.engine import transaction
+from reprofarm_db.settings import ControllerSettings
+from reprofarm_protocol.queues import (
+    TASK_BUILD,
+    TASK_PLAN_JOB,
+    TASK_QUEUES,
+    TASK_SWEEP_LEASES,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+def plan_job(sessions: sessionmaker[Session], job_id: int) -> list[tuple[str, str]]:
+    """Make the job's runs ready if its builds exist; otherwise ask for the
+    missing builds (each build task plans the job again when it is done).
+    Returns the builds still missing."""
+    src = source_sha256(hangtest_source_dir())
+    with transaction(sessions) as session:
+        job = jobs.get_or_raise(session, job_id=job_id)
+        missing = builds.missing_for_job(session, job=job, source_sha256=src)
+        if not missing:
+            ready = builds.mark_ready(session, job=job, source_sha256=src)
+            log.info("job %s: %s runs ready", job_id, ready)
+            return []
+        for go_version, target in missing:
+            outbox.add(session, task=TASK_BUILD, args=[go_version, target, job_id])
+    return missing
+
+
+def build(
+    sessions: sessionmaker[Session],
+    settings: ControllerSettings,
+    go_version: str,
+    target: str,
+    job_id: int | None,
+) -> int:
+    """Build hangtest (content-addressed: a rebuild is a cache lookup), record
+    it, and plan the job that asked for it."""
+    toolchain = resolve_toolchain(go_version, settings.build_cache_dir)
+    manifest = build_hangtest(toolchain, target, settings.build_cache_dir)
+    with transaction(sessions) as session:
+        row = builds.record(session, go_version=go_version, manifest=manifest)
+        if job_id is not None:
+            outbox.add(session, task=TASK_PLAN_JOB, args=[job_id])
+        return row.id
+
+
+def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) -> list[int]:
+    with transaction(sessions) as session:
+        lost = leases.sweep(session, now=datetime.now(UTC), max_attempts=settings.max_attempts)
+    if lost:
+        log.warning("runs lost (agent silent), re-queued: %s", lost)
+    return lost
+
+
+def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[Session]) -> None:
+    """Bind the tasks to this app; the outbox they write is relayed here too,
+    right after each task (the worker is connected to the broker anyway)."""
+
+    def _flush_outbox() -> None:
+        with transaction(sessions) as session:
+            outbox.relay(
+                session,
+                send=lambda task, args: app.send_task(task, args=args, queue=TASK_QUEUES[task]),
+            )
+
+    @app.task(name=TASK_PLAN_JOB)  # type: ignore[untyped-decorator]
+    def _plan_job(job_id: int) -> list[tuple[str, str]]:
+        missing = plan_job(sessions, job_id)
+        _flush_outbox()
+        return missing
+
+    @app.task(name=TASK_BUILD)  # type: ignore[untyped-decorator]
+    def _build(go_version: str, target: str, job_id: int | None = None) -> int:
+        build_id = build(sessions, settings, go_version, target, job_id)
+        _flush_outbox()
+        return build_id
+
+    @app.task(name=TASK_SWEEP_LEASES)  # type: ignore[untyped-decorator]
+    def _sweep() -> list[int]:
+        lost = sweep_leases(sessions, settings)
+        _flush_outbox()
+        return lost
