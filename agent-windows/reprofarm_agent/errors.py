@@ -19,3 +19,11 @@ class BuildError(AgentError):
 
 class CaptureError(AgentError):
     """A process dump could not be taken."""
+
+
+class ApiUnavailableError(AgentError):
+    """The api could not be reached or answered 5xx: try again later."""
+
+
+class ApiRefusedError(AgentError):
+    """The api answered 4xx: retrying the same request will not help."""

@@ -97,6 +97,7 @@ class Ending(StrEnum):
     STALL = "stall"  # hangtest's own watchdog
     SILENT = "silent"  # outer watchdog: no event at all
     OVER_BUDGET = "over-budget"  # outer watchdog: far past the asked duration
+    CANCELLED = "cancelled"  # the controller asked to stop
 
 
 @dataclass
@@ -169,6 +170,7 @@ class Follower:
     observed: Observed
     on_event: EventSink | None
     clock: Clock
+    cancel: threading.Event | None = None
 
     def _take(self, timeout: float) -> object | None:
         try:
@@ -197,10 +199,12 @@ class Follower:
             deadline = last_event + silence_limit
             if budget is not None:
                 deadline = min(deadline, started + budget)
-            item = self._take(timeout=min(max(deadline - self.clock(), 0.0), 1.0) + 0.01)
+            item = self._take(timeout=min(max(deadline - self.clock(), 0.0), 0.5) + 0.01)
             now = self.clock()
             if item is _EOF:
                 return Ending.EXITED
+            if self.cancel is not None and self.cancel.is_set():
+                return Ending.CANCELLED
             if item is not None:
                 last_event = now
                 if isinstance(item, StallEvent):
@@ -276,6 +280,8 @@ def judge(
         return RunStatus.HUNG, "outer watchdog: hangtest sent no event (its own watchdog is stuck)"
     if ending is Ending.OVER_BUDGET:
         return RunStatus.HUNG, "outer watchdog: the run went far past its duration"
+    if ending is Ending.CANCELLED:
+        return RunStatus.ERROR, "cancelled by the controller"
     if observed.protocol_errors:
         return RunStatus.ERROR, f"protocol: {observed.protocol_errors[0]}"
     if observed.start is None:
@@ -318,6 +324,7 @@ def run_once(
     settings: AgentSettings,
     on_event: EventSink | None = None,
     clock: Clock = time.monotonic,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
     """Run hangtest once; on a hang, dump it before killing it. Never raises
     for what the child does: every way it can end is a RunResult."""
@@ -337,12 +344,12 @@ def run_once(
     )
     pump.start()
     observed = Observed()
-    follower = Follower(spec, settings, events, observed, on_event, clock)
+    follower = Follower(spec, settings, events, observed, on_event, clock, cancel)
     started = clock()
     ending = follower.follow()
     artifacts: list[Artifact] = []
     problems: list[str] = []
-    if ending is not Ending.EXITED:
+    if ending not in (Ending.EXITED, Ending.CANCELLED):
         artifacts, problems = capture(child, follower, ending, out_dir, platform, settings)
     duration = clock() - started
     killed: KillOutcome = platform.kill_tree(child, settings.kill_timeout_s)

@@ -28,6 +28,14 @@ class AgentSettings(BaseSettings):
         3.0, ge=0, description="seconds between the process dumps, to show what did not move"
     )
     kill_timeout_s: float = Field(10.0, gt=0, description="how long a killed tree may take to go")
+    api: str = Field("", description="the controller's URL, for `reprofarm agent`")
+    token: str = Field("", description="enrollment token (role agent) for `reprofarm agent`")
+    agent_name: str = Field("", description="default: the host name")
+    pools: list[str] = Field(default_factory=list, description="pools this agent serves")
+    work_dir: Path = Field(
+        default_factory=lambda: _default_cache_dir() / "agent",
+        description="spooled results and run folders: what must survive a crash",
+    )
     silence_factor: float = Field(
         3.0,
         gt=1,

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from reprofarm_db import agents, tokens
-from reprofarm_db.models import Agent, ApiToken
+from reprofarm_db import tokens
+from reprofarm_db.engine import transaction
+from reprofarm_db.models import ApiToken
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_db.tokens import Role
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,14 +38,18 @@ SettingsDep = Annotated[ControllerSettings, Depends(get_settings)]
 
 
 def _token(
-    session: SessionDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
+    """Authenticate in a transaction of its own, closed at once: a long-poll
+    or a long upload must not hold a database transaction (on SQLite, the
+    write lock) while it waits."""
     if credentials is None:
         raise HTTPException(
             401, {"message": "missing bearer token"}, headers={"WWW-Authenticate": "Bearer"}
         )
-    token = tokens.authenticate(session, plain=credentials.credentials)
+    with transaction(get_factory(request)) as session:
+        token = tokens.authenticate(session, plain=credentials.credentials)
     if token is None:
         raise HTTPException(
             401, {"message": "invalid or revoked token"}, headers={"WWW-Authenticate": "Bearer"}
@@ -69,10 +74,11 @@ Admin = Annotated[ApiToken, Depends(require(Role.ADMIN))]
 AgentToken = Annotated[ApiToken, Depends(require(Role.AGENT))]
 
 
-def current_agent(session: SessionDep, token: AgentToken) -> Agent:
+def current_agent_id(token: AgentToken) -> int:
+    """The calling agent's id; handlers load the agent in their own session."""
     if token.agent_id is None:
         raise HTTPException(403, {"message": "this is an enrollment token: register first"})
-    return agents.get_or_raise(session, agent_id=token.agent_id)
+    return token.agent_id
 
 
-CurrentAgent = Annotated[Agent, Depends(current_agent)]
+CurrentAgentId = Annotated[int, Depends(current_agent_id)]

@@ -1,10 +1,14 @@
-"""``reprofarm``: mounts the agent core's commands (probe, build, run); the
-controller's commands join here as they are built."""
+"""``reprofarm``: one command for the whole farm. The agent core's commands
+(probe, build, run) are mounted from the agent package; the controller's
+(up, api, worker, beat, submit, watch, stats, token, db) live here."""
 
 from __future__ import annotations
 
 import typer
 from reprofarm_agent import cli as agent_cli
+
+from reprofarm_cli import remote, services
+from reprofarm_cli.up import up
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -14,6 +18,18 @@ app = typer.Typer(
 app.command()(agent_cli.probe)
 app.command()(agent_cli.build)
 app.command()(agent_cli.run)
+app.command()(up)
+app.command()(remote.submit)
+app.command()(remote.watch)
+app.command()(remote.stats)
+app.add_typer(remote.token_app, name="token")
+app.command()(services.api)
+app.command()(services.worker)
+app.command()(services.beat)
+app.command()(services.agent)
+db_app = typer.Typer(no_args_is_help=True, help="database maintenance")
+db_app.command("upgrade")(services.db_upgrade)
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

@@ -13,7 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ControllerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REPROFARM_", extra="ignore")
 
-    data_dir: Path = Field(Path("reprofarm-data"), description="artifacts, builds, embedded db")
+    data_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".local" / "share" / "reprofarm",
+        description="artifacts, builds, the embedded database and broker, local tokens",
+    )
     database_url: str = Field("", description="default: SQLite in data_dir")
     broker_url: str = Field("", description="default: kombu's filesystem transport in data_dir")
     lease_s: float = Field(60.0, gt=0, description="a lease lasts this long without heartbeat")

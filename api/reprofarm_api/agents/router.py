@@ -28,7 +28,7 @@ from reprofarm_protocol.jobs import (
 )
 from sqlalchemy import select
 
-from reprofarm_api.deps import CurrentAgent, SessionDep, SettingsDep, Viewer, require
+from reprofarm_api.deps import CurrentAgentId, SessionDep, SettingsDep, Viewer, require
 
 router = APIRouter(prefix="/api/v1", tags=["agents"])
 _POLL_S = 0.25
@@ -147,10 +147,9 @@ def _try_claim(request: Request, agent_id: int) -> LeasedRun | None:
     summary="Long-poll for one matching ready run",
     responses={204: {"description": "no work within wait_s: ask again"}},
 )
-async def lease(body: LeaseRequest, agent: CurrentAgent, request: Request) -> Any:
+async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) -> Any:
     """Returns one ready run this agent can do, leased until `lease_expires_at`
     (heartbeats extend it), or 204 after `wait_s` without work."""
-    agent_id = agent.id
     deadline = time.monotonic() + body.wait_s
     while True:
         leased = await run_in_threadpool(_try_claim, request, agent_id)
@@ -163,14 +162,18 @@ async def lease(body: LeaseRequest, agent: CurrentAgent, request: Request) -> An
 
 @router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatReply, summary="Extend a lease")
 def heartbeat(
-    run_id: int, beat: Heartbeat, agent: CurrentAgent, session: SessionDep, settings: SettingsDep
+    run_id: int,
+    beat: Heartbeat,
+    agent_id: CurrentAgentId,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> HeartbeatReply:
     """Carries progress; the reply says whether to cancel and whether the lease
     still holds (if not, the run was re-queued: finish, report, it is kept
     for the record but not counted)."""
     return leases.heartbeat(
         session,
-        agent=agent,
+        agent=agents.get_or_raise(session, agent_id=agent_id),
         run_id=run_id,
         beat=beat,
         now=datetime.now(UTC),
@@ -185,9 +188,15 @@ class ResultAck(BaseModel):
 
 
 @router.post("/runs/{run_id}/result", response_model=ResultAck, summary="Report a run's result")
-def result(run_id: int, report: RunReport, agent: CurrentAgent, session: SessionDep) -> ResultAck:
+def result(
+    run_id: int, report: RunReport, agent_id: CurrentAgentId, session: SessionDep
+) -> ResultAck:
     """Idempotent: the same result posted twice changes nothing."""
     run, counted = leases.record_result(
-        session, agent=agent, run_id=run_id, report=report, now=datetime.now(UTC)
+        session,
+        agent=agents.get_or_raise(session, agent_id=agent_id),
+        run_id=run_id,
+        report=report,
+        now=datetime.now(UTC),
     )
     return ResultAck(run_id=run.id, status=run.status, counted=counted)

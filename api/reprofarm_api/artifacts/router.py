@@ -23,7 +23,7 @@ from reprofarm_db.models import Run
 from reprofarm_protocol.runs import ArtifactKind
 
 from reprofarm_api.artifacts.store import ArtifactStore
-from reprofarm_api.deps import CurrentAgent, SessionDep, Viewer
+from reprofarm_api.deps import CurrentAgentId, SessionDep, Viewer
 
 router = APIRouter(prefix="/api/v1", tags=["artifacts"])
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -77,7 +77,7 @@ async def upload(
     run_id: int,
     name: str,
     request: Request,
-    agent: CurrentAgent,
+    agent_id: CurrentAgentId,
     x_artifact_kind: Annotated[str, Header()],
     x_artifact_sha256: Annotated[str, Header()],
     x_artifact_size: Annotated[int, Header()],
@@ -90,7 +90,6 @@ async def upload(
     )
     start = _start_offset(content_range, x_artifact_size)
     partial = store.partial(run_id, name)
-    agent_id = agent.id
 
     def _open() -> tuple[int, bool]:
         with transaction(request.app.state.sessions) as session:
@@ -173,7 +172,9 @@ async def upload(
     response_model=UploadState,
     summary="How much of an upload the api has",
 )
-def upload_state(run_id: int, name: str, session: SessionDep, _agent: CurrentAgent) -> UploadState:
+def upload_state(
+    run_id: int, name: str, session: SessionDep, _agent: CurrentAgentId
+) -> UploadState:
     for a in artifacts.for_run(session, run_id=run_id):
         if a.name == name:
             return UploadState(name=name, received=a.received, bytes=a.bytes, complete=a.complete)

@@ -1,0 +1,158 @@
+"""The agent's side of the REST protocol. The HTTP client is passed in, so
+tests hand it Starlette's TestClient pointed at the real app."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from reprofarm_protocol.hardware import HardwareInfo
+from reprofarm_protocol.jobs import (
+    AgentRegister,
+    AgentRegistered,
+    BuildRef,
+    Heartbeat,
+    HeartbeatReply,
+    LeasedRun,
+    LeaseRequest,
+    RunReport,
+)
+
+from reprofarm_agent.artifacts import sha256_file
+from reprofarm_agent.errors import ApiRefusedError, ApiUnavailableError
+
+_CHUNK = 1 << 20
+
+
+def _check(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 500:
+        raise ApiUnavailableError(f"{response.request.url.path}: HTTP {response.status_code}")
+    if response.status_code >= 400:
+        raise ApiRefusedError(
+            f"{response.request.url.path}: HTTP {response.status_code}: {response.text[:500]}"
+        )
+    return response
+
+
+class ApiClient:
+    def __init__(self, http: httpx.Client, token: str = "") -> None:
+        self._http = http
+        self.token = token
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: str | bytes | Iterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> httpx.Response:
+        all_headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+        if isinstance(content, str):
+            all_headers.setdefault("Content-Type", "application/json")
+        try:
+            response = self._http.request(
+                method, path, content=content, headers=all_headers, timeout=timeout
+            )
+        except httpx.TransportError as exc:
+            raise ApiUnavailableError(f"{path}: {exc}") from None
+        return _check(response)
+
+    def register(self, name: str, pools: list[str], hardware: HardwareInfo, version: str) -> int:
+        body = AgentRegister(name=name, pools=pools, hardware=hardware, agent_version=version)
+        reply = AgentRegistered.model_validate_json(
+            self._request("POST", "/api/v1/agents/register", content=body.model_dump_json()).content
+        )
+        self.token = reply.token
+        return reply.agent_id
+
+    def lease(self, wait_s: float) -> LeasedRun | None:
+        response = self._request(
+            "POST",
+            "/api/v1/agents/me/lease",
+            content=LeaseRequest(wait_s=wait_s).model_dump_json(),
+            timeout=wait_s + 30,
+        )
+        if response.status_code == 204:
+            return None
+        return LeasedRun.model_validate_json(response.content)
+
+    def heartbeat(self, run_id: int, beat: Heartbeat) -> HeartbeatReply:
+        response = self._request(
+            "POST", f"/api/v1/runs/{run_id}/heartbeat", content=beat.model_dump_json()
+        )
+        return HeartbeatReply.model_validate_json(response.content)
+
+    def post_result(self, run_id: int, report: RunReport) -> None:
+        self._request("POST", f"/api/v1/runs/{run_id}/result", content=report.model_dump_json())
+
+    def fetch_build(self, build: BuildRef, cache_dir: Path) -> Path:
+        """The binary, from the cache by sha256 or downloaded and verified."""
+        exe = "hangtest.exe" if build.target.startswith("windows/") else "hangtest"
+        path = cache_dir / build.sha256 / exe
+        if path.exists() and sha256_file(path) == build.sha256:
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        digest = hashlib.sha256()
+        try:
+            with self._http.stream(
+                "GET", build.url, headers={"Authorization": f"Bearer {self.token}"}
+            ) as r:
+                _check(r)
+                with tmp.open("wb") as f:
+                    for chunk in r.iter_bytes(_CHUNK):
+                        digest.update(chunk)
+                        f.write(chunk)
+        except httpx.TransportError as exc:
+            raise ApiUnavailableError(f"{build.url}: {exc}") from None
+        if digest.hexdigest() != build.sha256:
+            tmp.unlink(missing_ok=True)
+            raise ApiRefusedError(
+                f"build {build.url} has sha256 {digest.hexdigest()}, the lease said {build.sha256}"
+            )
+        tmp.chmod(0o755)
+        tmp.replace(path)
+        return path
+
+    def upload_artifact(self, run_id: int, path: Path, kind: str, name: str) -> None:
+        """Upload, resuming from what the api already has."""
+        size = path.stat().st_size
+        sha = sha256_file(path)
+        state = self._request("GET", f"/api/v1/runs/{run_id}/artifacts/{name}").json()
+        if state["complete"]:
+            return
+        start = state["received"] if state["bytes"] == size else 0
+        headers = {
+            "X-Artifact-Kind": kind,
+            "X-Artifact-Sha256": sha,
+            "X-Artifact-Size": str(size),
+            "Content-Range": f"bytes {start}-{max(size - 1, start)}/{size}",
+        }
+
+        def body() -> Iterator[bytes]:
+            with path.open("rb") as f:
+                f.seek(start)
+                while chunk := f.read(_CHUNK):
+                    yield chunk
+
+        self._request(
+            "PUT",
+            f"/api/v1/runs/{run_id}/artifacts/{name}",
+            headers=headers,
+            content=body(),
+            timeout=600,
+        )
+
+
+def gzip_file(path: Path) -> Path:
+    """Compress a process dump for upload: Go's cores are mostly zeros."""
+    out = path.with_name(path.name + ".gz")
+    with path.open("rb") as src, gzip.open(out, "wb", compresslevel=1) as dst:
+        shutil.copyfileobj(src, dst, _CHUNK)
+    return out

@@ -1,0 +1,52 @@
+"""Results waiting for the api, on disk: nothing is lost while the api is
+unreachable or the agent restarts.
+
+Layout of ``<work_dir>/spool/``: one ``run-<id>.json`` per finished run,
+holding the report and its artifacts (path, kind, upload name, uploaded?).
+A file is written atomically (temp file + rename) and deleted only after the
+api has acknowledged the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+from reprofarm_protocol.jobs import RunReport
+
+
+class SpooledArtifact(BaseModel):
+    path: str
+    kind: str
+    name: str
+    uploaded: bool = False
+
+
+class SpooledResult(BaseModel):
+    run_id: int
+    report: RunReport
+    artifacts: list[SpooledArtifact]
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = root / "spool"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, run_id: int) -> Path:
+        return self.root / f"run-{run_id}.json"
+
+    def save(self, item: SpooledResult) -> None:
+        path = self._path(item.run_id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(item.model_dump_json(indent=2))
+        tmp.replace(path)
+
+    def pending(self) -> list[SpooledResult]:
+        return [
+            SpooledResult.model_validate_json(p.read_text())
+            for p in sorted(self.root.glob("run-*.json"))
+        ]
+
+    def done(self, run_id: int) -> None:
+        self._path(run_id).unlink(missing_ok=True)

@@ -1,0 +1,3 @@
+from reprofarm_cli.main import main
+
+main()

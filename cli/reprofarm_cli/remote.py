@@ -1,0 +1,245 @@
+"""Commands that talk to the api: submit, watch, stats, token create."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from reprofarm_agent.durations import parse_duration
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from reprofarm_cli.local_instance import Instance, resolve
+
+_stderr = Console(stderr=True, soft_wrap=True)
+FINISHED = ("passed", "hung", "failed", "error", "lost", "cancelled")
+
+ApiOpt = Annotated[str | None, typer.Option("--api", help="api URL [REPROFARM_API, local up]")]
+TokenOpt = Annotated[str | None, typer.Option(help="bearer token [REPROFARM_TOKEN, local up]")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option(help="the local up instance's folder [REPROFARM_DATA_DIR]")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout only")]
+
+
+def _fail(message: str) -> NoReturn:
+    _stderr.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+def _call(instance: Instance, method: str, path: str, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {instance.token}", **kwargs.pop("headers", {})}
+    try:
+        response = httpx.request(method, instance.url + path, headers=headers, timeout=60, **kwargs)
+    except httpx.TransportError as exc:
+        _fail(f"api: cannot reach {instance.url} ({exc}); is `reprofarm up` running?")
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text
+        if isinstance(detail, list):  # FastAPI validation errors
+            detail = "; ".join(
+                f"{'.'.join(str(p) for p in d['loc'][1:])}: {d['msg']}" for d in detail
+            )
+        elif isinstance(detail, dict):
+            detail = (f"{detail['field']}: " if "field" in detail else "") + detail["message"]
+        _fail(f"HTTP {response.status_code}: {detail}")
+    return response.json()
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _finished(job: dict[str, Any]) -> int:
+    return sum(job["runs"].get(s, 0) for s in FINISHED)
+
+
+def _follow(instance: Instance, job_id: int, show: bool) -> dict[str, Any]:
+    job: dict[str, Any] = _call(instance, "GET", f"/api/v1/jobs/{job_id}")
+    with Progress(
+        TextColumn("job {task.fields[job]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=_stderr,
+        disable=not show,
+    ) as progress:
+        task = progress.add_task("", total=job["total_runs"], job=job_id, detail="")
+        while job["status"] not in ("done", "cancelled"):
+            time.sleep(1)
+            job = _call(instance, "GET", f"/api/v1/jobs/{job_id}")
+            r = job["runs"]
+            progress.update(
+                task,
+                total=job["total_runs"],
+                completed=_finished(job),
+                detail=f"{job['status']}: {r['hung']} hung, {r['passed']} passed, "
+                f"{r['leased']} running, {r['ready'] + r['pending']} waiting",
+            )
+    return job
+
+
+def _summary(job: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "job_id": job["id"],
+        "status": job["status"],
+        "runs": {s: job["runs"].get(s, 0) for s in FINISHED},
+        "skipped": job["skipped"],
+    }
+
+
+def submit(
+    scenario: Annotated[
+        str, typer.Option(help="pipe-close-race, socket-pipe-mix, control-deadlock")
+    ],
+    go: Annotated[list[str] | None, typer.Option(help="Go versions, e.g. 1.25.5,1.27.3")] = None,
+    pool: Annotated[list[str] | None, typer.Option(help="agent pools")] = None,
+    agent: Annotated[list[str] | None, typer.Option(help="agent names")] = None,
+    selector: Annotated[
+        list[str] | None, typer.Option(help="fact=value an agent must have")
+    ] = None,
+    each_agent: Annotated[
+        bool, typer.Option(help="run every cell on every matching agent")
+    ] = False,
+    cpus: Annotated[str, typer.Option(help="CPU counts, e.g. 1,2,all")] = "all",
+    affinity: Annotated[str, typer.Option(help="policies, e.g. compact,spread")] = "compact",
+    repeats: Annotated[int, typer.Option(help="runs per cell")] = 1,
+    duration: Annotated[str | None, typer.Option(help="per run, e.g. 15s")] = None,
+    iterations: Annotated[int | None, typer.Option(help="per worker")] = None,
+    workers: Annotated[int, typer.Option()] = 10,
+    stall_timeout: Annotated[str, typer.Option()] = "30s",
+    control_chance: Annotated[float | None, typer.Option()] = None,
+    process_dumps: Annotated[int, typer.Option(help="process dumps per hang")] = 2,
+    priority: Annotated[int, typer.Option()] = 0,
+    idempotency_key: Annotated[str | None, typer.Option(help="resubmits never duplicate")] = None,
+    dry_run: Annotated[bool, typer.Option(help="show the expansion, store nothing")] = False,
+    wait: Annotated[bool, typer.Option(help="follow the job to its end")] = False,
+    api: ApiOpt = None,
+    token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a reproduction job."""
+    try:
+        spec: dict[str, Any] = {
+            "scenario": scenario,
+            "pools": _split(pool),
+            "agents": _split(agent),
+            "selector": dict(s.split("=", 1) for s in _split(selector)),
+            "fan_out": "each-agent" if each_agent else "any-agent",
+            "cpus": [c if c == "all" else int(c) for c in _split([cpus])],
+            "affinities": _split([affinity]),
+            "repeats": repeats,
+            "workers": workers,
+            "stall_timeout_s": parse_duration(stall_timeout, field="stall-timeout"),
+            "process_dumps": process_dumps,
+            "priority": priority,
+        }
+    except ValueError as exc:
+        _fail(str(exc) if ":" in str(exc) else f"cpus/selector: {exc}")
+    if go:
+        spec["go_versions"] = _split(go)
+    if duration is not None:
+        try:
+            spec["duration_s"] = parse_duration(duration, field="duration")
+        except ValueError as exc:
+            _fail(str(exc))
+    if iterations is not None:
+        spec["iterations"] = iterations
+    if control_chance is not None:
+        spec["control_chance"] = control_chance
+    instance = resolve(api, token, data_dir)
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    path = "/api/v1/jobs" + ("?dry_run=true" if dry_run else "")
+    job = _call(instance, "POST", path, json=spec, headers=headers)
+    if dry_run:
+        print(json.dumps(job, indent=2)) if as_json else _stderr.print(
+            f"{job['runs']} runs on {len(job['eligible_agents'])} eligible agents; "
+            f"{len(job['skipped'])} cells skipped",
+            highlight=False,
+        )
+        return
+    if wait:
+        job = _follow(instance, job["id"], show=True)
+    if as_json:
+        print(json.dumps(_summary(job), indent=2))
+    else:
+        typer.echo(
+            f"job {job['id']}: {job['status']}, {job['total_runs']} runs "
+            f"({', '.join(f'{k} {v}' for k, v in _summary(job)['runs'].items() if v)})"
+        )
+
+
+def watch(
+    job_id: Annotated[int, typer.Argument(help="the job to follow")],
+    api: ApiOpt = None,
+    token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Follow a job's progress to its end."""
+    job = _follow(resolve(api, token, data_dir), job_id, show=True)
+    if as_json:
+        print(json.dumps(_summary(job), indent=2))
+    else:
+        typer.echo(f"job {job_id}: {job['status']}")
+
+
+def stats(
+    group_by: Annotated[
+        str, typer.Option(help="keys: hardware,cpus,affinity,go_version,scenario,pool,agent")
+    ] = "hardware",
+    job: Annotated[int | None, typer.Option(help="only this job")] = None,
+    compare: Annotated[str | None, typer.Option(help="a key to compare across (Fisher)")] = None,
+    api: ApiOpt = None,
+    token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hit rates by group with Wilson 95% intervals. --json prints the list of rows."""
+    params: dict[str, Any] = {"group_by": group_by}
+    if job is not None:
+        params["job_id"] = job
+    if compare:
+        params["compare"] = compare
+    report = _call(resolve(api, token, data_dir), "GET", "/api/v1/stats", params=params)
+    if as_json:
+        print(json.dumps(report["rows"], indent=2))
+        return
+    table = Table("group", "runs", "hangs", "hit rate", "95% CI", "runs for 95%")
+    for row in report["rows"]:
+        label = ", ".join(f"{k}={row.get(k + '_label', row[k])}" for k in report["group_by"])
+        rate = "-" if row["hit_rate"] is None else f"{row['hit_rate']:.1%}"
+        ci = "-" if row["ci95_low"] is None else f"{row['ci95_low']:.1%} to {row['ci95_high']:.1%}"
+        table.add_row(
+            label, str(row["runs"]), str(row["hangs"]), rate, ci, str(row["runs_for_95pct"] or "-")
+        )
+    Console().print(table)
+    for c in report["comparisons"]:
+        typer.echo(f"{c['a']} vs {c['b']}: p={c['p_value']:.3g}, q={c['q_value']:.3g}")
+
+
+token_app = typer.Typer(no_args_is_help=True, help="bearer tokens")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="viewer, submitter, agent or admin")],
+    name: Annotated[str, typer.Option(help="who or what it is for")] = "cli",
+    api: ApiOpt = None,
+    token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a token (needs an admin token; the local up instance has one)."""
+    created = _call(
+        resolve(api, token, data_dir), "POST", "/api/v1/tokens", json={"name": name, "role": role}
+    )
+    print(created["token"])
