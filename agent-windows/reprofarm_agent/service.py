@@ -101,7 +101,7 @@ class AgentService:
                 self.client.post_result(item.run_id, item.report)
             except ApiRefusedError as exc:
                 log.error("run %s: the api refused the result, dropping it: %s", item.run_id, exc)
-            self.spool.done(item.run_id)
+            self.spool.done(item)
             delivered += 1
         return delivered
 
@@ -155,7 +155,7 @@ class AgentService:
         try:
             return run_once(
                 spec,
-                self.settings.work_dir / "runs" / f"run-{leased.run_id}",
+                self.run_dir(leased.run_id),
                 self.platform,
                 settings,
                 on_event=on_event,
@@ -165,6 +165,9 @@ class AgentService:
             finished.set()
             heartbeats.join(timeout=5)
 
+    def run_dir(self, run_id: int) -> Path:
+        return self.settings.work_dir / "runs" / f"run-{run_id}"
+
     def spool_result(self, run_id: int, result: RunResult) -> None:
         artifacts = []
         for a in result.artifacts:
@@ -173,7 +176,12 @@ class AgentService:
                 path = gzip_file(path)
             artifacts.append(SpooledArtifact(path=str(path), kind=a.kind.value, name=path.name))
         self.spool.save(
-            SpooledResult(run_id=run_id, report=RunReport(result=result), artifacts=artifacts)
+            SpooledResult(
+                run_id=run_id,
+                report=RunReport(result=result),
+                artifacts=artifacts,
+                run_dir=str(self.run_dir(run_id)),
+            )
         )
         if result.unkillable:
             self.needs_reboot = True

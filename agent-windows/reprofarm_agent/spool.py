@@ -9,6 +9,7 @@ api has acknowledged the result.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -26,6 +27,7 @@ class SpooledResult(BaseModel):
     run_id: int
     report: RunReport
     artifacts: list[SpooledArtifact]
+    run_dir: str | None = None  # deleted once the api has the result
 
 
 class Spool:
@@ -48,5 +50,8 @@ class Spool:
             for p in sorted(self.root.glob("run-*.json"))
         ]
 
-    def done(self, run_id: int) -> None:
-        self._path(run_id).unlink(missing_ok=True)
+    def done(self, item: SpooledResult) -> None:
+        """Forget a delivered result, and the run folder with its dumps."""
+        if item.run_dir:
+            shutil.rmtree(item.run_dir, ignore_errors=True)
+        self._path(item.run_id).unlink(missing_ok=True)

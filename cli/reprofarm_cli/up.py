@@ -111,6 +111,10 @@ def up(
     except KeyboardInterrupt:
         typer.echo("stopping…", err=True)
     finally:
+        # A second Ctrl-C (or uv forwarding the same SIGTERM) must not abort
+        # the shutdown half-way and leave children running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         supervisor.stop()
         (folder / "instance.json").unlink(missing_ok=True)
     typer.echo("stopped", err=True)
