@@ -1,4 +1,5 @@
-"""Fixtures shared by every package's tests: a real hangtest build."""
+"""Fixtures shared by every package's tests: a real hangtest build, and (in
+tests/fixtures.py) a fresh Postgres database and Redis key space."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from reprofarm_agent.platform import current_platform
 from reprofarm_agent.settings import AgentSettings
 from reprofarm_agent.toolchains import bundled_toolchain
 from reprofarm_protocol.builds import BuildManifest
+
+pytest_plugins = ["tests.fixtures"]
 
 
 @pytest.fixture(scope="session")

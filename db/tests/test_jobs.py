@@ -1,0 +1,85 @@
+import pytest
+from reprofarm_db import jobs
+from reprofarm_db.engine import transaction
+from reprofarm_db.errors import Conflict, Invalid
+from reprofarm_db.models import Outbox, Run
+from reprofarm_protocol.jobs import JobCreate
+from reprofarm_protocol.queues import TASK_PLAN_JOB
+from sqlalchemy import func, select
+
+from tests.factories import register_agent
+
+
+def test_matrix_expands_per_pool_and_skips_impossible_cells(sessions):
+    with transaction(sessions) as s:
+        register_agent(s, "arm-1", pools=["windows-arm64"], cpus=8)
+        register_agent(s, "vm-1", pools=["windows-x64-vm"], cpus=2, arch="amd64")
+        spec = JobCreate(
+            scenario="pipe-close-race",
+            go_versions=["1.25.5", "1.27.3"],
+            pools=["windows-arm64", "windows-x64-vm"],
+            cpus=[1, 4, "all"],
+            affinities=["compact", "spread"],
+            repeats=3,
+        )
+        job, created = jobs.create(s, spec=spec, idempotency_key=None, max_runs=1000)
+        assert created
+        runs = s.scalar(select(func.count()).where(Run.job_id == job.id))
+        # arm pool: 2 go x 3 cpus x 2 aff x 3; vm pool: 4 CPUs skipped -> 2 go x 2 cpus x 2 x 3
+        assert runs == 36 + 24
+        assert [k["cpus"] for k in job.skipped] == [4, 4]
+        assert "at most 2" in job.skipped[0]["reason"]
+        assert job.targets == ["windows/amd64", "windows/arm64"]
+        assert [(o.task, o.args) for o in s.scalars(select(Outbox))] == [(TASK_PLAN_JOB, [job.id])]
+
+
+def test_each_agent_fan_out_makes_runs_per_agent(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a", pools=["p"])
+        b, _ = register_agent(s, "b", pools=["p"])
+        spec = JobCreate(scenario="control-deadlock", pools=["p"], fan_out="each-agent", repeats=2)
+        job, _ = jobs.create(s, spec=spec, idempotency_key=None, max_runs=100)
+        owners = sorted(s.scalars(select(Run.required_agent_id).where(Run.job_id == job.id)))
+        assert owners == [a.id, a.id, b.id, b.id]
+
+
+def test_jobs_over_the_size_limit_are_refused_and_store_nothing(sessions):
+    with transaction(sessions) as s:
+        register_agent(s, "a")
+    with pytest.raises(Invalid, match="more than 10 runs") as err, transaction(sessions) as s:
+        jobs.create(
+            s,
+            spec=JobCreate(scenario="pipe-close-race", repeats=11),
+            idempotency_key=None,
+            max_runs=10,
+        )
+    assert err.value.field == "repeats"
+    with transaction(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(Run)) == 0
+
+
+def test_no_matching_agent_is_refused_naming_the_pool(sessions):
+    with transaction(sessions) as s:
+        register_agent(s, "a", pools=["windows-x64"])
+        with pytest.raises(Invalid, match="no registered agent matches pools"):
+            jobs.create(
+                s,
+                spec=JobCreate(scenario="pipe-close-race", pools=["windows-arm64"]),
+                idempotency_key=None,
+                max_runs=10,
+            )
+
+
+def test_idempotency_key_returns_the_first_job_and_refuses_another_spec(sessions):
+    spec = JobCreate(scenario="pipe-close-race", repeats=2)
+    with transaction(sessions) as s:
+        register_agent(s, "a")
+        first, created = jobs.create(s, spec=spec, idempotency_key="k1", max_runs=10)
+    with transaction(sessions) as s:
+        again, created_again = jobs.create(s, spec=spec, idempotency_key="k1", max_runs=10)
+        assert (again.id, created_again) == (first.id, False)
+        assert s.scalar(select(func.count()).select_from(Run)) == 2
+        with pytest.raises(Conflict, match="different job"):
+            jobs.create(
+                s, spec=JobCreate(scenario="socket-pipe-mix"), idempotency_key="k1", max_runs=10
+            )

@@ -1,0 +1,193 @@
+import threading
+from datetime import UTC, datetime, timedelta
+
+from reprofarm_db import builds, jobs, leases
+from reprofarm_db.engine import transaction
+from reprofarm_db.models import Agent, Run
+from reprofarm_protocol.builds import BuildManifest
+from reprofarm_protocol.jobs import Heartbeat, JobCreate, RunReport, RunState
+from reprofarm_protocol.runs import RunResult, RunStatus
+from sqlalchemy import select
+
+from tests.factories import register_agent
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def make_ready_job(s, *, repeats=1, **spec):
+    job, _ = jobs.create(
+        s,
+        spec=JobCreate(scenario="control-deadlock", repeats=repeats, **spec),
+        idempotency_key=None,
+        max_runs=1000,
+    )
+    for target in job.targets:
+        manifest = BuildManifest(
+            go_version="go1.27.3",
+            target=target,
+            source_sha256="s" * 64,
+            sha256="b" * 64,
+            bytes=1,
+            path="/nonexistent",
+            hangtest_version="t",
+            fix_present=False,
+            toolchain="/go",
+            binary_machine=target,
+        )
+        builds.record(s, go_version="1.27.3", manifest=manifest)
+    builds.mark_ready(s, job=job, source_sha256="s" * 64, now=T0)
+    return job
+
+
+def result(status=RunStatus.HUNG, **extra):
+    return RunReport(
+        result=RunResult(
+            status=status,
+            reason="r",
+            iterations=10,
+            duration_s=1.0,
+            cpu_set=[0],
+            requested_cpu_set=[0],
+            gomaxprocs=1,
+            exit_code=None,
+            **extra,
+        )
+    )
+
+
+def claim(s, agent_id, now=T0, grace=30.0):
+    agent = s.get(Agent, agent_id)
+    return leases.claim(s, agent=agent, now=now, lease_s=60, avoid_grace_s=grace)
+
+
+def test_a_ready_run_is_leased_once_with_its_build(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        make_ready_job(s)
+    with transaction(sessions) as s:
+        run, build = claim(s, a.id)
+        assert run.status == RunState.LEASED
+        assert build.target == "windows/arm64"
+        assert run.lease_expires_at == T0 + timedelta(seconds=60)
+    with transaction(sessions) as s:
+        assert claim(s, a.id) is None
+
+
+def test_pools_and_cpu_counts_decide_who_may_lease(sessions):
+    with transaction(sessions) as s:
+        small, _ = register_agent(s, "small", pools=["p"], cpus=2)
+        other, _ = register_agent(s, "other", pools=["q"], cpus=8)
+        big, _ = register_agent(s, "big", pools=["p"], cpus=8)
+        make_ready_job(s, pools=["p"], cpus=[4])
+    with transaction(sessions) as s:
+        assert claim(s, small.id) is None
+        assert claim(s, other.id) is None
+        assert claim(s, big.id) is not None
+
+
+def test_concurrent_agents_never_lease_the_same_run(sessions):
+    with transaction(sessions) as s:
+        ids = [register_agent(s, f"a{i}")[0].id for i in range(4)]
+        make_ready_job(s, repeats=20)
+    leased: list[int] = []
+    lock = threading.Lock()
+
+    def worker(agent_id):
+        while True:
+            with transaction(sessions) as s:
+                got = claim(s, agent_id)
+                if got is None:
+                    return
+                with lock:
+                    leased.append(got[0].id)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(leased) == 20
+    assert len(set(leased)) == 20
+
+
+def test_expired_lease_is_lost_and_rerun_preferably_elsewhere(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        b, _ = register_agent(s, "b")
+        make_ready_job(s)
+    with transaction(sessions) as s:
+        run, _ = claim(s, a.id)
+        first = run.id
+    with transaction(sessions) as s:
+        assert leases.sweep(s, now=T0 + timedelta(seconds=61), max_attempts=3) == [first]
+        assert leases.sweep(s, now=T0 + timedelta(seconds=62), max_attempts=3) == []
+    later = T0 + timedelta(seconds=62)
+    with transaction(sessions) as s:
+        assert claim(s, a.id, now=later) is None  # the lost agent waits its grace period
+        retry, _ = claim(s, b.id, now=later)
+        assert (retry.retry_of, retry.attempt) == (first, 2)
+        assert s.get(Run, first).status == RunState.LOST
+
+
+def test_late_result_is_kept_but_not_counted_and_results_are_idempotent(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        job = make_ready_job(s, repeats=2)
+    with transaction(sessions) as s:
+        lost_run, _ = claim(s, a.id)
+        kept_run, _ = claim(s, a.id)
+        lost_id, kept_id = lost_run.id, kept_run.id
+        lost_run.lease_expires_at = T0 - timedelta(seconds=1)
+    with transaction(sessions) as s:
+        leases.sweep(s, now=T0, max_attempts=1)
+    with transaction(sessions) as s:
+        agent = s.get(Agent, a.id)
+        run, counted = leases.record_result(s, agent=agent, run_id=lost_id, report=result(), now=T0)
+        assert (run.status, counted, run.late_result["status"]) == ("lost", False, "hung")
+        run, counted = leases.record_result(s, agent=agent, run_id=kept_id, report=result(), now=T0)
+        assert (run.status, counted) == ("hung", True)
+        run, counted = leases.record_result(s, agent=agent, run_id=kept_id, report=result(), now=T0)
+        assert (run.status, counted) == ("hung", False)
+    with transaction(sessions) as s:
+        assert jobs.get_or_raise(s, job_id=job.id).status == "done"
+
+
+def test_cancel_reaches_a_running_run_through_its_heartbeat(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        job = make_ready_job(s, repeats=2)
+    with transaction(sessions) as s:
+        run, _ = claim(s, a.id)
+        run_id = run.id
+    with transaction(sessions) as s:
+        jobs.cancel(s, job_id=job.id)
+        statuses = sorted(s.scalars(select(Run.status).where(Run.job_id == job.id)))
+        assert statuses == ["cancelled", "leased"]
+    with transaction(sessions) as s:
+        reply = leases.heartbeat(
+            s,
+            agent=s.get(Agent, a.id),
+            run_id=run_id,
+            beat=Heartbeat(iterations=5),
+            now=T0,
+            lease_s=60,
+        )
+        assert reply.cancel and reply.lease_valid
+        run, _ = leases.record_result(
+            s, agent=s.get(Agent, a.id), run_id=run_id, report=result(RunStatus.ERROR), now=T0
+        )
+        assert run.status == "cancelled"
+
+
+def test_an_unkillable_process_marks_the_agent_for_reboot_and_stops_its_leases(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        make_ready_job(s, repeats=2)
+    with transaction(sessions) as s:
+        run, _ = claim(s, a.id)
+        leases.record_result(
+            s, agent=s.get(Agent, a.id), run_id=run.id, report=result(unkillable=True), now=T0
+        )
+    with transaction(sessions) as s:
+        assert s.get(Agent, a.id).needs_reboot
+        assert claim(s, a.id) is None

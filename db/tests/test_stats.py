@@ -1,0 +1,110 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reprofarm_db import stats
+from reprofarm_db.engine import transaction
+from reprofarm_db.errors import Invalid
+from reprofarm_db.models import Job, Run
+
+
+def add_runs(s, agent_id, hw, go, outcomes, *, iterations=1000, seconds=60.0):
+    job = s.get(Job, 1) or Job(id=1, spec={}, status="done")
+    s.add(job)
+    s.flush()
+    for status in outcomes:
+        s.add(
+            Run(
+                job_id=1,
+                status=status,
+                scenario="pipe-close-race",
+                go_version=go,
+                cpus=2,
+                affinity="compact",
+                agent_id=agent_id,
+                hardware_config_id=hw,
+                iterations=iterations,
+                duration_s=seconds,
+                selector={},
+            )
+        )
+
+
+@pytest.fixture
+def two_configs(sessions):
+    from tests.factories import register_agent
+
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "arm")
+        b, _ = register_agent(s, "x64", arch="amd64")
+        # arm: 3 hung of 10 counted, plus 2 errors and 1 lost that must not count
+        add_runs(
+            s,
+            a.id,
+            a.hardware_config_id,
+            "1.27.3",
+            ["hung"] * 3 + ["passed"] * 6 + ["failed"] + ["error"] * 2 + ["lost"],
+        )
+        add_runs(s, b.id, b.hardware_config_id, "1.27.3", ["passed"] * 10)
+    return sessions
+
+
+def test_rates_follow_the_definitions(two_configs):
+    with transaction(two_configs) as s:
+        rows = {
+            r.keys["hardware_label"].split(" (")[0]: r.as_dict()
+            for r in stats.group_runs(s, group_by=["hardware"])
+        }
+    arm = rows["cpu of arm"]
+    assert (arm["runs"], arm["hangs"], arm["failed"], arm["errors"], arm["lost"]) == (
+        10,
+        3,
+        1,
+        2,
+        1,
+    )
+    assert arm["hit_rate"] == 0.3
+    assert arm["ci95_low"] == pytest.approx(0.10779, abs=1e-5)
+    assert arm["ci95_high"] == pytest.approx(0.60322, abs=1e-5)
+    assert arm["hangs_per_million_iterations"] == pytest.approx(300.0)  # 3 / 10,000
+    assert arm["hangs_per_run_hour"] == pytest.approx(18.0)  # 3 in 10 minutes
+    assert arm["runs_for_95pct"] == 9  # ceil(ln 0.05 / ln 0.7) = ceil(8.4)
+    x64 = rows["cpu of x64"]
+    assert (x64["hangs"], x64["hit_rate"], x64["ci95_low"]) == (0, 0.0, 0.0)
+    assert x64["ci95_high"] == pytest.approx(0.27753, abs=1e-5)  # still an upper bound
+    assert x64["runs_for_95pct"] is None
+
+
+def test_fisher_comparison_with_bh_q_values(two_configs):
+    with transaction(two_configs) as s:
+        rows = stats.group_runs(s, group_by=["hardware", "go_version"])
+        comparisons = stats.compare(rows, key="hardware")
+    (c,) = comparisons
+    # Fisher exact, two-sided, [[3, 7], [0, 10]]: p = 0.2105 (hand-computed from
+    # the hypergeometric distribution).
+    assert c["p_value"] == pytest.approx(0.21053, abs=1e-4)
+    assert c["q_value"] == pytest.approx(c["p_value"])
+
+
+def test_unknown_group_keys_are_refused():
+    with pytest.raises(Invalid, match="'colour' is not one of"):
+        stats._check_keys(["colour"], "group_by")
+
+
+def test_benjamini_hochberg_matches_a_worked_example():
+    # p = .01 .04 .03 .005 -> sorted .005 .01 .03 .04, q = p*n/rank, monotone from the top
+    assert stats.benjamini_hochberg([0.01, 0.04, 0.03, 0.005]) == pytest.approx(
+        [0.02, 0.04, 0.04, 0.02]
+    )
+
+
+def test_agents_that_disagree_beyond_chance_are_flagged():
+    # One public report: 11 to 34 hangs in five 5000-iteration runs on one machine.
+    assert stats.agents_disagree_p([(11, 100), (34, 100)]) < 0.01
+    assert stats.agents_disagree_p([(20, 100), (22, 100)]) > 0.5
+    assert stats.agents_disagree_p([(0, 10), (0, 10)]) is None
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=50))
+def test_q_values_are_probabilities_not_below_their_p(pvalues):
+    q = stats.benjamini_hochberg(pvalues)
+    assert all(p <= qq + 1e-12 and qq <= 1 for p, qq in zip(pvalues, q, strict=True))
