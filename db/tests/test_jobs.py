@@ -74,7 +74,7 @@ def test_idempotency_key_returns_the_first_job_and_refuses_another_spec(sessions
     spec = JobCreate(scenario="pipe-close-race", repeats=2)
     with transaction(sessions) as s:
         register_agent(s, "a")
-        first, created = jobs.create(s, spec=spec, idempotency_key="k1", max_runs=10)
+        first, _created = jobs.create(s, spec=spec, idempotency_key="k1", max_runs=10)
     with transaction(sessions) as s:
         again, created_again = jobs.create(s, spec=spec, idempotency_key="k1", max_runs=10)
         assert (again.id, created_again) == (first.id, False)

@@ -172,7 +172,8 @@ def test_cancel_reaches_a_running_run_through_its_heartbeat(sessions):
             now=T0,
             lease_s=60,
         )
-        assert reply.cancel and reply.lease_valid
+        assert reply.cancel
+        assert reply.lease_valid
         run, _ = leases.record_result(
             s, agent=s.get(Agent, a.id), run_id=run_id, report=result(RunStatus.ERROR), now=T0
         )
