@@ -27,8 +27,12 @@ class Api:
 @pytest.fixture
 def api(postgres_url, tmp_path) -> Iterator[Api]:
     upgrade(postgres_url)
-    settings = ControllerSettings(data_dir=tmp_path, database_url=postgres_url,
-                                  max_runs_per_job=50, max_artifact_bytes=1 << 20)
+    settings = ControllerSettings(
+        data_dir=tmp_path,
+        database_url=postgres_url,
+        max_runs_per_job=50,
+        max_artifact_bytes=1 << 20,
+    )
     app = create_app(settings, relay=False)
     with TestClient(app) as client:
         with transaction(app.state.sessions) as s:

@@ -14,9 +14,15 @@ from tests.factories import hardware
 
 def register(api, name="arm-1", pools=("windows-arm64",), cpus=4):
     enroll = api.token("agent")
-    r = api.client.post("/api/v1/agents/register", headers=api.headers(enroll),
-                        json={"name": name, "pools": list(pools),
-                              "hardware": hardware(cpus=cpus).model_dump(mode="json")})
+    r = api.client.post(
+        "/api/v1/agents/register",
+        headers=api.headers(enroll),
+        json={
+            "name": name,
+            "pools": list(pools),
+            "hardware": hardware(cpus=cpus).model_dump(mode="json"),
+        },
+    )
     assert r.status_code == 200, r.text
     return r.json()["token"]
 
@@ -24,11 +30,22 @@ def register(api, name="arm-1", pools=("windows-arm64",), cpus=4):
 def make_build(api, path):
     path.write_bytes(b"binary")
     with transaction(api.client.app.state.sessions) as s:
-        builds.record(s, go_version="1.27.3", manifest=BuildManifest(
-            go_version="go1.27.3", target="windows/arm64", source_sha256="s" * 64,
-            sha256=hashlib.sha256(b"binary").hexdigest(), bytes=6, path=str(path),
-            hangtest_version="t", fix_present=False, toolchain="/go",
-            binary_machine="windows/arm64"))
+        builds.record(
+            s,
+            go_version="1.27.3",
+            manifest=BuildManifest(
+                go_version="go1.27.3",
+                target="windows/arm64",
+                source_sha256="s" * 64,
+                sha256=hashlib.sha256(b"binary").hexdigest(),
+                bytes=6,
+                path=str(path),
+                hangtest_version="t",
+                fix_present=False,
+                toolchain="/go",
+                binary_machine="windows/arm64",
+            ),
+        )
         for job in s.scalars(select(Job)):
             builds.mark_ready(s, job=job, source_sha256="s" * 64)
 
@@ -89,8 +106,11 @@ def test_impossible_jobs_are_refused_with_the_reason(api):
 
 def test_dry_run_shows_expansion_and_eligible_agents_and_stores_nothing(api):
     register(api, cpus=4)
-    r = api.client.post("/api/v1/jobs?dry_run=true", headers=api.headers(api.admin),
-                        json={"scenario": "pipe-close-race", "cpus": [1, 8], "repeats": 2})
+    r = api.client.post(
+        "/api/v1/jobs?dry_run=true",
+        headers=api.headers(api.admin),
+        json={"scenario": "pipe-close-race", "cpus": [1, 8], "repeats": 2},
+    )
     assert r.status_code == 201
     body = r.json()
     assert body["runs"] == 2
@@ -123,36 +143,60 @@ def test_agent_leases_heartbeats_uploads_and_reports(api, tmp_path):
     assert run["job_id"] == job["id"]
     binary = api.client.get(run["build"]["url"], headers=h)
     assert hashlib.sha256(binary.content).hexdigest() == run["build"]["sha256"]
-    beat = api.client.post(f"/api/v1/runs/{run['run_id']}/heartbeat", headers=h,
-                           json={"iterations": 100, "elapsed_s": 1.5})
+    beat = api.client.post(
+        f"/api/v1/runs/{run['run_id']}/heartbeat",
+        headers=h,
+        json={"iterations": 100, "elapsed_s": 1.5},
+    )
     assert beat.json()["lease_valid"] is True
     assert beat.json()["cancel"] is False
 
     dump = b"goroutine 1 [semacquire]:\n" * 1000
     sha = hashlib.sha256(dump).hexdigest()
     url = f"/api/v1/runs/{run['run_id']}/artifacts/goroutines.txt"
-    meta = {"X-Artifact-Kind": "goroutines", "X-Artifact-Sha256": sha,
-            "X-Artifact-Size": str(len(dump))}
-    part = api.client.put(url, headers={**h, **meta, "Content-Range": f"bytes 0-9999/{len(dump)}"},
-                          content=dump[:10000])
-    assert part.json() == {"name": "goroutines.txt", "received": 10000, "bytes": len(dump),
-                           "complete": False}
-    wrong = api.client.put(url, headers={**h, **meta, "Content-Range": f"bytes 5-9/{len(dump)}"},
-                           content=dump[5:10])
+    meta = {
+        "X-Artifact-Kind": "goroutines",
+        "X-Artifact-Sha256": sha,
+        "X-Artifact-Size": str(len(dump)),
+    }
+    part = api.client.put(
+        url,
+        headers={**h, **meta, "Content-Range": f"bytes 0-9999/{len(dump)}"},
+        content=dump[:10000],
+    )
+    assert part.json() == {
+        "name": "goroutines.txt",
+        "received": 10000,
+        "bytes": len(dump),
+        "complete": False,
+    }
+    wrong = api.client.put(
+        url, headers={**h, **meta, "Content-Range": f"bytes 5-9/{len(dump)}"}, content=dump[5:10]
+    )
     assert wrong.status_code == 409
     assert api.client.get(url, headers=h).json()["received"] == 10000
     rest = api.client.put(
-        url, headers={**h, **meta, "Content-Range": f"bytes 10000-{len(dump) - 1}/{len(dump)}"},
-        content=dump[10000:])
+        url,
+        headers={**h, **meta, "Content-Range": f"bytes 10000-{len(dump) - 1}/{len(dump)}"},
+        content=dump[10000:],
+    )
     assert rest.json()["complete"] is True
 
-    hung = {"status": "hung", "reason": "stall", "iterations": 100, "duration_s": 2.0,
-            "cpu_set": [0], "requested_cpu_set": [0], "gomaxprocs": 1, "exit_code": None}
-    ack = api.client.post(f"/api/v1/runs/{run['run_id']}/result", headers=h,
-                          json={"result": hung})
+    hung = {
+        "status": "hung",
+        "reason": "stall",
+        "iterations": 100,
+        "duration_s": 2.0,
+        "cpu_set": [0],
+        "requested_cpu_set": [0],
+        "gomaxprocs": 1,
+        "exit_code": None,
+    }
+    ack = api.client.post(f"/api/v1/runs/{run['run_id']}/result", headers=h, json={"result": hung})
     assert ack.json() == {"run_id": run["run_id"], "status": "hung", "counted": True}
-    again = api.client.post(f"/api/v1/runs/{run['run_id']}/result", headers=h,
-                            json={"result": hung})
+    again = api.client.post(
+        f"/api/v1/runs/{run['run_id']}/result", headers=h, json={"result": hung}
+    )
     assert again.json()["counted"] is False
 
     viewer = api.headers(api.token("viewer"))
@@ -188,8 +232,9 @@ def test_lease_long_poll_returns_204_when_there_is_no_work(api):
     agent = register(api)
     r = api.client.post("/api/v1/agents/me/lease", headers=api.headers(agent), json={"wait_s": 0.5})
     assert r.status_code == 204
-    r = api.client.post("/api/v1/agents/me/lease", headers=api.headers(api.token("agent")),
-                        json={"wait_s": 0})
+    r = api.client.post(
+        "/api/v1/agents/me/lease", headers=api.headers(api.token("agent")), json={"wait_s": 0}
+    )
     assert r.status_code == 403  # an enrollment token must register first
 
 
