@@ -233,6 +233,45 @@ def run(
         print(f"results in {out_dir}")
 
 
+@app.command()
+def serve(
+    api_url: Annotated[
+        str | None, typer.Option("--api", help="the api's URL [REPROFARM_API]")
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="enrollment token [REPROFARM_TOKEN]")] = None,
+    name: Annotated[str | None, typer.Option(help="agent name [host name]")] = None,
+    pool: Annotated[list[str] | None, typer.Option(help="pool served; repeatable")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="spool and run folders")] = None,
+) -> None:
+    """Serve as a lab agent: lease runs from the api, run them, report."""
+    import logging
+    import socket
+
+    import httpx
+
+    from reprofarm_agent.client import ApiClient
+    from reprofarm_agent.service import AgentService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per long-poll is noise
+    settings = AgentSettings()
+    if work_dir is not None:
+        settings = settings.model_copy(update={"work_dir": work_dir})
+    url = api_url or settings.api
+    secret = token or settings.token
+    if not url or not secret:
+        _fail("api: give --api and --token (or REPROFARM_API and REPROFARM_TOKEN)")
+    with httpx.Client(base_url=url, timeout=60) as http:
+        service = AgentService(
+            client=ApiClient(http, secret),
+            platform=current_platform(settings),
+            settings=settings,
+            name=name or settings.agent_name or socket.gethostname(),
+            pools=pool or settings.pools,
+        )
+        service.serve()
+
+
 def main() -> None:
     app(prog_name="reprofarm-agent")
 

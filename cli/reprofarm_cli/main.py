@@ -26,9 +26,10 @@ app.add_typer(remote.token_app, name="token")
 app.command()(services.api)
 app.command()(services.worker)
 app.command()(services.beat)
-app.command()(services.agent)
+app.command("agent")(agent_cli.serve)
 db_app = typer.Typer(no_args_is_help=True, help="database maintenance")
 db_app.command("upgrade")(services.db_upgrade)
+db_app.command("token")(services.db_token)
 app.add_typer(db_app, name="db")
 
 

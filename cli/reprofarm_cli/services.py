@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import socket
-from pathlib import Path
 from typing import Annotated
 
 import typer
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per long-poll is noise
 
 
 def api(
@@ -66,43 +59,6 @@ def beat() -> None:
     app.start(["beat", "--loglevel", "INFO", "-s", str(schedule)])
 
 
-def agent(
-    api_url: Annotated[
-        str | None, typer.Option("--api", help="the api's URL [REPROFARM_API]")
-    ] = None,
-    token: Annotated[str | None, typer.Option(help="enrollment token [REPROFARM_TOKEN]")] = None,
-    name: Annotated[str | None, typer.Option(help="agent name [host name]")] = None,
-    pool: Annotated[list[str] | None, typer.Option(help="pool served; repeatable")] = None,
-    work_dir: Annotated[Path | None, typer.Option(help="spool and run folders")] = None,
-) -> None:
-    """Serve as a lab agent: lease runs from the api and run them."""
-    import httpx
-    from reprofarm_agent.client import ApiClient
-    from reprofarm_agent.platform import current_platform
-    from reprofarm_agent.service import AgentService
-    from reprofarm_agent.settings import AgentSettings
-
-    _logging()
-    settings = AgentSettings()
-    updates: dict[str, object] = {}
-    if work_dir is not None:
-        updates["work_dir"] = work_dir
-    settings = settings.model_copy(update=updates)
-    url = api_url or settings.api
-    secret = token or settings.token
-    if not url or not secret:
-        raise typer.BadParameter("give --api and --token (or REPROFARM_API and REPROFARM_TOKEN)")
-    with httpx.Client(base_url=url, timeout=60) as http:
-        service = AgentService(
-            client=ApiClient(http, secret),
-            platform=current_platform(settings),
-            settings=settings,
-            name=name or settings.agent_name or socket.gethostname(),
-            pools=pool or settings.pools,
-        )
-        service.serve()
-
-
 def db_upgrade() -> None:
     """Apply the database migrations (REPROFARM_DATABASE_URL)."""
     from reprofarm_db.migrate import upgrade
@@ -112,3 +68,23 @@ def db_upgrade() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url)
     typer.echo(f"database at head: {settings.db_url}")
+
+
+def db_token(
+    role: Annotated[str, typer.Option(help="viewer, submitter, agent or admin")] = "admin",
+    name: Annotated[str, typer.Option(help="who or what it is for")] = "bootstrap",
+) -> None:
+    """Create a token straight in the database: how the first admin token of a
+    distributed install is made (needs REPROFARM_DATABASE_URL, not the api)."""
+    from reprofarm_db import tokens
+    from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
+    from reprofarm_db.errors import Invalid
+    from reprofarm_db.settings import ControllerSettings
+
+    sessions = make_sessionmaker(make_engine(ControllerSettings().db_url))
+    try:
+        with transaction(sessions) as session:
+            typer.echo(tokens.create(session, name=name, role=role))
+    except Invalid as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None

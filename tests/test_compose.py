@@ -1,0 +1,29 @@
+"""No Docker engine runs here: check docker-compose.yml's shape and that every
+command it runs exists in our CLIs."""
+
+from pathlib import Path
+
+import yaml
+from reprofarm_agent.cli import app as agent_app
+from reprofarm_cli.main import app
+from typer.main import get_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_compose_has_the_designed_services_with_real_commands():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "redis", "api", "worker", "beat", "flower", "linux-agent"}
+    known = {
+        "reprofarm": set(get_command(app).commands),  # type: ignore[attr-defined]
+        "reprofarm-agent": set(get_command(agent_app).commands),  # type: ignore[attr-defined]
+    }
+    for name in ("api", "worker", "beat", "linux-agent"):
+        program, sub, *_ = services[name]["command"]
+        assert sub in known[program], f"{name}: {program} has no command {sub}"
+        dockerfile = services[name]["build"]["dockerfile"]
+        assert (ROOT / dockerfile).exists()
+    env = services["api"]["environment"]
+    assert env["REPROFARM_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert env["REPROFARM_BROKER_URL"].startswith("redis://")
