@@ -7,9 +7,7 @@ import os
 import secrets
 from collections.abc import Iterator
 
-import psycopg
 import pytest
-import redis
 
 PG_ADMIN = os.environ.get("REPROFARM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST = os.environ.get("REPROFARM_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -22,6 +20,8 @@ def _pg_url(name: str) -> str:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
+    import psycopg  # imported here: agent-only installs (Windows runners) lack it
+
     name = f"reprofarm_test_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -33,6 +33,8 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A Redis database index of its own (1-15), flushed before and after."""
+    import redis
+
     index = 1 + secrets.randbelow(15)
     url = f"{REDIS_HOST}/{index}"
     client = redis.Redis.from_url(url)
