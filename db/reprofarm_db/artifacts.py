@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reprofarm_db.errors import Conflict, NotFound
-from reprofarm_db.models import Artifact
+from reprofarm_db.models import Artifact, utcnow
 
 
 def get_or_raise(session: Session, *, artifact_id: int) -> Artifact:
@@ -34,3 +34,14 @@ def open_upload(
     if (found.sha256, found.bytes) != (sha256, size):
         raise Conflict(f"artifact {name!r} of run {run_id} was announced with another hash or size")
     return found
+
+
+def record_progress(
+    session: Session, *, artifact_id: int, received: int, blob: str | None
+) -> Artifact:
+    """After a chunk: how much the api holds, and the blob once it is complete."""
+    row = get_or_raise(session, artifact_id=artifact_id)
+    row.received = received
+    if blob is not None:
+        row.complete, row.path, row.created_at = True, blob, utcnow()
+    return row

@@ -9,7 +9,6 @@ the ``received`` count that ``GET`` on the same path returns.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request
@@ -91,7 +90,7 @@ async def upload(
     start = _start_offset(content_range, x_artifact_size)
     partial = store.partial(run_id, name)
 
-    def _open() -> tuple[int, bool]:
+    def _open() -> tuple[int, int, bool]:
         with transaction(request.app.state.sessions) as session:
             run = session.get(Run, run_id)
             if run is None:
@@ -107,9 +106,9 @@ async def upload(
                 size=x_artifact_size,
                 path=str(partial),
             )
-            return row.received, row.complete
+            return row.id, row.received, row.complete
 
-    received, complete = await run_in_threadpool(_open)
+    artifact_id, received, complete = await run_in_threadpool(_open)
     if complete:
         return UploadState(
             name=name, received=x_artifact_size, bytes=x_artifact_size, complete=True
@@ -134,30 +133,19 @@ async def upload(
             f.write(chunk)
 
     def _record() -> UploadState:
-        blob = store.finish(partial, x_artifact_sha256) if written == x_artifact_size else None
+        whole = written == x_artifact_size
+        blob = store.finish(partial, x_artifact_sha256) if whole else None
         with transaction(request.app.state.sessions) as session:
-            row = artifacts.open_upload(
+            row = artifacts.record_progress(
                 session,
-                run_id=run_id,
-                name=name,
-                kind=x_artifact_kind,
-                sha256=x_artifact_sha256,
-                size=x_artifact_size,
-                path=str(partial),
+                artifact_id=artifact_id,
+                received=0 if whole and blob is None else written,
+                blob=str(blob) if blob is not None else None,
             )
-            if written == x_artifact_size and blob is None:
-                row.received = 0
-                mismatch = True
-            else:
-                row.received = written
-                mismatch = False
-                if blob is not None:
-                    row.complete, row.path = True, str(blob)
-                    row.created_at = datetime.now(UTC)
             state = UploadState(
                 name=name, received=row.received, bytes=row.bytes, complete=row.complete
             )
-        if mismatch:
+        if whole and blob is None:
             raise Invalid(
                 "X-Artifact-Sha256",
                 "the uploaded bytes have another sha256; upload again from byte 0",
