@@ -7,11 +7,9 @@ QUEUE_ANALYSIS = "analysis"
 TASK_PLAN_JOB = "reprofarm.plan_job"
 TASK_BUILD = "reprofarm.build"
 TASK_SWEEP_LEASES = "reprofarm.sweep_leases"
-TASK_CANCEL_JOB = "reprofarm.cancel_job"
 
 TASK_QUEUES = {
     TASK_PLAN_JOB: QUEUE_CONTROLLER,
     TASK_SWEEP_LEASES: QUEUE_CONTROLLER,
-    TASK_CANCEL_JOB: QUEUE_CONTROLLER,
     TASK_BUILD: QUEUE_BUILD,
 }

@@ -1,6 +1,6 @@
 """The Celery application, built by a factory from settings.
 
-Queues: ``controller`` (plan jobs, sweep leases, cancel), ``build`` (hangtest
+Queues: ``controller`` (plan jobs, sweep leases; cancelling is immediate, in the api), ``build`` (hangtest
 builds), ``analysis`` (dump analyzers, later). Beat runs the lease sweep.
 """
 
