@@ -1,7 +1,8 @@
 """The Celery application, built by a factory from settings.
 
-Queues: ``controller`` (plan jobs, sweep leases; cancelling is immediate, in the api), ``build`` (hangtest
-builds), ``analysis`` (dump analyzers, later). Beat runs the lease sweep.
+Queues: ``controller`` (plan jobs, sweep leases; cancelling is immediate, in
+the api), ``build`` (hangtest builds), ``analysis`` (dump analyzers, later).
+Beat runs the lease sweep.
 """
 
 from __future__ import annotations
