@@ -97,7 +97,7 @@ def test_impossible_jobs_are_refused_with_the_reason(api):
     assert r.json()["detail"]["field"] == "repeats"
     r = submit(api, pools=["windows-x64"])
     assert r.status_code == 422
-    assert "no registered agent matches" in r.json()["detail"]["message"]
+    assert "no online agent matches" in r.json()["detail"]["message"]
     r = submit(api, cpus=[64])
     assert r.status_code == 422
     assert "64 CPUs" in r.json()["detail"]["message"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from reprofarm_protocol.jobs import FanOut, JobCreate, JobState, RunState
@@ -67,20 +68,28 @@ def _groups(spec: JobCreate, eligible: list[Agent]) -> list[Group]:
     return groups
 
 
-def expand(spec: JobCreate, agents: Sequence[Agent], *, max_runs: int) -> Expansion:
-    """The runs a job asks for. Cells no eligible agent can run (more CPUs than
-    it has) are skipped with the reason; a job past ``max_runs`` is refused."""
+def expand(
+    spec: JobCreate,
+    agents: Sequence[Agent],
+    *,
+    max_runs: int,
+    online_since: datetime | None = None,
+) -> Expansion:
+    """The runs a job asks for. Only agents seen since ``online_since`` (when
+    given) are eligible. Cells no eligible agent can run (more CPUs than it has)
+    are skipped with the reason; a job past ``max_runs`` is refused."""
     out = Expansion(
         eligible=[
             a
             for a in agents
             if agents_.matches(a, pools=spec.pools, names=spec.agents, selector=spec.selector)
+            and (online_since is None or a.last_seen >= online_since)
         ]
     )
     if not out.eligible:
         raise Invalid(
             "pools",
-            f"no registered agent matches pools {spec.pools}, agents {spec.agents} "
+            f"no online agent matches pools {spec.pools}, agents {spec.agents} "
             f"and selector {spec.selector}",
         )
     for label, pool, agent_id, members in _groups(spec, out.eligible):
@@ -115,7 +124,12 @@ def expand(spec: JobCreate, agents: Sequence[Agent], *, max_runs: int) -> Expans
 
 
 def create(
-    session: Session, *, spec: JobCreate, idempotency_key: str | None, max_runs: int
+    session: Session,
+    *,
+    spec: JobCreate,
+    idempotency_key: str | None,
+    max_runs: int,
+    online_since: datetime | None = None,
 ) -> tuple[Job, bool]:
     """Store the job and its runs in the caller's transaction, with the task
     that plans it in the outbox. Returns (job, created); a repeated key returns
@@ -130,7 +144,7 @@ def create(
                     f"({existing.id})"
                 )
             return existing, False
-    expansion = expand(spec, agents_.list_(session), max_runs=max_runs)
+    expansion = expand(spec, agents_.list_(session), max_runs=max_runs, online_since=online_since)
     job = Job(
         idempotency_key=idempotency_key,
         spec=spec_json,

@@ -61,7 +61,7 @@ def test_jobs_over_the_size_limit_are_refused_and_store_nothing(sessions):
 def test_no_matching_agent_is_refused_naming_the_pool(sessions):
     with transaction(sessions) as s:
         register_agent(s, "a", pools=["windows-x64"])
-        with pytest.raises(Invalid, match="no registered agent matches pools"):
+        with pytest.raises(Invalid, match="no online agent matches pools"):
             jobs.create(
                 s,
                 spec=JobCreate(scenario="pipe-close-race", pools=["windows-arm64"]),
@@ -83,3 +83,17 @@ def test_idempotency_key_returns_the_first_job_and_refuses_another_spec(sessions
             jobs.create(
                 s, spec=JobCreate(scenario="socket-pipe-mix"), idempotency_key="k1", max_runs=10
             )
+
+
+def test_offline_agents_get_no_runs(sessions):
+    from datetime import timedelta
+
+    with transaction(sessions) as s:
+        old, _ = register_agent(s, "old", pools=["p"])
+        fresh, _ = register_agent(s, "fresh", pools=["p"])
+        old.last_seen -= timedelta(minutes=10)
+        since = old.last_seen + timedelta(minutes=5)
+        spec = JobCreate(scenario="pipe-close-race", pools=["p"], fan_out="each-agent")
+        job, _ = jobs.create(s, spec=spec, idempotency_key=None, max_runs=10, online_since=since)
+        owners = s.scalars(select(Run.required_agent_id).where(Run.job_id == job.id)).all()
+        assert owners == [fresh.id]

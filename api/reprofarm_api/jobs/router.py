@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -39,8 +40,15 @@ def submit(
 ) -> JobRead | DryRun:
     """The job and all its runs are stored in one transaction, with the task that
     plans them (builds first) queued through the outbox."""
+    # Agents silent for two lease periods are offline: no runs are planned for them.
+    online_since = datetime.now(UTC) - timedelta(seconds=2 * settings.lease_s)
     if dry_run:
-        expansion = jobs.expand(spec, agents.list_(session), max_runs=settings.max_runs_per_job)
+        expansion = jobs.expand(
+            spec,
+            agents.list_(session),
+            max_runs=settings.max_runs_per_job,
+            online_since=online_since,
+        )
         return DryRun(
             runs=len(expansion.cells),
             cells=jobs.cells_as_dicts(expansion)[:1000],
@@ -54,7 +62,11 @@ def submit(
             ],
         )
     job, created = jobs.create(
-        session, spec=spec, idempotency_key=idempotency_key, max_runs=settings.max_runs_per_job
+        session,
+        spec=spec,
+        idempotency_key=idempotency_key,
+        max_runs=settings.max_runs_per_job,
+        online_since=online_since,
     )
     if not created:
         response.status_code = 200
