@@ -48,7 +48,7 @@ def _call(instance: Instance, method: str, path: str, **kwargs: Any) -> Any:
                 f"{'.'.join(str(p) for p in d['loc'][1:])}: {d['msg']}" for d in detail
             )
         elif isinstance(detail, dict):
-            detail = (f"{detail['field']}: " if "field" in detail else "") + detail["message"]
+            detail = detail["message"]  # it names the field already
         _fail(f"HTTP {response.status_code}: {detail}")
     return response.json()
 

@@ -53,6 +53,21 @@ def _wait_healthy(url: str, supervisor: Supervisor, timeout_s: float = 90) -> bo
     return False
 
 
+def _wait_agent(url: str, admin: str, supervisor: Supervisor, timeout_s: float = 90) -> bool:
+    """The local agent has registered: jobs submitted from now on have an agent."""
+    deadline = time.monotonic() + timeout_s
+    headers = {"Authorization": f"Bearer {admin}"}
+    while time.monotonic() < deadline and not supervisor.stopping.is_set():
+        try:
+            agents = httpx.get(f"{url}/api/v1/agents", headers=headers, timeout=2).json()
+            if any(a["online"] for a in agents):
+                return True
+        except (httpx.TransportError, ValueError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
 def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -98,6 +113,9 @@ def up(
         supervisor.start_all()
         if not _wait_healthy(url, supervisor):
             typer.echo(f"the api did not come up; see {logs / 'api.log'}", err=True)
+            raise typer.Exit(1)
+        if not _wait_agent(url, admin, supervisor):
+            typer.echo(f"the local agent did not register; see {logs / 'agent.log'}", err=True)
             raise typer.Exit(1)
         write_instance(folder, url, admin)
         typer.echo(f"reprofarm is up: dashboard {url}/#token={viewer}")
