@@ -108,7 +108,10 @@ def up(
     supervisor.add(
         "agent", ["agent", "--name", f"local-{socket.gethostname()}", "--pool", agent_pool], logs
     )
+    # Both explicitly: a shell that starts `up` in the background hands it
+    # SIGINT ignored, and Python then leaves it ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         supervisor.start_all()
         if not _wait_healthy(url, supervisor):
