@@ -11,7 +11,6 @@ request that also opens a transaction): the ratio says what leasing costs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import secrets
 import subprocess
@@ -26,9 +25,10 @@ import psycopg
 from reprofarm_db import agents, builds, jobs, tokens
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
-from reprofarm_protocol.builds import BuildManifest
-from reprofarm_protocol.hardware import CpuInfo, HardwareInfo
 from reprofarm_protocol.jobs import AgentRegister, JobCreate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.factories import FAKE_SOURCE, fake_build, hardware
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULT = {
@@ -45,34 +45,12 @@ RESULT = {
 }
 
 
-def hardware() -> HardwareInfo:
-    return HardwareInfo(
-        os="windows",
-        os_version="10.0",
-        os_name="Windows 11",
-        arch="arm64",
-        python_arch="arm64",
-        cpu_model="bench",
-        logical_cpus=8,
-        physical_cores=8,
-        packages=1,
-        numa_nodes=1,
-        processor_groups=1,
-        efficiency_classes=[0],
-        hypervisor="none",
-        memory_bytes=1 << 34,
-        cpus=[CpuInfo(index=i, core=i) for i in range(8)],
-        hostname="b",
-        fingerprint="f" * 64,
-    )
-
-
 def seed(url: str, n_agents: int, n_runs: int, binary: Path) -> list[str]:
     sessions = make_sessionmaker(make_engine(url))
     with transaction(sessions) as s:
         agent_tokens = [
             agents.register(
-                s, request=AgentRegister(name=f"a{i}", pools=["p"], hardware=hardware())
+                s, request=AgentRegister(name=f"a{i}", pools=["p"], hardware=hardware(cpus=8))
             )[1]
             for i in range(n_agents)
         ]
@@ -82,23 +60,8 @@ def seed(url: str, n_agents: int, n_runs: int, binary: Path) -> list[str]:
             idempotency_key=None,
             max_runs=n_runs,
         )
-        builds.record(
-            s,
-            go_version="1.27.3",
-            manifest=BuildManifest(
-                go_version="go1.27.3",
-                target="windows/arm64",
-                source_sha256="s" * 64,
-                sha256=hashlib.sha256(binary.read_bytes()).hexdigest(),
-                bytes=1,
-                path=str(binary),
-                hangtest_version="b",
-                fix_present=False,
-                toolchain="/",
-                binary_machine="x",
-            ),
-        )
-        builds.mark_ready(s, job=job, source_sha256="s" * 64)
+        fake_build(s, path=binary)
+        builds.mark_ready(s, job=job, source_sha256=FAKE_SOURCE)
         tokens.create(s, name="bench", role="admin")
     return agent_tokens
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
-from reprofarm_db import agents
-from reprofarm_db.models import Agent
+from reprofarm_db import agents, builds
+from reprofarm_db.models import Agent, Build
+from reprofarm_protocol.builds import BuildManifest
 from reprofarm_protocol.hardware import CpuInfo, HardwareInfo
 from reprofarm_protocol.jobs import AgentRegister
 from sqlalchemy.orm import Session
@@ -59,3 +61,31 @@ def register_agent(
         ),
     )
     return agents.register(session, request=request)
+
+
+# The hangtest source hash that fake builds claim; mark_ready must be given the same.
+FAKE_SOURCE = "s" * 64
+
+
+def fake_build(
+    session: Session,
+    *,
+    target: str = "windows/arm64",
+    path: Path | None = None,
+    go_version: str = "1.27.3",
+) -> Build:
+    """Record a build of ``path`` (or of nothing) without running Go."""
+    data = path.read_bytes() if path is not None else b""
+    manifest = BuildManifest(
+        go_version=f"go{go_version}",
+        target=target,
+        source_sha256=FAKE_SOURCE,
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+        path=str(path or "/nonexistent"),
+        hangtest_version="test",
+        fix_present=False,
+        toolchain="/go",
+        binary_machine=target,
+    )
+    return builds.record(session, go_version=go_version, manifest=manifest)

@@ -6,10 +6,9 @@ import pytest
 from reprofarm_db import builds
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Job, Run
-from reprofarm_protocol.builds import BuildManifest
 from sqlalchemy import func, select
 
-from tests.factories import hardware
+from tests.factories import FAKE_SOURCE, fake_build, hardware
 
 
 def register(api, name="arm-1", pools=("windows-arm64",), cpus=4):
@@ -30,24 +29,9 @@ def register(api, name="arm-1", pools=("windows-arm64",), cpus=4):
 def make_build(api, path):
     path.write_bytes(b"binary")
     with transaction(api.client.app.state.sessions) as s:
-        builds.record(
-            s,
-            go_version="1.27.3",
-            manifest=BuildManifest(
-                go_version="go1.27.3",
-                target="windows/arm64",
-                source_sha256="s" * 64,
-                sha256=hashlib.sha256(b"binary").hexdigest(),
-                bytes=6,
-                path=str(path),
-                hangtest_version="t",
-                fix_present=False,
-                toolchain="/go",
-                binary_machine="windows/arm64",
-            ),
-        )
+        fake_build(s, path=path)
         for job in s.scalars(select(Job)):
-            builds.mark_ready(s, job=job, source_sha256="s" * 64)
+            builds.mark_ready(s, job=job, source_sha256=FAKE_SOURCE)
 
 
 def submit(api, **spec):

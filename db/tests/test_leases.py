@@ -4,12 +4,11 @@ from datetime import UTC, datetime, timedelta
 from reprofarm_db import builds, jobs, leases
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Agent, Run
-from reprofarm_protocol.builds import BuildManifest
 from reprofarm_protocol.jobs import Heartbeat, JobCreate, RunReport, RunState
 from reprofarm_protocol.runs import RunResult, RunStatus
 from sqlalchemy import select
 
-from tests.factories import register_agent
+from tests.factories import FAKE_SOURCE, fake_build, register_agent
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -22,20 +21,8 @@ def make_ready_job(s, *, repeats=1, **spec):
         max_runs=1000,
     )
     for target in job.targets:
-        manifest = BuildManifest(
-            go_version="go1.27.3",
-            target=target,
-            source_sha256="s" * 64,
-            sha256="b" * 64,
-            bytes=1,
-            path="/nonexistent",
-            hangtest_version="t",
-            fix_present=False,
-            toolchain="/go",
-            binary_machine=target,
-        )
-        builds.record(s, go_version="1.27.3", manifest=manifest)
-    builds.mark_ready(s, job=job, source_sha256="s" * 64, now=T0)
+        fake_build(s, target=target)
+    builds.mark_ready(s, job=job, source_sha256=FAKE_SOURCE, now=T0)
     return job
 
 
