@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import io
 import random
-import secrets
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 from reprofarm_db import stats
@@ -23,7 +24,8 @@ from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
 from sqlalchemy import text
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.fixtures import scratch_database
 
 
 def timed(fn: Callable[[], object], repeat: int = 5) -> float:
@@ -79,11 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
     args = parser.parse_args()
-    name = f"reprofarm_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
+    with scratch_database("reprofarm_bench") as url:
         upgrade(url)
         started = time.perf_counter()
         load(url, args.runs)
@@ -108,9 +106,6 @@ def main() -> None:
             t = timed(query(keys))
             print(f"stats by {','.join(keys)}: {t * 1000:.0f} ms ({t / base:.1f}x the COUNT)")
         engine.dispose()
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import httpx
-import psycopg
 from reprofarm_db import agents, builds, jobs, tokens
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
@@ -29,8 +28,8 @@ from reprofarm_protocol.jobs import AgentRegister, JobCreate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.factories import FAKE_SOURCE, fake_build, hardware
+from tests.fixtures import scratch_database
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULT = {
     "result": {
         "status": "passed",
@@ -105,11 +104,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=16)
     parser.add_argument("--runs", type=int, default=2000)
     args = parser.parse_args()
-    name = f"reprofarm_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with TemporaryDirectory() as tmp:
+    with scratch_database("reprofarm_bench") as url, TemporaryDirectory() as tmp:
         binary = Path(tmp) / "hangtest.exe"
         binary.write_bytes(b"bench")
         upgrade(url)
@@ -148,8 +143,6 @@ def main() -> None:
         finally:
             api.terminate()
             api.wait()
-            with psycopg.connect(ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import statistics
 import sys
 import tempfile
@@ -21,27 +20,22 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.e2e.farm import Farm, RedisServer, wait_for
-
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.fixtures import scratch_database
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5)
     args = parser.parse_args()
-    name = f"reprofarm_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_database("reprofarm_bench") as url, tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp))
         redis.start()
         farm = Farm(
             root=Path(tmp),
-            database_url=f"postgresql+psycopg://postgres@127.0.0.1/{name}",
+            database_url=url,
             redis=redis,
             lease_s=30,
         )
@@ -93,8 +87,6 @@ def main() -> None:
         finally:
             farm.stop_all()
             redis.stop()
-            with psycopg.connect(ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
