@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from reprofarm_protocol.affinity import SCENARIOS
 from rich.console import Console
 
 from reprofarm_agent.build import TARGETS, build_hangtest, native_target
 from reprofarm_agent.display import make_display
 from reprofarm_agent.durations import parse_duration
-from reprofarm_agent.errors import AgentError
+from reprofarm_agent.errors import AgentError, EnrollmentRefusedError
 from reprofarm_agent.hardware import describe
 from reprofarm_agent.local_runs import LocalPlan, run_local
 from reprofarm_agent.placement import place, validate_policy
@@ -28,14 +29,16 @@ from reprofarm_agent.runner import RunSpec
 from reprofarm_agent.settings import AgentSettings
 from reprofarm_agent.toolchains import resolve_toolchain
 
-SCENARIOS = ("pipe-close-race", "socket-pipe-mix", "control-deadlock")
-
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="reprofarm agent: run the hangtest reproducer on exact CPU sets and catch hangs.",
 )
 _stderr = Console(stderr=True, soft_wrap=True)
+
+
+EXIT_CREDENTIALS_REFUSED = 3
+"""``serve``: the api refuses every token this agent has (a supervisor must report it)."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -269,7 +272,11 @@ def serve(
             name=name or settings.agent_name or socket.gethostname(),
             pools=pool or settings.pools,
         )
-        service.serve()
+        try:
+            service.serve()
+        except EnrollmentRefusedError as exc:
+            _stderr.print(f"error: {exc}", highlight=False, markup=False)
+            raise typer.Exit(EXIT_CREDENTIALS_REFUSED) from None
 
 
 def main() -> None:

@@ -13,16 +13,15 @@ A set never spans Windows processor groups: one affinity mask cannot.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reprofarm_protocol.affinity import POLICIES, parse_mask
 from reprofarm_protocol.hardware import CpuInfo
 
 from reprofarm_agent.errors import PlacementError
 
-POLICIES = ("compact", "spread", "pcores", "ecores", "all")
-_MASK = re.compile(r"mask:0x([0-9a-fA-F]+)")
+__all__ = ["POLICIES", "CpuPlacement", "place", "validate_policy"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,12 @@ class CpuPlacement:
 
 
 def validate_policy(policy: str) -> str:
-    if policy in POLICIES or _MASK.fullmatch(policy):
-        return policy
-    raise PlacementError(
-        f"affinity: unknown policy {policy!r}; use one of {', '.join(POLICIES)} or mask:0x<hex>"
-    )
+    """The policy if the protocol accepts it (the api checks the same rule)."""
+    try:
+        parse_mask(policy)
+    except ValueError as exc:
+        raise PlacementError(f"affinity: {exc}") from None
+    return policy
 
 
 def _by_core_then_sibling(cpus: Sequence[CpuInfo]) -> list[list[CpuInfo]]:
@@ -101,12 +101,13 @@ def place(cpus: Sequence[CpuInfo], count: int | None, policy: str) -> CpuPlaceme
     this machine cannot honour.
     """
     validate_policy(policy)
+    mask = parse_mask(policy)
     if not cpus:
         raise PlacementError("this machine reported no usable CPU")
     if count is not None and count < 1:
         raise PlacementError(f"cpus: must be at least 1, got {count}")
-    if m := _MASK.fullmatch(policy):
-        return _from_mask(cpus, int(m.group(1), 16), count)
+    if mask is not None:
+        return _from_mask(cpus, mask, count)
     candidates = _ordered_candidates(cpus, policy)
     if policy == "all" and count is not None and count != len(candidates):
         raise PlacementError(

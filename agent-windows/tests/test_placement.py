@@ -58,7 +58,8 @@ def test_mask_selects_exact_cpus():
         (None, "mask:0x100", "CPU 8 is not usable"),
         (None, "mask:0x0", "selects no CPU"),
         (1, "mask:0x3", "the mask selects 2"),
-        (1, "sideways", "unknown policy 'sideways'"),
+        (1, "sideways", "'sideways' is not one of compact"),
+        (None, "mask:0xZZ", "1 to 16 hex digits"),
     ],
 )
 def test_impossible_placements_are_refused_with_the_reason(count, policy, message):

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
+from reprofarm_protocol.affinity import Scenario, check_policy
 from reprofarm_protocol.hardware import HardwareInfo
+from reprofarm_protocol.limits import MAX_LIST, Count, Name, Seconds, Strict
 from reprofarm_protocol.runs import RunResult
 
-Scenario = Literal["pipe-close-race", "socket-pipe-mix", "control-deadlock"]
-_POLICIES = ("compact", "spread", "pcores", "ecores", "all")
+_GO_VERSION = re.compile(r"(?:go)?([0-9]{1,3}\.[0-9]{1,3}(?:\.[0-9]{1,3})?)", re.ASCII)
+
+SELECTOR_KEYS = ("os", "arch", "hypervisor", "cpu_model", "fingerprint", "os_version")
+"""The agent facts a job's selector may name (the keys agents.register stores)."""
+
+SelectorValue = Annotated[str, StringConstraints(max_length=200)]
+MachineSecret = Annotated[
+    str, StringConstraints(min_length=32, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+]
 
 
 class FanOut(StrEnum):
@@ -54,15 +64,16 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
-def _all_cpus() -> list[int | Literal["all"]]:
+CpuCount = int | Literal["all"]
+
+
+def _all_cpus() -> list[CpuCount]:
     return ["all"]
 
 
-class JobCreate(BaseModel):
+class JobCreate(Strict):
     """What a job asks for. The matrix go_versions x cpus x affinities x repeats
     (x agents, with fan-out each-agent) expands into runs."""
-
-    model_config = ConfigDict(extra="forbid")
 
     scenario: Scenario = Field(description="which hangtest scenario")
     go_versions: list[str] = Field(
@@ -71,18 +82,23 @@ class JobCreate(BaseModel):
         max_length=10,
         description="Go releases to build hangtest with (e.g. 1.25.5, 1.27.3)",
     )
-    pools: list[str] = Field(default_factory=list, description="agent pools, e.g. windows-arm64")
-    agents: list[str] = Field(default_factory=list, description="agent names")
-    selector: dict[str, str] = Field(
+    pools: list[Name] = Field(
+        default_factory=list, max_length=MAX_LIST, description="agent pools, e.g. windows-arm64"
+    )
+    agents: list[Name] = Field(default_factory=list, max_length=MAX_LIST, description="agent names")
+    selector: dict[str, SelectorValue] = Field(
         default_factory=dict,
+        max_length=len(SELECTOR_KEYS),
         description='hardware facts an agent must have, e.g. {"arch": "arm64"}',
     )
     fan_out: FanOut = FanOut.ANY_AGENT
-    cpus: list[int | Literal["all"]] = Field(default_factory=_all_cpus, min_length=1)
-    affinities: list[str] = Field(default_factory=lambda: ["compact"], min_length=1)
+    cpus: list[CpuCount] = Field(default_factory=_all_cpus, min_length=1, max_length=MAX_LIST)
+    affinities: list[str] = Field(
+        default_factory=lambda: ["compact"], min_length=1, max_length=MAX_LIST
+    )
     repeats: int = Field(1, ge=1, le=100_000, description="runs per matrix cell")
     duration_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
-    iterations: int | None = Field(None, ge=1, description="per worker")
+    iterations: int | None = Field(None, ge=1, le=10**12, description="per worker")
     workers: int = Field(10, ge=1, le=1000)
     stall_timeout_s: float = Field(30.0, gt=0, le=24 * 3600)
     control_chance: float | None = Field(None, ge=0, le=1)
@@ -92,27 +108,34 @@ class JobCreate(BaseModel):
     @field_validator("go_versions")
     @classmethod
     def _versions(cls, value: list[str]) -> list[str]:
+        out = []
         for v in value:
-            parts = v.removeprefix("go").split(".")
-            if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
-                raise ValueError(f"{v!r} is not a Go version such as 1.27.3")
-        return [v.removeprefix("go") for v in value]
+            match = _GO_VERSION.fullmatch(v)
+            if match is None:
+                raise ValueError(f"{v[:40]!r} is not a Go version such as 1.27.3")
+            out.append(match.group(1))
+        return out
 
     @field_validator("cpus")
     @classmethod
-    def _cpus(cls, value: list[int | str]) -> list[int | str]:
+    def _cpus(cls, value: list[CpuCount]) -> list[CpuCount]:
         for c in value:
-            if isinstance(c, int) and c < 1:
-                raise ValueError(f"CPU counts must be at least 1, got {c}")
+            if isinstance(c, int) and not 1 <= c <= 4096:
+                raise ValueError(f"CPU counts must be between 1 and 4096, got {c}")
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key not in SELECTOR_KEYS:
+                raise ValueError(f"{key[:40]!r} is not one of {', '.join(SELECTOR_KEYS)}")
         return value
 
     @field_validator("affinities")
     @classmethod
     def _affinities(cls, value: list[str]) -> list[str]:
-        for a in value:
-            if a not in _POLICIES and not (a.startswith("mask:0x") and len(a) > 7):
-                raise ValueError(f"{a!r} is not one of {', '.join(_POLICIES)} or mask:0x<hex>")
-        return value
+        return [check_policy(a) for a in value]
 
     @model_validator(mode="after")
     def _length(self) -> JobCreate:
@@ -121,13 +144,16 @@ class JobCreate(BaseModel):
         return self
 
 
-class AgentRegister(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
-    pools: list[str] = Field(default_factory=list)
+class AgentRegister(Strict):
+    name: Name
+    pools: list[Name] = Field(default_factory=list, max_length=MAX_LIST)
     hardware: HardwareInfo
-    agent_version: str = "unknown"
+    agent_version: str = Field("unknown", min_length=1, max_length=60)
+    machine_secret: MachineSecret | None = Field(
+        None,
+        description="a random secret the agent keeps from its first registration: only the "
+        "machine that holds it (or an admin) may register this name again",
+    )
 
 
 class AgentRegistered(BaseModel):
@@ -135,9 +161,7 @@ class AgentRegistered(BaseModel):
     token: str = Field(description="this agent's own bearer token: keep it secret")
 
 
-class LeaseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LeaseRequest(Strict):
     wait_s: float = Field(20.0, ge=0, le=60, description="long-poll: how long to wait for work")
 
 
@@ -154,6 +178,10 @@ class LeasedRun(BaseModel):
     run_id: int
     job_id: int
     attempt: int
+    lease_token: str = Field(
+        description="proves this lease: send it as X-Lease-Token with heartbeats, uploads and "
+        "the result"
+    )
     lease_expires_at: datetime
     heartbeat_interval_s: float
     scenario: Scenario
@@ -168,11 +196,9 @@ class LeasedRun(BaseModel):
     process_dumps: int
 
 
-class Heartbeat(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    iterations: int = Field(0, ge=0)
-    elapsed_s: float = Field(0.0, ge=0)
+class Heartbeat(Strict):
+    iterations: Count = 0
+    elapsed_s: Seconds = 0.0
 
 
 class HeartbeatReply(BaseModel):
@@ -181,9 +207,7 @@ class HeartbeatReply(BaseModel):
     lease_expires_at: datetime | None
 
 
-class RunReport(BaseModel):
+class RunReport(Strict):
     """An agent's final word on a run; posting it twice changes nothing."""
-
-    model_config = ConfigDict(extra="forbid")
 
     result: RunResult

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from reprofarm_protocol.hardware import clip
+from reprofarm_protocol.limits import Count, Seconds
+
+Reason = Annotated[str, clip(2000)]
+"""Text the agent writes about a run: cut, never refused (a result is evidence)."""
+_CpuList = Annotated[list[Annotated[int, Field(ge=0, le=65535)]], Field(max_length=65536)]
 
 
 class RunStatus(StrEnum):
@@ -28,31 +36,35 @@ class Artifact(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: ArtifactKind
-    path: str
-    sha256: str
-    bytes: int
+    path: Annotated[str, clip(4096)]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: Count
 
 
 class RunResult(BaseModel):
     """One hangtest process, from start to verified death."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     status: RunStatus
-    reason: str = Field(description="why it ended, apart from its exit code")
-    iterations: int
-    duration_s: float
-    cpu_set: list[int] = Field(description="the CPUs the child itself reported running on")
-    requested_cpu_set: list[int]
-    gomaxprocs: int
-    exit_code: int | None
-    errors: int = 0
-    first_error: str | None = None
-    stalled_workers: list[int] = Field(default_factory=list)
-    hangtest_version: str | None = None
-    go_version: str | None = None
-    binary_arch: str | None = None
+    reason: Reason = Field(description="why it ended, apart from its exit code")
+    iterations: Count
+    duration_s: Seconds
+    cpu_set: _CpuList = Field(description="the CPUs the child itself reported running on")
+    requested_cpu_set: _CpuList
+    gomaxprocs: int = Field(ge=0, le=65535)
+    exit_code: int | None = Field(ge=-(2**31), le=2**32 - 1)
+    errors: Count = 0
+    first_error: Reason | None = None
+    stalled_workers: list[Annotated[int, Field(ge=0, le=1_000_000)]] = Field(
+        default_factory=list, max_length=1000
+    )
+    hangtest_version: Annotated[str, clip(100)] | None = None
+    go_version: Annotated[str, clip(100)] | None = None
+    binary_arch: Annotated[str, clip(40)] | None = None
     killed: bool = False
     unkillable: bool = Field(False, description="the process survived kill: reboot the machine")
-    artifacts: list[Artifact] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list, max_length=64)
 
 
 class RunSummary(BaseModel):
