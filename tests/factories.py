@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from reprofarm_db import agents, builds
-from reprofarm_db.models import Agent, Build
+from reprofarm_db.models import Agent, ApiToken, Build
 from reprofarm_protocol.builds import BuildManifest
 from reprofarm_protocol.hardware import CpuInfo, HardwareInfo
 from reprofarm_protocol.jobs import AgentRegister
@@ -59,8 +59,19 @@ def register_agent(
         hardware=hardware(
             cpus=cpus, arch=arch, os=os, model=f"cpu of {name}", hypervisor=hypervisor
         ),
+        machine_secret=machine_secret(name),
     )
-    return agents.register(session, request=request)
+    return agents.register(session, request=request, caller=ENROLLMENT)
+
+
+ENROLLMENT = ApiToken(name="enrollment", role="agent", agent_id=None)
+"""An enrollment token as the business rules see it (role agent, no agent yet)."""
+
+
+def machine_secret(name: str) -> str:
+    """A stable machine secret per agent name: the same name re-registers, a
+    different secret is another machine."""
+    return hashlib.sha256(f"machine of {name}".encode()).hexdigest()
 
 
 # The hangtest source hash that fake builds claim; mark_ready must be given the same.

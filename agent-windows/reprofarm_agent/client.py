@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from reprofarm_protocol.hardware import HardwareInfo
 from reprofarm_protocol.jobs import (
     AgentRegister,
     AgentRegistered,
@@ -23,7 +22,7 @@ from reprofarm_protocol.jobs import (
 )
 
 from reprofarm_agent.artifacts import sha256_file
-from reprofarm_agent.errors import ApiRefusedError, ApiUnavailableError
+from reprofarm_agent.errors import ApiRefusedError, ApiUnauthorizedError, ApiUnavailableError
 
 _CHUNK = 1 << 20
 
@@ -31,6 +30,8 @@ _CHUNK = 1 << 20
 def _check(response: httpx.Response) -> httpx.Response:
     if response.status_code >= 500:
         raise ApiUnavailableError(f"{response.request.url.path}: HTTP {response.status_code}")
+    if response.status_code == 401:
+        raise ApiUnauthorizedError(f"{response.request.url.path}: HTTP 401: the token is refused")
     if response.status_code >= 400:
         raise ApiRefusedError(
             f"{response.request.url.path}: HTTP {response.status_code}: {response.text[:500]}"
@@ -39,9 +40,14 @@ def _check(response: httpx.Response) -> httpx.Response:
 
 
 class ApiClient:
-    def __init__(self, http: httpx.Client, token: str = "") -> None:
+    """``enrollment_token`` only registers; ``token`` is the agent's own, which
+    registration hands out. Every call about a run proves its lease
+    (``X-Lease-Token``)."""
+
+    def __init__(self, http: httpx.Client, enrollment_token: str = "") -> None:
         self._http = http
-        self.token = token
+        self.enrollment_token = enrollment_token
+        self.token = ""
 
     def _request(
         self,
@@ -51,8 +57,10 @@ class ApiClient:
         content: str | bytes | Iterator[bytes] | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 30.0,
+        token: str | None = None,
     ) -> httpx.Response:
-        all_headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+        bearer = token if token is not None else self.token
+        all_headers = {"Authorization": f"Bearer {bearer}", **(headers or {})}
         if isinstance(content, str):
             all_headers.setdefault("Content-Type", "application/json")
         try:
@@ -63,11 +71,13 @@ class ApiClient:
             raise ApiUnavailableError(f"{path}: {exc}") from None
         return _check(response)
 
-    def register(self, name: str, pools: list[str], hardware: HardwareInfo, version: str) -> int:
-        body = AgentRegister(name=name, pools=pools, hardware=hardware, agent_version=version)
-        reply = AgentRegistered.model_validate_json(
-            self._request("POST", "/api/v1/agents/register", content=body.model_dump_json()).content
+    def register(self, body: AgentRegister, *, with_token: str) -> int:
+        """Register with ``with_token`` (the agent's own or its enrollment token);
+        the reply's token becomes the agent's own."""
+        response = self._request(
+            "POST", "/api/v1/agents/register", content=body.model_dump_json(), token=with_token
         )
+        reply = AgentRegistered.model_validate_json(response.content)
         self.token = reply.token
         return reply.agent_id
 
@@ -82,14 +92,22 @@ class ApiClient:
             return None
         return LeasedRun.model_validate_json(response.content)
 
-    def heartbeat(self, run_id: int, beat: Heartbeat) -> HeartbeatReply:
+    def heartbeat(self, run_id: int, lease_token: str, beat: Heartbeat) -> HeartbeatReply:
         response = self._request(
-            "POST", f"/api/v1/runs/{run_id}/heartbeat", content=beat.model_dump_json()
+            "POST",
+            f"/api/v1/runs/{run_id}/heartbeat",
+            content=beat.model_dump_json(),
+            headers={"X-Lease-Token": lease_token},
         )
         return HeartbeatReply.model_validate_json(response.content)
 
-    def post_result(self, run_id: int, report: RunReport) -> None:
-        self._request("POST", f"/api/v1/runs/{run_id}/result", content=report.model_dump_json())
+    def post_result(self, run_id: int, lease_token: str, report: RunReport) -> None:
+        self._request(
+            "POST",
+            f"/api/v1/runs/{run_id}/result",
+            content=report.model_dump_json(),
+            headers={"X-Lease-Token": lease_token},
+        )
 
     def fetch_build(self, build: BuildRef, cache_dir: Path) -> Path:
         """The binary, from the cache by sha256 or downloaded and verified."""
@@ -120,15 +138,21 @@ class ApiClient:
         tmp.replace(path)
         return path
 
-    def upload_artifact(self, run_id: int, path: Path, kind: str, name: str) -> None:
+    def upload_artifact(
+        self, run_id: int, lease_token: str, path: Path, kind: str, name: str
+    ) -> None:
         """Upload, resuming from what the api already has."""
         size = path.stat().st_size
         sha = sha256_file(path)
-        state = self._request("GET", f"/api/v1/runs/{run_id}/artifacts/{name}").json()
+        lease = {"X-Lease-Token": lease_token}
+        state = self._request(
+            "GET", f"/api/v1/runs/{run_id}/artifacts/{name}", headers=lease
+        ).json()
         if state["complete"]:
             return
         start = state["received"] if state["bytes"] == size else 0
         headers = {
+            **lease,
             "X-Artifact-Kind": kind,
             "X-Artifact-Sha256": sha,
             "X-Artifact-Size": str(size),

@@ -27,3 +27,12 @@ class ApiUnavailableError(AgentError):
 
 class ApiRefusedError(AgentError):
     """The api answered 4xx: retrying the same request will not help."""
+
+
+class ApiUnauthorizedError(ApiRefusedError):
+    """The api answered 401: the token is unknown or revoked."""
+
+
+class EnrollmentRefusedError(AgentError):
+    """Neither the agent's own token nor its enrollment token is accepted: only an
+    admin can help (a new enrollment token), so the agent stops and says so."""

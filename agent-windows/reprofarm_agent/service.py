@@ -1,11 +1,14 @@
 """``reprofarm agent``: the networked agent, a loop of named steps.
 
-register -> (deliver spooled results) -> lease -> prepare (fetch the build,
+register (with the machine's secret: the name is bound to this machine)
+-> (deliver spooled results) -> lease -> prepare (fetch the build,
 place the CPUs) -> run (heartbeats carry progress and bring back cancel) ->
 spool the result -> deliver (upload artifacts, post the result). Each step is
 a method a test can call alone. The loop never dies of one bad iteration: it
 backs off with jitter (capped) and logs a repeating error at most once a
-minute.
+minute. A refused token (401) sends it back to registration with its
+enrollment token; when that is refused too, ``serve`` raises
+EnrollmentRefusedError and the process exits non-zero for its supervisor.
 """
 
 from __future__ import annotations
@@ -20,17 +23,20 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 from reprofarm_protocol.hangtest_events import HangtestEvent, ProgressEvent
-from reprofarm_protocol.jobs import Heartbeat, LeasedRun, RunReport
+from reprofarm_protocol.jobs import AgentRegister, Heartbeat, LeasedRun, RunReport
 from reprofarm_protocol.runs import ArtifactKind, RunResult, RunStatus
 
 from reprofarm_agent.client import ApiClient, gzip_file
 from reprofarm_agent.errors import (
     AgentError,
     ApiRefusedError,
+    ApiUnauthorizedError,
     ApiUnavailableError,
+    EnrollmentRefusedError,
     PlacementError,
 )
 from reprofarm_agent.hardware import describe
+from reprofarm_agent.identity import load_or_create
 from reprofarm_agent.placement import place
 from reprofarm_agent.platform import Platform
 from reprofarm_agent.runner import RunSpec, run_once
@@ -73,10 +79,31 @@ class AgentService:
     # -- steps -------------------------------------------------------------
 
     def register(self) -> int:
+        """Register with the agent's own token if it has one, else (or if that is
+        refused) with the enrollment token; EnrollmentRefusedError when both are."""
         hardware = describe(self.platform.probe())
-        self.agent_id = self.client.register(
-            self.name, self.pools, hardware, package_version("reprofarm-agent")
+        body = AgentRegister(
+            name=self.name,
+            pools=self.pools,
+            hardware=hardware,
+            agent_version=package_version("reprofarm-agent"),
+            machine_secret=load_or_create(self.settings.work_dir).machine_secret,
         )
+        self.agent_id = None
+        if self.client.token:
+            try:
+                self.agent_id = self.client.register(body, with_token=self.client.token)
+            except ApiUnauthorizedError:
+                log.warning("this agent's token was refused; registering with the enrollment token")
+        if self.agent_id is None:
+            try:
+                self.agent_id = self.client.register(body, with_token=self.client.enrollment_token)
+            except ApiUnauthorizedError:
+                raise EnrollmentRefusedError(
+                    "the api refuses this agent's token and its enrollment token: ask an admin "
+                    "for a new enrollment token (reprofarm token create --role agent) and "
+                    "restart the agent with it"
+                ) from None
         log.info(
             "registered as agent %s (%s, %s)",
             self.agent_id,
@@ -92,13 +119,29 @@ class AgentService:
         for item in self.spool.pending():
             for artifact in item.artifacts:
                 if not artifact.uploaded:
-                    self.client.upload_artifact(
-                        item.run_id, Path(artifact.path), artifact.kind, artifact.name
-                    )
+                    try:
+                        self.client.upload_artifact(
+                            item.run_id,
+                            item.lease_token,
+                            Path(artifact.path),
+                            artifact.kind,
+                            artifact.name,
+                        )
+                    except ApiUnauthorizedError:
+                        raise  # our token: register again, then retry
+                    except ApiRefusedError as exc:
+                        log.error(
+                            "run %s: the api refused artifact %s, not retrying it: %s",
+                            item.run_id,
+                            artifact.name,
+                            exc,
+                        )
                     artifact.uploaded = True
                     self.spool.save(item)
             try:
-                self.client.post_result(item.run_id, item.report)
+                self.client.post_result(item.run_id, item.lease_token, item.report)
+            except ApiUnauthorizedError:
+                raise
             except ApiRefusedError as exc:
                 log.error("run %s: the api refused the result, dropping it: %s", item.run_id, exc)
             self.spool.done(item)
@@ -141,6 +184,7 @@ class AgentService:
                 try:
                     reply = self.client.heartbeat(
                         leased.run_id,
+                        leased.lease_token,
                         Heartbeat(iterations=progress.iterations, elapsed_s=progress.elapsed_s),
                     )
                 except AgentError as exc:
@@ -168,7 +212,8 @@ class AgentService:
     def run_dir(self, run_id: int) -> Path:
         return self.settings.work_dir / "runs" / f"run-{run_id}"
 
-    def spool_result(self, run_id: int, result: RunResult) -> None:
+    def spool_result(self, leased: LeasedRun, result: RunResult) -> None:
+        run_id = leased.run_id
         artifacts = []
         for a in result.artifacts:
             path = Path(a.path)
@@ -178,6 +223,7 @@ class AgentService:
         self.spool.save(
             SpooledResult(
                 run_id=run_id,
+                lease_token=leased.lease_token,
                 report=RunReport(result=result),
                 artifacts=artifacts,
                 run_dir=str(self.run_dir(run_id)),
@@ -213,22 +259,26 @@ class AgentService:
             )
         else:
             result = self.run(leased, spec)
-        self.spool_result(leased.run_id, result)
+        self.spool_result(leased, result)
         self.deliver()
         return True
 
     def serve(self) -> None:
-        """Register, then work until stopped, surviving api outages."""
+        """Register, then work until stopped, surviving api outages. Raises
+        EnrollmentRefusedError when no token of this agent is accepted any more."""
         while not self._stop.is_set():
             try:
                 if self.agent_id is None:
                     self.register()
                 self.work_once()
                 self._failures = 0
+            except EnrollmentRefusedError:
+                raise
+            except ApiUnauthorizedError as exc:
+                self._backoff(f"the api refused this agent's token: {exc}")
+                self.agent_id = None  # token revoked: register again
             except ApiRefusedError as exc:
                 self._backoff(f"the api refused a request: {exc}")
-                if "401" in str(exc):
-                    self.agent_id = None  # token revoked: register again
             except (ApiUnavailableError, AgentError) as exc:
                 self._backoff(str(exc))
 

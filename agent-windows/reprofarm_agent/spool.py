@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from reprofarm_protocol.jobs import RunReport
 
 
@@ -25,6 +25,7 @@ class SpooledArtifact(BaseModel):
 
 class SpooledResult(BaseModel):
     run_id: int
+    lease_token: str = Field("", description="proves the lease when the result is delivered")
     report: RunReport
     artifacts: list[SpooledArtifact]
     run_dir: str | None = None  # deleted once the api has the result

@@ -15,6 +15,7 @@ from reprofarm_api import errors
 from reprofarm_api.agents.router import router as agents_router
 from reprofarm_api.artifacts.router import router as artifacts_router
 from reprofarm_api.artifacts.store import ArtifactStore
+from reprofarm_api.body_limit import BodyLimit
 from reprofarm_api.builds.router import router as builds_router
 from reprofarm_api.jobs.router import router as jobs_router
 from reprofarm_api.ops.router import router as ops_router
@@ -33,7 +34,8 @@ CancelIoEx) on many machines at once and measures which hardware reproduces it.
 
 Every call needs `Authorization: Bearer <token>` (roles: viewer, submitter, agent, admin), except
 `/health` and `/metrics`. A bad request gets a 4xx whose `detail` names the field and the reason,
-and changes nothing.
+and changes nothing; every answer is sent after the change it reports is committed. Request
+bodies are limited (413), artifact uploads excepted (they stream, with their own limit).
 """
 
 
@@ -78,5 +80,6 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
             outbox_relay.poke()  # send the new job's task now, not at the next pass
         return response
 
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
     return app

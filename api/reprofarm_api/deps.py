@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from reprofarm_db import tokens
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import ApiToken
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_db.tokens import Role
+from reprofarm_protocol.limits import INT64_MAX
 from sqlalchemy.orm import Session, sessionmaker
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `reprofarm token create`")
@@ -28,12 +29,14 @@ def get_factory(request: Request) -> sessionmaker[Session]:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the handler returns."""
+    """One transaction per request, committed when the handler returns and
+    *before* the response is sent (``scope="function"``): a commit that fails
+    becomes an error answer, never a 200 for something that was not stored."""
     with get_factory(request)() as session, session.begin():
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[ControllerSettings, Depends(get_settings)]
 
 
@@ -82,3 +85,22 @@ def current_agent_id(token: AgentToken) -> int:
 
 
 CurrentAgentId = Annotated[int, Depends(current_agent_id)]
+
+
+def _id(what: str) -> object:
+    return Path(ge=1, le=INT64_MAX, description=f"the {what}'s id")
+
+
+JobId = Annotated[int, _id("job")]
+RunId = Annotated[int, _id("run")]
+ArtifactId = Annotated[int, _id("artifact")]
+BuildId = Annotated[int, _id("build")]
+
+LeaseToken = Annotated[
+    str | None,
+    Header(
+        alias="X-Lease-Token",
+        max_length=200,
+        description="the `lease_token` of the run's lease: proves the caller holds it",
+    ),
+]

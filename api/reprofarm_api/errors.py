@@ -1,42 +1,118 @@
-"""Turning errors into HTTP answers, in one place."""
+"""Turning errors into HTTP answers, in one place.
+
+Every refusal has the same body, ``{"detail": {"message": ..., "field": ...}}``:
+the message names the field and the reason and never echoes a large input back.
+A database that cannot be reached is a 503 (retry later), never a 500.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from reprofarm_db.errors import Conflict, DomainError, Invalid, NotFound
-from sqlalchemy.exc import OperationalError
+from reprofarm_db.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from sqlalchemy.exc import (
+    DataError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = logging.getLogger(__name__)
+_MAX_ERRORS = 10
+_MAX_TEXT = 300
 
 
-def _body(message: str, field: str | None = None) -> dict[str, object]:
-    detail: dict[str, object] = {"message": message}
+def body(message: str, field: str | None = None, **extra: Any) -> dict[str, object]:
+    detail: dict[str, object] = {"message": message[: _MAX_TEXT * 4]}
     if field is not None:
         detail["field"] = field
+    detail.update(extra)
     return {"detail": detail}
 
 
+def _field(loc: Sequence[int | str]) -> str:
+    """``body.pools.0`` -> ``pools.0``; a header or query keeps its name."""
+    parts = [str(p) for p in (loc[1:] if len(loc) > 1 else loc)]
+    return ".".join(parts)[:100]
+
+
+def validation_body(errors: Sequence[Any]) -> dict[str, object]:
+    """FastAPI's validation errors without their ``input`` (it can be megabytes,
+    or NaN, which JSON cannot even carry back)."""
+    listed = [
+        {
+            "field": _field(e.get("loc", ())),
+            "message": str(e.get("msg", ""))[:_MAX_TEXT],
+            "type": str(e.get("type", "")),
+        }
+        for e in errors[:_MAX_ERRORS]
+    ]
+    message = "; ".join(f"{e['field']}: {e['message']}" for e in listed) or "invalid request"
+    more = len(errors) - len(listed)
+    if more > 0:
+        message += f"; and {more} more"
+    return body(message, listed[0]["field"] if listed else None, errors=listed)
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_body(exc.errors()), status_code=422)
+
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse(_body(str(exc)), status_code=404)
+        return JSONResponse(body(str(exc)), status_code=404)
 
     @app.exception_handler(Conflict)
     async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
-        return JSONResponse(_body(str(exc)), status_code=409)
+        return JSONResponse(body(str(exc)), status_code=409)
 
     @app.exception_handler(Invalid)
     async def _invalid(_request: Request, exc: Invalid) -> JSONResponse:
-        return JSONResponse(_body(str(exc), exc.field), status_code=422)
+        return JSONResponse(body(str(exc), exc.field), status_code=422)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse(body(str(exc)), status_code=403)
 
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(_body(str(exc)), status_code=400)
+        return JSONResponse(body(str(exc)), status_code=400)
 
-    @app.exception_handler(OperationalError)
-    async def _db_down(_request: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database unavailable: %s", exc.orig)
-        return JSONResponse(_body("the database is unavailable; try again"), status_code=503)
+    @app.exception_handler(IntegrityError)
+    async def _race(_request: Request, exc: IntegrityError) -> JSONResponse:
+        log.info("a concurrent change won: %s", exc.orig)
+        return JSONResponse(
+            body("a concurrent request changed the same thing first; retry"), status_code=409
+        )
+
+    @app.exception_handler(DataError)
+    async def _out_of_range(_request: Request, exc: DataError) -> JSONResponse:
+        log.info("the database refused a value: %s", exc.orig)
+        return JSONResponse(body("a value is out of the range the farm stores"), status_code=422)
+
+    for unavailable in (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError):
+
+        @app.exception_handler(unavailable)
+        async def _db_down(_request: Request, exc: Exception) -> JSONResponse:
+            log.warning("database unavailable: %s", getattr(exc, "orig", exc))
+            return JSONResponse(
+                body("the database is unavailable; try again"),
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+
+    @app.exception_handler(StatementError)
+    async def _statement(_request: Request, exc: StatementError) -> JSONResponse:
+        if isinstance(exc.orig, OverflowError | ValueError):
+            return JSONResponse(body("a value is out of the range the farm stores"), 422)
+        log.error("database statement failed: %s", exc)
+        return JSONResponse(body("the database failed this request"), status_code=500)

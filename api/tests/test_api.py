@@ -8,7 +8,7 @@ from reprofarm_db.engine import transaction
 from reprofarm_db.models import Job, Run
 from sqlalchemy import func, select
 
-from tests.factories import FAKE_SOURCE, fake_build, hardware
+from tests.factories import FAKE_SOURCE, fake_build, hardware, machine_secret
 
 
 def register(api, name="arm-1", pools=("windows-arm64",), cpus=4):
@@ -20,6 +20,7 @@ def register(api, name="arm-1", pools=("windows-arm64",), cpus=4):
             "name": name,
             "pools": list(pools),
             "hardware": hardware(cpus=cpus).model_dump(mode="json"),
+            "machine_secret": machine_secret(name),
         },
     )
     assert r.status_code == 200, r.text
@@ -126,6 +127,7 @@ def test_agent_leases_heartbeats_uploads_and_reports(api, tmp_path):
     run = lease.json()
     assert run["job_id"] == job["id"]
     binary = api.client.get(run["build"]["url"], headers=h)
+    h = {**h, "X-Lease-Token": run["lease_token"]}
     assert hashlib.sha256(binary.content).hexdigest() == run["build"]["sha256"]
     beat = api.client.post(
         f"/api/v1/runs/{run['run_id']}/heartbeat",
@@ -199,6 +201,7 @@ def test_bad_uploads_are_refused_and_keep_nothing(api, tmp_path):
     make_build(api, tmp_path / "hangtest.exe")
     h = api.headers(agent)
     run = api.client.post("/api/v1/agents/me/lease", headers=h, json={"wait_s": 1}).json()
+    h = {**h, "X-Lease-Token": run["lease_token"]}
     url = f"/api/v1/runs/{run['run_id']}/artifacts/core.gz"
     meta = {"X-Artifact-Kind": "core", "X-Artifact-Sha256": "0" * 64, "X-Artifact-Size": "4"}
     r = api.client.put(url, headers={**h, **meta}, content=b"abcd")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from reprofarm_protocol.hardware import HardwareInfo
 from reprofarm_protocol.jobs import AgentRegister
@@ -10,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reprofarm_db import tokens
-from reprofarm_db.errors import NotFound
-from reprofarm_db.models import Agent, HardwareConfig, utcnow
+from reprofarm_db.errors import Conflict, Forbidden, Invalid, NotFound
+from reprofarm_db.models import Agent, ApiToken, HardwareConfig, utcnow
+from reprofarm_db.tokens import Role
 
 
 def hardware_config_for(session: Session, *, hardware: HardwareInfo) -> HardwareConfig:
@@ -37,15 +39,49 @@ def hardware_config_for(session: Session, *, hardware: HardwareInfo) -> Hardware
     return config
 
 
-def register(session: Session, *, request: AgentRegister) -> tuple[Agent, str]:
-    """Register (or re-register) an agent by name; it gets a fresh token of its
-    own, and its earlier tokens are revoked."""
+def _check_claim(agent: Agent | None, *, request: AgentRegister, caller: ApiToken) -> None:
+    """Who may register this name. Raises Forbidden or Conflict naming the reason.
+
+    An agent's own token registers only that agent; a name already bound to a
+    machine needs that machine's secret (only an admin may hand it to another);
+    a new agent must bring a secret so that it can be bound at all."""
+    if caller.role == Role.ADMIN:
+        return
+    if caller.agent_id is not None and (agent is None or agent.id != caller.agent_id):
+        raise Forbidden(
+            f"name: this agent's token registers only its own agent, not {request.name!r}"
+        )
+    if request.machine_secret is None:
+        raise Invalid("machine_secret", "required: the agent's own secret binds the name to it")
+    if agent is None:
+        return
+    if agent.machine_secret_hash is None:
+        if caller.agent_id == agent.id:
+            return  # registered before names were bound: its own token binds it now
+        raise Conflict(
+            f"name: agent {request.name!r} exists and is not bound to a machine yet; "
+            "register it with its own token or an admin token"
+        )
+    if not tokens.matches(request.machine_secret, agent.machine_secret_hash):
+        raise Conflict(
+            f"name: agent {request.name!r} is registered by another machine; "
+            "an admin token can register it anew"
+        )
+
+
+def register(session: Session, *, request: AgentRegister, caller: ApiToken) -> tuple[Agent, str]:
+    """Register (or re-register) an agent by name once ``caller`` proved it may
+    (see ``_check_claim``); it gets a fresh token of its own, and its earlier
+    tokens are revoked."""
+    agent = session.scalar(select(Agent).where(Agent.name == request.name).with_for_update())
+    _check_claim(agent, request=request, caller=caller)
     config = hardware_config_for(session, hardware=request.hardware)
     hw = request.hardware
-    agent = session.scalar(select(Agent).where(Agent.name == request.name))
     if agent is None:
         agent = Agent(name=request.name)
         session.add(agent)
+    if request.machine_secret is not None:
+        agent.machine_secret_hash = tokens.hash_secret(request.machine_secret)
     agent.pools = sorted(set(request.pools))
     agent.hardware_config_id = config.id
     agent.target = f"{hw.os}/{hw.arch}"
@@ -78,11 +114,19 @@ def list_(session: Session) -> list[Agent]:
     return list(session.scalars(select(Agent).order_by(Agent.name)))
 
 
+def online_since(*, now: datetime, lease_s: float) -> datetime:
+    """Agents seen after this are online: two lease periods of silence make an
+    agent offline, and no run is planned for it."""
+    return now - timedelta(seconds=2 * lease_s)
+
+
 def is_online(agent: Agent, *, now: datetime, lease_s: float) -> bool:
-    return (now - agent.last_seen).total_seconds() < 2 * lease_s
+    return agent.last_seen > online_since(now=now, lease_s=lease_s)
 
 
-def matches(agent: Agent, *, pools: list[str], names: list[str], selector: dict[str, str]) -> bool:
+def matches(
+    agent: Agent, *, pools: list[str], names: list[str], selector: Mapping[str, str]
+) -> bool:
     """Whether an agent is eligible for a job's targets. An empty target list
     means every agent; a selector must match every fact it names."""
     if agent.needs_reboot:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reprofarm_db import leases
 from reprofarm_db.errors import Conflict, NotFound
 from reprofarm_db.models import Artifact, utcnow
 
@@ -21,19 +22,45 @@ def for_run(session: Session, *, run_id: int) -> list[Artifact]:
 
 
 def open_upload(
-    session: Session, *, run_id: int, name: str, kind: str, sha256: str, size: int, path: str
-) -> Artifact:
-    """The artifact row for an upload: created on the first request, reused by
-    a resumed one (same name, hash and size), refused if those differ."""
+    session: Session,
+    *,
+    agent_id: int,
+    run_id: int,
+    lease_token: str | None,
+    name: str,
+    kind: str,
+    sha256: str,
+    size: int,
+    path: str,
+) -> tuple[Artifact, bool]:
+    """The artifact row for an upload, once the caller proved the run's lease:
+    created on the first request, reused by a resumed one (same name, hash and
+    size), refused if those differ. Returns (row, created)."""
+    leases.prove_lease(session, agent_id=agent_id, run_id=run_id, lease_token=lease_token)
     found = session.scalar(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name))
     if found is None:
         found = Artifact(run_id=run_id, name=name, kind=kind, sha256=sha256, bytes=size, path=path)
         session.add(found)
         session.flush()
-        return found
+        return found, True
     if (found.sha256, found.bytes) != (sha256, size):
         raise Conflict(f"artifact {name!r} of run {run_id} was announced with another hash or size")
-    return found
+    return found, False
+
+
+def upload_state(
+    session: Session, *, agent_id: int, run_id: int, lease_token: str | None, name: str
+) -> Artifact | None:
+    """How far an upload got, for the lease that is resuming it (and nobody else)."""
+    leases.prove_lease(session, agent_id=agent_id, run_id=run_id, lease_token=lease_token)
+    return session.scalar(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name))
+
+
+def forget_unstarted(session: Session, *, artifact_id: int) -> None:
+    """Delete an upload's row if none of its bytes were kept (a refused first try)."""
+    row = session.get(Artifact, artifact_id)
+    if row is not None and not row.complete and row.received == 0:
+        session.delete(row)
 
 
 def record_progress(

@@ -1,4 +1,12 @@
-"""Domain errors; the message names the field (or object) and the reason."""
+"""Domain errors; the message names the field (or object) and the reason.
+
+DomainError
+├── NotFound    404
+├── Conflict    409  (the state forbids it: another machine's name, a finished run)
+├── Invalid     422  (names the field)
+└── Forbidden   403  (not the caller's to do)
+    └── Unproven     (a lease token missing or wrong)
+"""
 
 
 class DomainError(Exception):
@@ -18,3 +26,11 @@ class Invalid(DomainError):  # noqa: N818
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class Forbidden(DomainError):  # noqa: N818
+    """The caller is who it says, but may not do this (another agent's run, say)."""
+
+
+class Unproven(Forbidden):
+    """A secret the request had to carry (a lease token) was missing or wrong."""

@@ -68,6 +68,25 @@ def _groups(spec: JobCreate, eligible: list[Agent]) -> list[Group]:
     return groups
 
 
+def _too_large(spec: JobCreate, groups: list[Group], *, max_runs: int) -> Invalid:
+    """The refusal of a job past ``max_runs``, naming the axis that multiplies it
+    most (the field to change), with the whole product in the message."""
+    factors = {
+        "repeats": spec.repeats,
+        "cpus": len(spec.cpus),
+        "affinities": len(spec.affinities),
+        "go_versions": len(spec.go_versions),
+        "pools" if spec.fan_out is FanOut.ANY_AGENT else "fan_out": len(groups),
+    }
+    largest = max(factors, key=lambda k: factors[k])
+    shape = " x ".join(f"{n} {k}" for k, n in factors.items())
+    return Invalid(
+        largest,
+        f"the job expands to more than {max_runs} runs ({shape}, less skipped cells); "
+        f"ask for fewer {largest}",
+    )
+
+
 def expand(
     spec: JobCreate,
     agents: Sequence[Agent],
@@ -92,7 +111,8 @@ def expand(
             f"no online agent matches pools {spec.pools}, agents {spec.agents} "
             f"and selector {spec.selector}",
         )
-    for label, pool, agent_id, members in _groups(spec, out.eligible):
+    groups = _groups(spec, out.eligible)
+    for label, pool, agent_id, members in groups:
         most = max(a.logical_cpus for a in members)
         for go in spec.go_versions:
             for cpus in spec.cpus:
@@ -110,14 +130,10 @@ def expand(
                 for affinity in spec.affinities:
                     out.cells.extend(
                         Cell(label, go, count, affinity, r, pool, agent_id)
-                        for r in range(spec.repeats)
+                        for r in range(min(spec.repeats, max_runs + 1))
                     )
                     if len(out.cells) > max_runs:
-                        raise Invalid(
-                            "repeats",
-                            f"the job expands to more than {max_runs} runs; "
-                            "ask for fewer repeats, CPU counts, affinities or targets",
-                        )
+                        raise _too_large(spec, groups, max_runs=max_runs)
     if not out.cells:
         raise Invalid("cpus", "every cell was skipped: " + out.skipped[0]["reason"])
     return out
@@ -129,6 +145,7 @@ def create(
     spec: JobCreate,
     idempotency_key: str | None,
     max_runs: int,
+    submitted_by: int | None = None,
     online_since: datetime | None = None,
 ) -> tuple[Job, bool]:
     """Store the job and its runs in the caller's transaction, with the task
@@ -136,7 +153,11 @@ def create(
     the first job, and a key reused for another spec is a Conflict."""
     spec_json = spec.model_dump(mode="json")
     if idempotency_key is not None:
-        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        existing = session.scalar(
+            select(Job).where(
+                Job.idempotency_key == idempotency_key, Job.submitted_by == submitted_by
+            )
+        )
         if existing is not None:
             if existing.spec != spec_json:
                 raise Conflict(
@@ -147,6 +168,7 @@ def create(
     expansion = expand(spec, agents_.list_(session), max_runs=max_runs, online_since=online_since)
     job = Job(
         idempotency_key=idempotency_key,
+        submitted_by=submitted_by,
         spec=spec_json,
         status=JobState.QUEUED,
         skipped=expansion.skipped,

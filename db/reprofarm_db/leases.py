@@ -1,5 +1,9 @@
 """Leasing runs to agents, heartbeats, results and the sweep of expired leases.
 
+Every lease carries a secret (``lease_token``) handed out once, with the lease;
+heartbeats, uploads and the result must prove it, so an agent's token alone
+cannot touch a run, and a stale attempt cannot pass for the current one.
+
 Postgres: candidate rows are locked with FOR UPDATE SKIP LOCKED, so concurrent
 lease requests never wait on each other nor take the same run. SQLite: every
 write transaction begins IMMEDIATE (see engine.py), one writer at a time.
@@ -11,17 +15,19 @@ from datetime import datetime, timedelta
 
 from reprofarm_protocol.jobs import (
     FINAL_STATES,
+    BuildRef,
     Heartbeat,
     HeartbeatReply,
     JobState,
+    LeasedRun,
     RunReport,
     RunState,
 )
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from reprofarm_db import builds, jobs
-from reprofarm_db.errors import Conflict, NotFound
+from reprofarm_db import builds, jobs, tokens
+from reprofarm_db.errors import Conflict, NotFound, Unproven
 from reprofarm_db.models import Agent, Build, Run
 
 _CANDIDATES = 20
@@ -46,8 +52,9 @@ def claim(
     now: datetime,
     lease_s: float,
     avoid_grace_s: float,
-) -> tuple[Run, Build] | None:
-    """Lease the most urgent ready run this agent can do, or return None."""
+) -> tuple[Run, Build, str] | None:
+    """Lease the most urgent ready run this agent can do: (run, build, the lease's
+    secret in plain text, seen only here), or None."""
     agent.last_seen = now
     if agent.needs_reboot:
         return None
@@ -73,24 +80,90 @@ def claim(
         run.build_id = build.id
         run.leased_at = now
         run.lease_expires_at = now + timedelta(seconds=lease_s)
+        secret = tokens.new_secret()
+        run.lease_token_hash = tokens.hash_secret(secret)
         agent.current_run_id = run.id
-        return run, build
+        return run, build, secret
     return None
 
 
-def _own_run(session: Session, *, agent: Agent, run_id: int) -> Run:
-    run = session.get(Run, run_id)
+def lease_for(
+    session: Session,
+    *,
+    agent_id: int,
+    now: datetime,
+    lease_s: float,
+    avoid_grace_s: float,
+) -> LeasedRun | None:
+    """One lease request: claim a run and describe it as the agent needs it."""
+    agent = session.get(Agent, agent_id)
+    if agent is None:
+        raise NotFound(f"agent {agent_id} does not exist")
+    claimed = claim(session, agent=agent, now=now, lease_s=lease_s, avoid_grace_s=avoid_grace_s)
+    if claimed is None:
+        return None
+    run, build, secret = claimed
+    spec = jobs.get_or_raise(session, job_id=run.job_id).spec
+    assert run.lease_expires_at is not None
+    return LeasedRun(
+        run_id=run.id,
+        job_id=run.job_id,
+        attempt=run.attempt,
+        lease_token=secret,
+        lease_expires_at=run.lease_expires_at,
+        heartbeat_interval_s=lease_s / 4,
+        scenario=run.scenario,
+        build=BuildRef(
+            sha256=build.sha256,
+            target=build.target,
+            go_version=build.go_version,
+            bytes=build.bytes,
+            fix_present=build.fix_present,
+            url=f"/api/v1/builds/{build.id}/binary",
+        ),
+        cpus=run.cpus,
+        affinity=run.affinity,
+        workers=spec["workers"],
+        iterations=spec["iterations"] or 0,
+        duration_s=spec["duration_s"],
+        stall_timeout_s=spec["stall_timeout_s"],
+        control_chance=spec["control_chance"],
+        process_dumps=spec["process_dumps"],
+    )
+
+
+def prove_lease(
+    session: Session, *, agent_id: int, run_id: int, lease_token: str | None, lock: bool = False
+) -> Run:
+    """The run, once the caller proved it holds (or held) its lease: the run is
+    leased to the calling agent, and ``lease_token`` is that lease's secret.
+    A lost attempt's token still proves it, so its late result is kept.
+
+    Raises NotFound, Conflict (another agent's run) or Unproven."""
+    query = select(Run).where(Run.id == run_id)
+    if lock:
+        query = query.with_for_update()
+    run = session.scalar(query)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
-    if run.agent_id != agent.id:
-        raise Conflict(f"run {run_id} is not leased to agent {agent.name}")
+    if run.agent_id != agent_id:
+        raise Conflict(f"run {run_id} is not leased to this agent")
+    if not tokens.matches(lease_token, run.lease_token_hash):
+        raise Unproven(f"X-Lease-Token: missing or not the secret of run {run_id}'s lease")
     return run
 
 
 def heartbeat(
-    session: Session, *, agent: Agent, run_id: int, beat: Heartbeat, now: datetime, lease_s: float
+    session: Session,
+    *,
+    agent: Agent,
+    run_id: int,
+    lease_token: str | None,
+    beat: Heartbeat,
+    now: datetime,
+    lease_s: float,
 ) -> HeartbeatReply:
-    run = _own_run(session, agent=agent, run_id=run_id)
+    run = prove_lease(session, agent_id=agent.id, run_id=run_id, lease_token=lease_token)
     agent.last_seen = now
     if run.status != RunState.LEASED:
         return HeartbeatReply(cancel=run.cancel_requested, lease_valid=False, lease_expires_at=None)
@@ -103,11 +176,17 @@ def heartbeat(
 
 
 def record_result(
-    session: Session, *, agent: Agent, run_id: int, report: RunReport, now: datetime
+    session: Session,
+    *,
+    agent: Agent,
+    run_id: int,
+    lease_token: str | None,
+    report: RunReport,
+    now: datetime,
 ) -> tuple[Run, bool]:
     """Store an agent's result. Returns (run, counted): a result for a lost
     lease is kept in ``late_result`` and never counted; a repeat is a no-op."""
-    run = _own_run(session, agent=agent, run_id=run_id)
+    run = prove_lease(session, agent_id=agent.id, run_id=run_id, lease_token=lease_token, lock=True)
     payload = report.result.model_dump(mode="json")
     agent.last_seen = now
     if report.result.unkillable:

@@ -108,6 +108,9 @@ class Agent(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     needs_reboot: Mapped[bool] = mapped_column(Boolean, default=False)
     current_run_id: Mapped[int | None] = mapped_column(Integer)
+    # sha256 of the secret the machine sent at its first registration: the name is
+    # bound to that machine (only it, or an admin, may register the name again).
+    machine_secret_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Build(Base):
@@ -128,9 +131,12 @@ class Build(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
+    # An Idempotency-Key is the submitter's own: another token's key is another job.
+    __table_args__ = (UniqueConstraint("submitted_by", "idempotency_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    submitted_by: Mapped[int | None] = mapped_column(Integer)  # the api token's id
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), index=True)
     skipped: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
@@ -169,6 +175,9 @@ class Run(Base):
     selector: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # sha256 of the secret handed out with the lease: heartbeats, uploads and the
+    # result must prove it (an agent's token alone does not name the attempt).
+    lease_token_hash: Mapped[str | None] = mapped_column(String(64))
     leased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

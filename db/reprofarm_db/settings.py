@@ -26,6 +26,9 @@ class ControllerSettings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="attempts per run before a lost run stays lost")
     max_runs_per_job: int = Field(10_000, ge=1)
     max_artifact_bytes: int = Field(8 << 30, gt=0, description="largest artifact accepted")
+    max_body_bytes: int = Field(
+        1 << 20, gt=0, description="largest request body, artifact uploads excepted (they stream)"
+    )
     sweep_interval_s: float = Field(5.0, gt=0)
 
     @property

@@ -4,6 +4,7 @@ does not leak tokens."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from enum import StrEnum
 
@@ -31,22 +32,35 @@ GRANTS: dict[Role, frozenset[Role]] = {
 }
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def hash_secret(secret: str) -> str:
+    """How every secret is kept (tokens, machine secrets, lease tokens): a leaked
+    database leaks none of them."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def matches(secret: str | None, stored_hash: str | None) -> bool:
+    """Whether ``secret`` is the one whose hash was stored (constant time)."""
+    if secret is None or stored_hash is None:
+        return False
+    return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def create(session: Session, *, name: str, role: str, agent_id: int | None = None) -> str:
     """Create a token and return its plain text: the only time it is seen."""
     if role not in Role.__members__.values():
         raise Invalid("role", f"{role!r} is not one of {', '.join(r.value for r in Role)}")
-    plain = "rf_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, role=role, token_hash=_hash(plain), agent_id=agent_id))
+    plain = "rf_" + new_secret()
+    session.add(ApiToken(name=name, role=role, token_hash=hash_secret(plain), agent_id=agent_id))
     session.flush()
     return plain
 
 
 def authenticate(session: Session, *, plain: str) -> ApiToken | None:
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(plain)))
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_secret(plain)))
     if token is None or token.revoked_at is not None:
         return None
     return token

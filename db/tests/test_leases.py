@@ -42,9 +42,18 @@ def result(status=RunStatus.HUNG, **extra):
     )
 
 
+LEASE_TOKENS: dict[int, str] = {}
+
+
 def claim(s, agent_id, now=T0, grace=30.0):
+    """(run, build) or None; the lease's secret is kept in LEASE_TOKENS."""
     agent = s.get(Agent, agent_id)
-    return leases.claim(s, agent=agent, now=now, lease_s=60, avoid_grace_s=grace)
+    claimed = leases.claim(s, agent=agent, now=now, lease_s=60, avoid_grace_s=grace)
+    if claimed is None:
+        return None
+    run, build, secret = claimed
+    LEASE_TOKENS[run.id] = secret
+    return run, build
 
 
 def test_a_ready_run_is_leased_once_with_its_build(sessions):
@@ -129,11 +138,32 @@ def test_late_result_is_kept_but_not_counted_and_results_are_idempotent(sessions
         leases.sweep(s, now=T0, max_attempts=1)
     with transaction(sessions) as s:
         agent = s.get(Agent, a.id)
-        run, counted = leases.record_result(s, agent=agent, run_id=lost_id, report=result(), now=T0)
+        run, counted = leases.record_result(
+            s,
+            agent=agent,
+            run_id=lost_id,
+            lease_token=LEASE_TOKENS[lost_id],
+            report=result(),
+            now=T0,
+        )
         assert (run.status, counted, run.late_result["status"]) == ("lost", False, "hung")
-        run, counted = leases.record_result(s, agent=agent, run_id=kept_id, report=result(), now=T0)
+        run, counted = leases.record_result(
+            s,
+            agent=agent,
+            run_id=kept_id,
+            lease_token=LEASE_TOKENS[kept_id],
+            report=result(),
+            now=T0,
+        )
         assert (run.status, counted) == ("hung", True)
-        run, counted = leases.record_result(s, agent=agent, run_id=kept_id, report=result(), now=T0)
+        run, counted = leases.record_result(
+            s,
+            agent=agent,
+            run_id=kept_id,
+            lease_token=LEASE_TOKENS[kept_id],
+            report=result(),
+            now=T0,
+        )
         assert (run.status, counted) == ("hung", False)
     with transaction(sessions) as s:
         assert jobs.get_or_raise(s, job_id=job.id).status == "done"
@@ -155,6 +185,7 @@ def test_cancel_reaches_a_running_run_through_its_heartbeat(sessions):
             s,
             agent=s.get(Agent, a.id),
             run_id=run_id,
+            lease_token=LEASE_TOKENS[run_id],
             beat=Heartbeat(iterations=5),
             now=T0,
             lease_s=60,
@@ -162,7 +193,12 @@ def test_cancel_reaches_a_running_run_through_its_heartbeat(sessions):
         assert reply.cancel
         assert reply.lease_valid
         run, _ = leases.record_result(
-            s, agent=s.get(Agent, a.id), run_id=run_id, report=result(RunStatus.ERROR), now=T0
+            s,
+            agent=s.get(Agent, a.id),
+            run_id=run_id,
+            lease_token=LEASE_TOKENS[run_id],
+            report=result(RunStatus.ERROR),
+            now=T0,
         )
         assert run.status == "cancelled"
 
@@ -174,7 +210,12 @@ def test_an_unkillable_process_marks_the_agent_for_reboot_and_stops_its_leases(s
     with transaction(sessions) as s:
         run, _ = claim(s, a.id)
         leases.record_result(
-            s, agent=s.get(Agent, a.id), run_id=run.id, report=result(unkillable=True), now=T0
+            s,
+            agent=s.get(Agent, a.id),
+            run_id=run.id,
+            lease_token=LEASE_TOKENS[run.id],
+            report=result(unkillable=True),
+            now=T0,
         )
     with transaction(sessions) as s:
         assert s.get(Agent, a.id).needs_reboot

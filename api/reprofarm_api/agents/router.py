@@ -9,17 +9,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
-from reprofarm_db import agents, jobs, leases
+from reprofarm_db import agents, leases
 from reprofarm_db.engine import transaction
-from reprofarm_db.models import Agent, HardwareConfig
-from reprofarm_db.tokens import Role
+from reprofarm_db.models import HardwareConfig
 from reprofarm_protocol.jobs import (
     AgentRegister,
     AgentRegistered,
-    BuildRef,
     Heartbeat,
     HeartbeatReply,
     LeasedRun,
@@ -28,9 +26,18 @@ from reprofarm_protocol.jobs import (
 )
 from sqlalchemy import select
 
-from reprofarm_api.deps import CurrentAgentId, SessionDep, SettingsDep, Viewer, require
+from reprofarm_api.deps import (
+    AgentToken,
+    CurrentAgentId,
+    LeaseToken,
+    RunId,
+    SessionDep,
+    SettingsDep,
+    Viewer,
+)
+from reprofarm_api.responses import AUTHENTICATED, errors
 
-router = APIRouter(prefix="/api/v1", tags=["agents"])
+router = APIRouter(prefix="/api/v1", tags=["agents"], responses=AUTHENTICATED)
 _POLL_S = 0.25
 
 
@@ -52,12 +59,18 @@ class AgentRead(BaseModel):
     "/agents/register",
     response_model=AgentRegistered,
     summary="Register an agent with its hardware",
-    dependencies=[Depends(require(Role.AGENT))],
+    responses=errors(409),
 )
-def register(request_body: AgentRegister, session: SessionDep) -> AgentRegistered:
-    """Needs an agent (enrollment) or admin token. Returns the agent's own token;
-    registering again under the same name revokes the earlier one."""
-    agent, token = agents.register(session, request=request_body)
+def register(
+    request_body: AgentRegister, session: SessionDep, caller: AgentToken
+) -> AgentRegistered:
+    """Needs an enrollment, agent or admin token. Returns the agent's own token;
+    registering again under the same name revokes the earlier one.
+
+    A name is bound to the machine that first registered it by `machine_secret`:
+    registering it again needs the same secret (or an admin token), and an
+    agent's own token registers only that agent (409 or 403 otherwise)."""
+    agent, token = agents.register(session, request=request_body, caller=caller)
     return AgentRegistered(agent_id=agent.id, token=token)
 
 
@@ -100,44 +113,12 @@ def hardware(session: SessionDep, _token: Viewer) -> list[dict[str, Any]]:
 def _try_claim(request: Request, agent_id: int) -> LeasedRun | None:
     settings = request.app.state.settings
     with transaction(request.app.state.sessions) as session:
-        agent = session.get(Agent, agent_id)
-        assert agent is not None
-        now = datetime.now(UTC)
-        claimed = leases.claim(
+        return leases.lease_for(
             session,
-            agent=agent,
-            now=now,
+            agent_id=agent_id,
+            now=datetime.now(UTC),
             lease_s=settings.lease_s,
             avoid_grace_s=settings.avoid_grace_s,
-        )
-        if claimed is None:
-            return None
-        run, build = claimed
-        spec = jobs.get_or_raise(session, job_id=run.job_id).spec
-        assert run.lease_expires_at is not None
-        return LeasedRun(
-            run_id=run.id,
-            job_id=run.job_id,
-            attempt=run.attempt,
-            lease_expires_at=run.lease_expires_at,
-            heartbeat_interval_s=settings.lease_s / 4,
-            scenario=run.scenario,
-            build=BuildRef(
-                sha256=build.sha256,
-                target=build.target,
-                go_version=build.go_version,
-                bytes=build.bytes,
-                fix_present=build.fix_present,
-                url=f"/api/v1/builds/{build.id}/binary",
-            ),
-            cpus=run.cpus,
-            affinity=run.affinity,
-            workers=spec["workers"],
-            iterations=spec["iterations"] or 0,
-            duration_s=spec["duration_s"],
-            stall_timeout_s=spec["stall_timeout_s"],
-            control_chance=spec["control_chance"],
-            process_dumps=spec["process_dumps"],
         )
 
 
@@ -145,11 +126,12 @@ def _try_claim(request: Request, agent_id: int) -> LeasedRun | None:
     "/agents/me/lease",
     response_model=LeasedRun,
     summary="Long-poll for one matching ready run",
-    responses={204: {"description": "no work within wait_s: ask again"}},
+    responses={204: {"description": "no work within wait_s: ask again"}, **errors(404)},
 )
 async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) -> Any:
     """Returns one ready run this agent can do, leased until `lease_expires_at`
-    (heartbeats extend it), or 204 after `wait_s` without work."""
+    (heartbeats extend it), or 204 after `wait_s` without work. The reply's
+    `lease_token` must accompany every heartbeat, upload and result of the run."""
     deadline = time.monotonic() + body.wait_s
     while True:
         leased = await run_in_threadpool(_try_claim, request, agent_id)
@@ -160,11 +142,17 @@ async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) 
         await asyncio.sleep(_POLL_S)
 
 
-@router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatReply, summary="Extend a lease")
+@router.post(
+    "/runs/{run_id}/heartbeat",
+    response_model=HeartbeatReply,
+    summary="Extend a lease",
+    responses=errors(404, 409),
+)
 def heartbeat(
-    run_id: int,
+    run_id: RunId,
     beat: Heartbeat,
     agent_id: CurrentAgentId,
+    lease_token: LeaseToken,
     session: SessionDep,
     settings: SettingsDep,
 ) -> HeartbeatReply:
@@ -175,6 +163,7 @@ def heartbeat(
         session,
         agent=agents.get_or_raise(session, agent_id=agent_id),
         run_id=run_id,
+        lease_token=lease_token,
         beat=beat,
         now=datetime.now(UTC),
         lease_s=settings.lease_s,
@@ -187,15 +176,25 @@ class ResultAck(BaseModel):
     counted: bool
 
 
-@router.post("/runs/{run_id}/result", response_model=ResultAck, summary="Report a run's result")
+@router.post(
+    "/runs/{run_id}/result",
+    response_model=ResultAck,
+    summary="Report a run's result",
+    responses=errors(404, 409),
+)
 def result(
-    run_id: int, report: RunReport, agent_id: CurrentAgentId, session: SessionDep
+    run_id: RunId,
+    report: RunReport,
+    agent_id: CurrentAgentId,
+    lease_token: LeaseToken,
+    session: SessionDep,
 ) -> ResultAck:
     """Idempotent: the same result posted twice changes nothing."""
     run, counted = leases.record_result(
         session,
         agent=agents.get_or_raise(session, agent_id=agent_id),
         run_id=run_id,
+        lease_token=lease_token,
         report=report,
         now=datetime.now(UTC),
     )

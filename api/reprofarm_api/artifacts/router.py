@@ -1,33 +1,55 @@
 """Streaming, resumable, sha256-checked artifact upload; streaming download.
 
 Upload: ``PUT /api/v1/runs/{run}/artifacts/{name}`` with the headers
-``X-Artifact-Kind``, ``X-Artifact-Sha256`` and ``X-Artifact-Size`` (the whole
-file) and, to resume, ``Content-Range: bytes START-END/SIZE`` where START is
-the ``received`` count that ``GET`` on the same path returns.
+``X-Lease-Token`` (the run's lease), ``X-Artifact-Kind``, ``X-Artifact-Sha256``
+and ``X-Artifact-Size`` (the whole file) and, to resume, ``Content-Range: bytes
+START-END/SIZE`` where START is the ``received`` count that ``GET`` on the same
+path returns. One upload of an artifact at a time: a second concurrent one is
+told 409 (retry). File work runs in threads, never on the event loop.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Header, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from reprofarm_db import artifacts
 from reprofarm_db.engine import transaction
-from reprofarm_db.errors import Conflict, Invalid, NotFound
-from reprofarm_db.models import Run
+from reprofarm_db.errors import Conflict, Invalid
+from reprofarm_protocol.limits import INT64_MAX
 from reprofarm_protocol.runs import ArtifactKind
+from sqlalchemy.orm import Session, sessionmaker
 
-from reprofarm_api.artifacts.store import ArtifactStore
-from reprofarm_api.deps import CurrentAgentId, SessionDep, Viewer
+from reprofarm_api.artifacts.store import ArtifactStore, UploadBusy
+from reprofarm_api.deps import ArtifactId, CurrentAgentId, LeaseToken, RunId, SessionDep, Viewer
+from reprofarm_api.responses import AUTHENTICATED, errors
 
-router = APIRouter(prefix="/api/v1", tags=["artifacts"])
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+router = APIRouter(prefix="/api/v1", tags=["artifacts"], responses=AUTHENTICATED)
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+_RANGE = re.compile(r"^bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})$")
+
+def _not_a_dot_name(name: str) -> str:
+    if name in (".", ".."):
+        raise ValueError("'.' and '..' are not artifact names")
+    return name
+
+
+ArtifactName = Annotated[
+    str,
+    Path(
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="1 to 200 of A-Z a-z 0-9 . _ - (not . or ..)",
+    ),
+    AfterValidator(_not_a_dot_name),
+]
 
 
 class UploadState(BaseModel):
@@ -37,12 +59,11 @@ class UploadState(BaseModel):
     complete: bool
 
 
-def _validate(name: str, kind: str, sha256: str, size: int, limit: int) -> None:
-    if not _NAME.match(name):
-        raise Invalid("name", "use 1 to 200 of A-Z a-z 0-9 . _ -")
+def _validate(kind: str, sha256: str, size: int, limit: int) -> None:
     if kind not in ArtifactKind.__members__.values():
         raise Invalid(
-            "X-Artifact-Kind", f"{kind!r} is not one of {', '.join(k.value for k in ArtifactKind)}"
+            "X-Artifact-Kind",
+            f"{kind[:40]!r} is not one of {', '.join(k.value for k in ArtifactKind)}",
         )
     if not _SHA.match(sha256):
         raise Invalid("X-Artifact-Sha256", "must be 64 lowercase hex digits")
@@ -63,7 +84,9 @@ def _start_offset(content_range: str | None, size: int) -> int:
         return 0
     m = _RANGE.match(content_range)
     if not m or int(m.group(3)) != size or int(m.group(1)) > int(m.group(2)) + 1:
-        raise Invalid("Content-Range", f"expected 'bytes START-END/{size}', got {content_range!r}")
+        raise Invalid(
+            "Content-Range", f"expected 'bytes START-END/{size}', got {content_range[:80]!r}"
+        )
     return int(m.group(1))
 
 
@@ -71,71 +94,120 @@ def _start_offset(content_range: str | None, size: int) -> int:
     "/runs/{run_id}/artifacts/{name}",
     response_model=UploadState,
     summary="Upload (or resume uploading) one artifact of a run",
+    responses=errors(404, 409),
 )
 async def upload(
-    run_id: int,
-    name: str,
+    run_id: RunId,
+    name: ArtifactName,
     request: Request,
     agent_id: CurrentAgentId,
-    x_artifact_kind: Annotated[str, Header()],
-    x_artifact_sha256: Annotated[str, Header()],
-    x_artifact_size: Annotated[int, Header()],
-    content_range: Annotated[str | None, Header()] = None,
+    lease_token: LeaseToken,
+    x_artifact_kind: Annotated[str, Header(max_length=40)],
+    x_artifact_sha256: Annotated[str, Header(max_length=64)],
+    x_artifact_size: Annotated[int, Header(ge=0, le=INT64_MAX)],
+    content_range: Annotated[str | None, Header(max_length=80)] = None,
 ) -> UploadState:
     settings = request.app.state.settings
     store: ArtifactStore = request.app.state.artifacts
-    _validate(
-        name, x_artifact_kind, x_artifact_sha256, x_artifact_size, settings.max_artifact_bytes
+    _validate(x_artifact_kind, x_artifact_sha256, x_artifact_size, settings.max_artifact_bytes)
+    upload = _Upload(
+        sessions=request.app.state.sessions,
+        store=store,
+        agent_id=agent_id,
+        run_id=run_id,
+        lease_token=lease_token,
+        name=name,
+        kind=x_artifact_kind,
+        sha256=x_artifact_sha256,
+        size=x_artifact_size,
+        start=_start_offset(content_range, x_artifact_size),
     )
-    start = _start_offset(content_range, x_artifact_size)
-    partial = store.partial(run_id, name)
+    lock = store.upload_lock(upload.partial)
+    try:
+        await run_in_threadpool(lock.__enter__)
+    except UploadBusy as exc:
+        raise Conflict(str(exc)) from None
+    try:
+        return await upload.run(request.stream())
+    finally:
+        await run_in_threadpool(lock.__exit__, None, None, None)
 
-    def _open() -> tuple[int, int, bool]:
-        with transaction(request.app.state.sessions) as session:
-            run = session.get(Run, run_id)
-            if run is None:
-                raise NotFound(f"run {run_id} does not exist")
-            if run.agent_id != agent_id:
-                raise Conflict(f"run {run_id} is not this agent's")
-            row = artifacts.open_upload(
-                session,
-                run_id=run_id,
-                name=name,
-                kind=x_artifact_kind,
-                sha256=x_artifact_sha256,
-                size=x_artifact_size,
-                path=str(partial),
+
+@dataclass
+class _Upload:
+    """One upload request, run while it holds the artifact's lock. File and
+    database work happen in threads; only reading the body is async."""
+
+    sessions: sessionmaker[Session]
+    store: ArtifactStore
+    agent_id: int
+    run_id: int
+    lease_token: str | None
+    name: str
+    kind: str
+    sha256: str
+    size: int
+    start: int
+
+    @property
+    def partial(self) -> FilePath:
+        return self.store.partial(self.run_id, self.name)
+
+    async def run(self, body: AsyncIterator[bytes]) -> UploadState:
+        artifact_id, received, complete, created = await run_in_threadpool(self._open)
+        if complete:
+            return UploadState(name=self.name, received=self.size, bytes=self.size, complete=True)
+        if self.start != received:
+            if created:
+                await run_in_threadpool(self._forget, artifact_id)
+            raise HTTPException(
+                409,
+                {
+                    "message": f"Content-Range: resume from byte {received}, not {self.start}",
+                    "received": received,
+                },
             )
-            return row.id, row.received, row.complete
+        f = await run_in_threadpool(self.store.open_partial, self.partial, received)
+        written = received
+        try:
+            async for chunk in body:
+                written += len(chunk)
+                if written > self.size:
+                    raise HTTPException(413, {"message": "the body is longer than X-Artifact-Size"})
+                await run_in_threadpool(f.write, chunk)
+        except BaseException:
+            await run_in_threadpool(f.close)
+            if received == 0:
+                await run_in_threadpool(self._forget, artifact_id)
+            raise
+        await run_in_threadpool(f.close)
+        return await run_in_threadpool(self._record, artifact_id, written)
 
-    artifact_id, received, complete = await run_in_threadpool(_open)
-    if complete:
-        return UploadState(
-            name=name, received=x_artifact_size, bytes=x_artifact_size, complete=True
-        )
-    if start != received:
-        raise HTTPException(
-            409,
-            {
-                "message": f"Content-Range: resume from byte {received}, not {start}",
-                "received": received,
-            },
-        )
-    written = received
-    with partial.open("r+b" if partial.exists() else "wb") as f:
-        f.seek(received)
-        f.truncate()
-        async for chunk in request.stream():
-            written += len(chunk)
-            if written > x_artifact_size:
-                f.truncate(received)
-                raise HTTPException(413, {"message": "the body is longer than X-Artifact-Size"})
-            f.write(chunk)
+    def _open(self) -> tuple[int, int, bool, bool]:
+        with transaction(self.sessions) as session:
+            row, created = artifacts.open_upload(
+                session,
+                agent_id=self.agent_id,
+                run_id=self.run_id,
+                lease_token=self.lease_token,
+                name=self.name,
+                kind=self.kind,
+                sha256=self.sha256,
+                size=self.size,
+                path=str(self.partial),
+            )
+            return row.id, row.received, row.complete, created
 
-    def _record() -> UploadState:
-        whole = written == x_artifact_size
-        blob = store.finish(partial, x_artifact_sha256) if whole else None
-        with transaction(request.app.state.sessions) as session:
+    def _forget(self, artifact_id: int) -> None:
+        """A refused first upload leaves nothing: no row, no empty file."""
+        with transaction(self.sessions) as session:
+            artifacts.forget_unstarted(session, artifact_id=artifact_id)
+        self.store.discard(self.partial)
+
+    def _record(self, artifact_id: int, written: int) -> UploadState:
+        whole = written == self.size
+        blob = self.store.finish(self.partial, self.sha256) if whole else None
+        with transaction(self.sessions) as session:
             row = artifacts.record_progress(
                 session,
                 artifact_id=artifact_id,
@@ -143,7 +215,7 @@ async def upload(
                 blob=str(blob) if blob is not None else None,
             )
             state = UploadState(
-                name=name, received=row.received, bytes=row.bytes, complete=row.complete
+                name=self.name, received=row.received, bytes=row.bytes, complete=row.complete
             )
         if whole and blob is None:
             raise Invalid(
@@ -152,29 +224,39 @@ async def upload(
             )
         return state
 
-    return await run_in_threadpool(_record)
-
 
 @router.get(
     "/runs/{run_id}/artifacts/{name}",
     response_model=UploadState,
     summary="How much of an upload the api has",
+    responses=errors(404, 409),
 )
 def upload_state(
-    run_id: int, name: str, session: SessionDep, _agent: CurrentAgentId
+    run_id: RunId,
+    name: ArtifactName,
+    session: SessionDep,
+    agent_id: CurrentAgentId,
+    lease_token: LeaseToken,
 ) -> UploadState:
-    for a in artifacts.for_run(session, run_id=run_id):
-        if a.name == name:
-            return UploadState(name=name, received=a.received, bytes=a.bytes, complete=a.complete)
-    return UploadState(name=name, received=0, bytes=0, complete=False)
+    """Only for the run's own lease (the agent resuming it)."""
+    row = artifacts.upload_state(
+        session, agent_id=agent_id, run_id=run_id, lease_token=lease_token, name=name
+    )
+    if row is None:
+        return UploadState(name=name, received=0, bytes=0, complete=False)
+    return UploadState(name=name, received=row.received, bytes=row.bytes, complete=row.complete)
 
 
 @router.get(
     "/artifacts/{artifact_id}",
     response_class=FileResponse,
     summary="Download an artifact (streamed)",
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the bytes"},
+        **errors(404, 409),
+    },
 )
-def download(artifact_id: int, session: SessionDep, _token: Viewer) -> FileResponse:
+def download(artifact_id: ArtifactId, session: SessionDep, _token: Viewer) -> FileResponse:
     a = artifacts.get_or_raise(session, artifact_id=artifact_id)
     if not a.complete:
         raise Conflict(f"artifact {artifact_id} is still uploading ({a.received} of {a.bytes})")

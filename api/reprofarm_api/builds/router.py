@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from reprofarm_db import builds
 from reprofarm_db.tokens import Role
 
-from reprofarm_api.deps import SessionDep, Viewer, require
+from reprofarm_api.deps import BuildId, SessionDep, Viewer, require
+from reprofarm_api.responses import AUTHENTICATED, errors
 
-router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
+router = APIRouter(prefix="/api/v1/builds", tags=["builds"], responses=AUTHENTICATED)
 
 
 class BuildRead(BaseModel):
@@ -36,8 +37,12 @@ def list_builds(session: SessionDep, _token: Viewer) -> list[BuildRead]:
     response_class=FileResponse,
     summary="Download a build",
     dependencies=[Depends(require(Role.AGENT))],
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the binary"},
+        **errors(404),
+    },
 )
-def binary(build_id: int, session: SessionDep) -> FileResponse:
+def binary(build_id: BuildId, session: SessionDep) -> FileResponse:
     """The agent checks the sha256 from its lease before running it."""
     b = builds.get_or_raise(session, build_id=build_id)
     return FileResponse(

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from reprofarm_db import agents, jobs
 from reprofarm_protocol.jobs import JobCreate
+from reprofarm_protocol.limits import INT64_MAX
 
-from reprofarm_api.deps import SessionDep, SettingsDep, Submitter, Viewer
+from reprofarm_api.deps import JobId, SessionDep, SettingsDep, Submitter, Viewer
 from reprofarm_api.jobs.schemas import DryRun, EligibleAgent, JobRead
+from reprofarm_api.responses import AUTHENTICATED, errors
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
 
 @router.post(
@@ -22,26 +24,29 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
     summary="Submit a reproduction job",
     responses={
         200: {"description": "the job this Idempotency-Key already created"},
-        409: {"description": "the Idempotency-Key was used for another job"},
-        422: {"description": "an impossible job; `detail.field` names the field"},
+        **errors(409),
     },
 )
 def submit(
     spec: JobCreate,
     session: SessionDep,
     settings: SettingsDep,
-    _token: Submitter,
+    token: Submitter,
     request: Request,
     response: Response,
     idempotency_key: Annotated[
-        str | None, Header(max_length=200, description="resubmitting with it never duplicates")
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            description="resubmitting with it never duplicates; each token has its own keys",
+        ),
     ] = None,
     dry_run: Annotated[bool, Query(description="only expand: nothing is stored")] = False,
 ) -> JobRead | DryRun:
     """The job and all its runs are stored in one transaction, with the task that
     plans them (builds first) queued through the outbox."""
-    # Agents silent for two lease periods are offline: no runs are planned for them.
-    online_since = datetime.now(UTC) - timedelta(seconds=2 * settings.lease_s)
+    online_since = agents.online_since(now=datetime.now(UTC), lease_s=settings.lease_s)
     if dry_run:
         expansion = jobs.expand(
             spec,
@@ -65,6 +70,7 @@ def submit(
         session,
         spec=spec,
         idempotency_key=idempotency_key,
+        submitted_by=token.id,
         max_runs=settings.max_runs_per_job,
         online_since=online_since,
     )
@@ -80,7 +86,7 @@ def list_jobs(
     session: SessionDep,
     _token: Viewer,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> list[JobRead]:
     return [
         JobRead.of(j, jobs.run_counts(session, job_id=j.id))
@@ -88,14 +94,24 @@ def list_jobs(
     ]
 
 
-@router.get("/{job_id}", response_model=JobRead, summary="One job with its run counts")
-def show(job_id: int, session: SessionDep, _token: Viewer) -> JobRead:
+@router.get(
+    "/{job_id}",
+    response_model=JobRead,
+    summary="One job with its run counts",
+    responses=errors(404),
+)
+def show(job_id: JobId, session: SessionDep, _token: Viewer) -> JobRead:
     job = jobs.get_or_raise(session, job_id=job_id)
     return JobRead.of(job, jobs.run_counts(session, job_id=job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobRead, summary="Cancel a job")
-def cancel(job_id: int, session: SessionDep, _token: Submitter) -> JobRead:
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobRead,
+    summary="Cancel a job",
+    responses=errors(404, 409),
+)
+def cancel(job_id: JobId, session: SessionDep, _token: Submitter) -> JobRead:
     """Runs not started are cancelled at once; running ones learn it at their
     next heartbeat and stop."""
     job = jobs.cancel(session, job_id=job_id)

@@ -3,24 +3,43 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field
 from reprofarm_db import tokens
 from reprofarm_db.models import Agent, Run
+from reprofarm_db.tokens import Role
+from reprofarm_protocol.limits import Strict
 from sqlalchemy import func, select, text
 
 from reprofarm_api.deps import Admin, SessionDep
+from reprofarm_api.responses import AUTHENTICATED, errors
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health", summary="Liveness and database reachability (no token needed)")
+@router.get(
+    "/health",
+    summary="Liveness and database reachability (no token needed)",
+    responses=errors(503),
+)
 def health(session: SessionDep) -> dict[str, str]:
     session.execute(text("SELECT 1"))
     return {"status": "ok"}
 
 
-@router.get("/metrics", summary="Prometheus metrics (no token needed)")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (no token needed)",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition format",
+        },
+        **errors(503),
+    },
+)
 def metrics(session: SessionDep) -> Response:
     registry = CollectorRegistry()
     runs = Gauge("reprofarm_runs", "run attempts by status", ["status"], registry=registry)
@@ -31,9 +50,9 @@ def metrics(session: SessionDep) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-class TokenCreate(BaseModel):
+class TokenCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
-    role: str = Field(description="viewer, submitter, agent (enrollment) or admin")
+    role: Role = Field(description="viewer, submitter, agent (enrollment) or admin")
 
 
 class TokenCreated(BaseModel):
@@ -47,6 +66,7 @@ class TokenCreated(BaseModel):
     response_model=TokenCreated,
     status_code=201,
     summary="Create a bearer token (admin)",
+    responses=AUTHENTICATED,
 )
 def create_token(body: TokenCreate, session: SessionDep, _token: Admin) -> TokenCreated:
     plain = tokens.create(session, name=body.name, role=body.role)

@@ -8,13 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from reprofarm_db import artifacts as artifacts_
+from reprofarm_db import jobs
 from reprofarm_db.errors import NotFound
 from reprofarm_db.models import Artifact, Run
+from reprofarm_protocol.jobs import RunState
 from sqlalchemy import select
 
-from reprofarm_api.deps import SessionDep, Viewer
+from reprofarm_api.deps import JobId, RunId, SessionDep, Viewer
+from reprofarm_api.responses import AUTHENTICATED, errors
 
-router = APIRouter(prefix="/api/v1", tags=["runs"])
+router = APIRouter(prefix="/api/v1", tags=["runs"], responses=AUTHENTICATED)
 
 
 class ArtifactRead(BaseModel):
@@ -85,21 +88,29 @@ class RunRead(BaseModel):
         )
 
 
-@router.get("/jobs/{job_id}/runs", response_model=list[RunRead], summary="A job's runs")
+@router.get(
+    "/jobs/{job_id}/runs",
+    response_model=list[RunRead],
+    summary="A job's runs",
+    responses=errors(404),
+)
 def job_runs(
-    job_id: int,
+    job_id: JobId,
     session: SessionDep,
     _token: Viewer,
-    status: Annotated[str | None, Query(description="only runs in this status")] = None,
+    status: Annotated[RunState | None, Query(description="only runs in this status")] = None,
 ) -> list[RunRead]:
+    jobs.get_or_raise(session, job_id=job_id)
     query = select(Run).where(Run.job_id == job_id).order_by(Run.id)
     if status is not None:
         query = query.where(Run.status == status)
     return [RunRead.of(r, artifacts_.for_run(session, run_id=r.id)) for r in session.scalars(query)]
 
 
-@router.get("/runs/{run_id}", response_model=RunRead, summary="One run attempt")
-def show(run_id: int, session: SessionDep, _token: Viewer) -> RunRead:
+@router.get(
+    "/runs/{run_id}", response_model=RunRead, summary="One run attempt", responses=errors(404)
+)
+def show(run_id: RunId, session: SessionDep, _token: Viewer) -> RunRead:
     run = session.get(Run, run_id)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")

@@ -7,10 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from reprofarm_db import stats
+from reprofarm_db.errors import Invalid
+from reprofarm_protocol.limits import INT64_MAX
 
 from reprofarm_api.deps import SessionDep, Viewer
+from reprofarm_api.responses import AUTHENTICATED
 
-router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
+router = APIRouter(prefix="/api/v1/stats", tags=["stats"], responses=AUTHENTICATED)
 
 
 class StatsRead(BaseModel):
@@ -28,12 +31,19 @@ def hit_rates(
     session: SessionDep,
     _token: Viewer,
     group_by: Annotated[
-        str, Query(description=f"comma-separated, of: {', '.join(stats.GROUP_KEYS)}")
+        str,
+        Query(max_length=200, description=f"comma-separated, of: {', '.join(stats.GROUP_KEYS)}"),
     ] = "hardware",
-    compare: Annotated[str | None, Query(description="a group_by key to compare across")] = None,
-    job_id: Annotated[int | None, Query(description="only this job's runs")] = None,
+    compare: Annotated[
+        str | None, Query(max_length=40, description="a group_by key to compare across")
+    ] = None,
+    job_id: Annotated[
+        int | None, Query(ge=1, le=INT64_MAX, description="only this job's runs")
+    ] = None,
 ) -> StatsRead:
     keys = [k.strip() for k in group_by.split(",") if k.strip()]
+    if not keys:
+        raise Invalid("group_by", f"name at least one of {', '.join(stats.GROUP_KEYS)}")
     rows = stats.group_runs(session, group_by=keys, job_id=job_id)
     comparisons = stats.compare(rows, key=compare) if compare and rows else []
     return StatsRead(group_by=keys, rows=[r.as_dict() for r in rows], comparisons=comparisons)
