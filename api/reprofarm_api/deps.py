@@ -97,7 +97,7 @@ ArtifactId = Annotated[int, _id("artifact")]
 BuildId = Annotated[int, _id("build")]
 
 LeaseToken = Annotated[
-    str | None,
+    str,
     Header(
         alias="X-Lease-Token",
         max_length=200,

@@ -8,41 +8,7 @@ from reprofarm_db.engine import transaction
 from reprofarm_db.models import Job, Run
 from sqlalchemy import func, select
 
-from tests.factories import FAKE_SOURCE, fake_build, hardware, machine_secret
-
-
-def register(api, name="arm-1", pools=("windows-arm64",), cpus=4):
-    enroll = api.token("agent")
-    r = api.client.post(
-        "/api/v1/agents/register",
-        headers=api.headers(enroll),
-        json={
-            "name": name,
-            "pools": list(pools),
-            "hardware": hardware(cpus=cpus).model_dump(mode="json"),
-            "machine_secret": machine_secret(name),
-        },
-    )
-    assert r.status_code == 200, r.text
-    return r.json()["token"]
-
-
-def make_build(api, path):
-    path.write_bytes(b"binary")
-    with transaction(api.client.app.state.sessions) as s:
-        fake_build(s, path=path)
-        for job in s.scalars(select(Job)):
-            builds.mark_ready(s, job=job, source_sha256=FAKE_SOURCE)
-
-
-def submit(api, **spec):
-    body = {"scenario": "control-deadlock", "duration_s": 5, **spec}
-    return api.client.post("/api/v1/jobs", headers=api.headers(api.admin), json=body)
-
-
-def run_count(api):
-    with transaction(api.client.app.state.sessions) as s:
-        return s.scalar(select(func.count()).select_from(Run))
+from tests.api_calls import lease, make_build, register, run_count, submit
 
 
 def test_requests_without_a_valid_token_or_role_are_refused(api):
