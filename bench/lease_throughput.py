@@ -21,13 +21,13 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import httpx
-from reprofarm_db import agents, builds, jobs, tokens
+from reprofarm_db import builds, jobs, tokens
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
-from reprofarm_protocol.jobs import AgentRegister, JobCreate
+from reprofarm_protocol.jobs import JobCreate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.factories import FAKE_SOURCE, fake_build, hardware
+from tests.factories import FAKE_SOURCE, fake_build, register_agent
 from tests.fixtures import scratch_database
 
 RESULT = {
@@ -47,12 +47,7 @@ RESULT = {
 def seed(url: str, n_agents: int, n_runs: int, binary: Path) -> list[str]:
     sessions = make_sessionmaker(make_engine(url))
     with transaction(sessions) as s:
-        agent_tokens = [
-            agents.register(
-                s, request=AgentRegister(name=f"a{i}", pools=["p"], hardware=hardware(cpus=8))
-            )[1]
-            for i in range(n_agents)
-        ]
+        agent_tokens = [register_agent(s, f"a{i}", pools=["p"], cpus=8)[1] for i in range(n_agents)]
         job, _ = jobs.create(
             s,
             spec=JobCreate(scenario="pipe-close-race", pools=["p"], repeats=n_runs),
@@ -85,8 +80,12 @@ def hammer(url: str, agent_tokens: list[str], work: str) -> tuple[int, float]:
                 r = http.post("/api/v1/agents/me/lease", json={"wait_s": 0})
                 if r.status_code == 204:
                     return
-                run = r.json()["run_id"]
-                http.post(f"/api/v1/runs/{run}/result", json=RESULT).raise_for_status()
+                leased = r.json()
+                http.post(
+                    f"/api/v1/runs/{leased['run_id']}/result",
+                    json=RESULT,
+                    headers={"X-Lease-Token": leased["lease_token"]},
+                ).raise_for_status()
                 with lock:
                     done += 1
 
