@@ -20,6 +20,7 @@ from reprofarm_api.builds.router import router as builds_router
 from reprofarm_api.jobs.router import router as jobs_router
 from reprofarm_api.ops.router import router as ops_router
 from reprofarm_api.runs.router import router as runs_router
+from reprofarm_api.signatures.router import router as signatures_router
 from reprofarm_api.stats.router import router as stats_router
 from reprofarm_api.tasks import OutboxRelay, TaskSender
 
@@ -67,6 +68,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         artifacts_router,
         builds_router,
         stats_router,
+        signatures_router,
         ops_router,
     ):
         app.include_router(router)

@@ -3,12 +3,8 @@
 import hashlib
 
 import pytest
-from reprofarm_db import builds
-from reprofarm_db.engine import transaction
-from reprofarm_db.models import Job, Run
-from sqlalchemy import func, select
 
-from tests.api_calls import lease, make_build, register, run_count, submit
+from tests.api_calls import make_build, register, run_count, submit
 
 
 def test_requests_without_a_valid_token_or_role_are_refused(api):

@@ -1,6 +1,6 @@
 """``reprofarm``: one command for the whole farm. The agent core's commands
 (probe, build, run) are mounted from the agent package; the controller's
-(up, api, worker, beat, submit, watch, stats, token, db) live here."""
+(up, api, worker, beat, submit, watch, stats, analyze, token, db) live here."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import typer
 from reprofarm_agent import cli as agent_cli
 
 from reprofarm_cli import remote, services
+from reprofarm_cli.analyze import analyze
 from reprofarm_cli.up import up
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.command()(up)
 app.command()(remote.submit)
 app.command()(remote.watch)
 app.command()(remote.stats)
+app.command()(analyze)
 app.add_typer(remote.token_app, name="token")
 app.command()(services.api)
 app.command()(services.worker)
@@ -30,6 +32,7 @@ app.command("agent")(agent_cli.serve)
 db_app = typer.Typer(no_args_is_help=True, help="database maintenance")
 db_app.command("upgrade")(services.db_upgrade)
 db_app.command("token")(services.db_token)
+db_app.command("reanalyze")(services.db_reanalyze)
 app.add_typer(db_app, name="db")
 
 

@@ -88,3 +88,21 @@ def db_token(
     except Invalid as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def db_reanalyze(
+    everything: Annotated[
+        bool, typer.Option("--all", help="every dump, not only those of older rules")
+    ] = False,
+) -> None:
+    """Re-analyse dumps after the analyzer's rules changed: their runs move to the
+    buckets the new rules give (runs here, on the artifacts under the data dir;
+    the worker's `reprofarm.reanalyze` task does the same in the background)."""
+    from reprofarm_db.engine import make_engine, make_sessionmaker
+    from reprofarm_db.settings import ControllerSettings
+    from reprofarm_worker.analysis import reanalyze
+
+    settings = ControllerSettings()
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    done = reanalyze(sessions, settings.data_dir / "analysis-scratch", everything=everything)
+    typer.echo(f"re-analysed {len(done)} dumps")

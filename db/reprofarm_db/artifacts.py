@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from reprofarm_protocol.queues import TASK_ANALYZE_ARTIFACT
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reprofarm_db import leases
+from reprofarm_db import leases, outbox
+from reprofarm_db.analyses import ANALYSED_KINDS
 from reprofarm_db.errors import Conflict, NotFound
 from reprofarm_db.models import Artifact, utcnow
 
@@ -66,9 +68,12 @@ def forget_unstarted(session: Session, *, artifact_id: int) -> None:
 def record_progress(
     session: Session, *, artifact_id: int, received: int, blob: str | None
 ) -> Artifact:
-    """After a chunk: how much the api holds, and the blob once it is complete."""
+    """After a chunk: how much the api holds, and the blob once it is complete. A
+    complete dump is queued for analysis in the same transaction (outbox)."""
     row = get_or_raise(session, artifact_id=artifact_id)
     row.received = received
     if blob is not None:
         row.complete, row.path, row.created_at = True, blob, utcnow()
+        if row.kind in ANALYSED_KINDS:
+            outbox.add(session, task=TASK_ANALYZE_ARTIFACT, args=[row.id])
     return row

@@ -26,7 +26,7 @@ from reprofarm_protocol.jobs import (
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from reprofarm_db import builds, jobs, tokens
+from reprofarm_db import analyses, builds, jobs, tokens
 from reprofarm_db.errors import Conflict, NotFound, Unproven
 from reprofarm_db.models import Agent, Build, Run
 
@@ -202,6 +202,7 @@ def record_result(
         run.reason = report.result.reason
         run.finished_at = now
         run.lease_expires_at = None
+        analyses.label_result(run)
         if agent.current_run_id == run.id:
             agent.current_run_id = None
         jobs.refresh_status(session, job=jobs.get_or_raise(session, job_id=run.job_id))

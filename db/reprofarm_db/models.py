@@ -186,6 +186,12 @@ class Run(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     late_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The analyzer's verdict (reprofarm_protocol.analysis.Label): set from the run's
+    # dumps (goroutine dump first, process dumps second), ``no-hang`` for a run that
+    # passed or failed; NULL for a hung run whose dumps are not analysed yet (pending).
+    label: Mapped[str | None] = mapped_column(String(40))
+    signature: Mapped[str | None] = mapped_column(String(500))
+    signature_key: Mapped[str | None] = mapped_column(String(16), index=True)
 
 
 class Artifact(Base):
@@ -202,6 +208,24 @@ class Artifact(Base):
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
     path: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ArtifactAnalysis(Base):
+    """The analyzer's report on one uploaded dump (or why it could not read it).
+    Re-analysis after a rules change overwrites it and records the new version."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str | None] = mapped_column(String(40))  # None: the dump was unreadable
+    signature: Mapped[str | None] = mapped_column(String(500))
+    rules_version: Mapped[int]
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    analyzed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Outbox(Base):

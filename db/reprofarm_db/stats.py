@@ -21,14 +21,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reprofarm_protocol.analysis import PENDING_LABEL
 from reprofarm_protocol.jobs import RunState
 from reprofarm_protocol.rates import wilson_interval
 from scipy.stats import chi2_contingency, fisher_exact  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from reprofarm_db.errors import Invalid
 from reprofarm_db.models import Agent, HardwareConfig, Run
+
+
+def _pending_or(column: Any) -> Any:
+    """A hung run not analysed yet is ``pending``; runs that did not count have none."""
+    return case(
+        (column.is_not(None), column),
+        (Run.status == RunState.HUNG, PENDING_LABEL),
+        else_=None,
+    )
+
+
+LABEL = _pending_or(Run.label)
+SIGNATURE = _pending_or(Run.signature)
 
 GROUP_KEYS: dict[str, Any] = {
     "hardware": Run.hardware_config_id,
@@ -38,6 +52,8 @@ GROUP_KEYS: dict[str, Any] = {
     "scenario": Run.scenario,
     "pool": Run.pool,
     "agent": Run.agent_id,
+    "label": LABEL,
+    "signature": SIGNATURE,
 }
 COUNTED = (RunState.PASSED, RunState.HUNG, RunState.FAILED)
 DISAGREE_P = 0.01
@@ -146,15 +162,29 @@ def _label_keys(session: Session, rows: list[GroupRow]) -> None:
 
 
 def group_runs(
-    session: Session, *, group_by: Sequence[str], job_id: int | None = None
+    session: Session,
+    *,
+    group_by: Sequence[str],
+    job_id: int | None = None,
+    label: str | None = None,
+    signature: str | None = None,
 ) -> list[GroupRow]:
     """One row per combination of the keys, with counts from one SQL
-    aggregation (and a second, per agent, for the disagreement test)."""
+    aggregation (and a second, per agent, for the disagreement test).
+
+    ``label`` / ``signature`` narrow what counts as a hang (the hit rate of *this*
+    bug): other hangs still count as runs, as runs where this bug did not show."""
     _check_keys(group_by, "group_by")
     cols = [GROUP_KEYS[k].label(k) for k in group_by]
+    is_hang: ColumnElement[bool] = Run.status == RunState.HUNG
+    if label is not None:
+        is_hang = and_(is_hang, LABEL == label)  # noqa: SIM300 - a column, not a constant
+    if signature is not None:
+        is_hang = and_(is_hang, SIGNATURE == signature)  # noqa: SIM300
 
     def n(state: RunState) -> Any:
-        return func.sum(case((Run.status == state, 1), else_=0))
+        condition = is_hang if state == RunState.HUNG else Run.status == state
+        return func.sum(case((condition, 1), else_=0))
 
     counted = Run.status.in_(COUNTED)
     where: list[ColumnElement[bool]] = [Run.status.in_((*COUNTED, RunState.ERROR, RunState.LOST))]
@@ -168,6 +198,7 @@ def group_runs(
             n(RunState.PASSED),
             n(RunState.ERROR),
             n(RunState.LOST),
+            func.sum(case((and_(Run.status == RunState.HUNG, ~is_hang), 1), else_=0)),
             func.sum(case((counted, Run.iterations), else_=0)),
             func.sum(case((counted, Run.duration_s), else_=0.0)),
         )
@@ -177,9 +208,9 @@ def group_runs(
     rows: dict[tuple[Any, ...], GroupRow] = {}
     for rec in session.execute(query):
         keys = tuple(rec[: len(cols)])
-        hung, failed, passed, errors, lost, iterations, seconds = rec[len(cols) :]
+        hung, failed, passed, errors, lost, other_hangs, iterations, seconds = rec[len(cols) :]
         c = Counts(
-            runs=hung + failed + passed,
+            runs=hung + failed + passed + other_hangs,
             hangs=hung,
             failed=failed,
             passed=passed,

@@ -5,6 +5,7 @@ from reprofarm_db import stats
 from reprofarm_db.engine import transaction
 from reprofarm_db.errors import Invalid
 from reprofarm_db.models import Job, Run
+from sqlalchemy import select
 
 
 def add_runs(s, agent_id, hw, go, outcomes, *, iterations=1000, seconds=60.0):
@@ -108,3 +109,25 @@ def test_agents_that_disagree_beyond_chance_are_flagged():
 def test_q_values_are_probabilities_not_below_their_p(pvalues):
     q = stats.benjamini_hochberg(pvalues)
     assert all(p <= qq + 1e-12 and qq <= 1 for p, qq in zip(pvalues, q, strict=True))
+
+
+def test_label_groups_show_pending_hangs_and_the_label_filter_counts_only_this_bug(two_configs):
+    with transaction(two_configs) as s:
+        hung = s.scalars(select(Run).where(Run.status == "hung").order_by(Run.id)).all()
+        hung[0].label, hung[0].signature = "cancelioex-sync-io", "cancelioex-sync-io:x"
+        hung[1].label, hung[1].signature = "control-deadlock", "control-deadlock:y"
+        for run in s.scalars(select(Run).where(Run.status.in_(("passed", "failed")))):
+            run.label = "no-hang"
+    with transaction(two_configs) as s:
+        rows = stats.group_runs(s, group_by=["label"])
+        by_label = {r.keys["label"]: (r.counts.runs, r.counts.hangs) for r in rows}
+        assert by_label["pending"] == (1, 1)  # hung, not analysed yet
+        assert by_label["cancelioex-sync-io"] == (1, 1)
+        assert by_label["no-hang"] == (17, 0)
+        (arm,) = [
+            r
+            for r in stats.group_runs(s, group_by=["hardware"], label="cancelioex-sync-io")
+            if r.counts.hangs
+        ]
+        # this bug's rate: 1 hang in the same 10 counted runs; other hangs count as runs
+        assert (arm.counts.runs, arm.counts.hangs) == (10, 1)

@@ -44,6 +44,29 @@ def test_control_deadlock_job_across_two_pools_gives_dumps_and_rates(farm):
         assert (row["runs"], row["hangs"], row["ci95_high"]) == (1, 1, 1.0)
         assert 0 < row["ci95_low"] < 1
 
+    # The worker analyses every dump as its upload completes: both hangs are the control.
+    labelled = wait_for(
+        "both runs labelled",
+        lambda: all(r["label"] for r in farm.runs(job["id"])) and farm.runs(job["id"]),
+        timeout=60,
+    )
+    assert {r["label"] for r in labelled} == {"control-deadlock"}
+    by_label = farm.call(
+        "GET", "/api/v1/stats", params={"group_by": "hardware,label", "job_id": job["id"]}
+    )
+    assert {row["label"] for row in by_label["rows"]} == {"control-deadlock"}
+    buckets = farm.call("GET", "/api/v1/signatures", params={"label": "control-deadlock"})
+    assert sum(b["runs"] for b in buckets) >= 2
+    bucket_runs = farm.call("GET", f"/api/v1/signatures/{labelled[0]['signature_key']}/runs")
+    assert labelled[0]["id"] in {r["id"] for r in bucket_runs}
+    goroutines = next(a for a in labelled[0]["artifacts"] if a["kind"] == "goroutines")
+    analysis = farm.call("GET", f"/api/v1/artifacts/{goroutines['id']}/analysis")
+    assert analysis["label"] == "control-deadlock"
+    assert analysis["report"]["evidence"]
+    core = next(a for a in labelled[0]["artifacts"] if a["kind"] == "core")
+    core_analysis = farm.call("GET", f"/api/v1/artifacts/{core['id']}/analysis")
+    assert core_analysis["kind"] == "core"
+
 
 def test_a_killed_agent_loses_its_run_which_reruns_elsewhere_counted_once(farm):
     farm.start_agent("first", ["shared"])

@@ -1,7 +1,8 @@
 """The Celery application, built by a factory from settings.
 
 Queues: ``controller`` (plan jobs, sweep leases; cancelling is immediate, in
-the api), ``build`` (hangtest builds), ``analysis`` (dump analyzers, later).
+the api), ``build`` (hangtest builds), ``analysis`` (every completed dump
+upload, and re-analysis after a rules change).
 Beat runs the lease sweep.
 """
 

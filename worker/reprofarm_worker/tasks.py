@@ -13,12 +13,16 @@ from reprofarm_db import builds, jobs, leases, outbox
 from reprofarm_db.engine import transaction
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_protocol.queues import (
+    TASK_ANALYZE_ARTIFACT,
     TASK_BUILD,
     TASK_PLAN_JOB,
     TASK_QUEUES,
+    TASK_REANALYZE,
     TASK_SWEEP_LEASES,
 )
 from sqlalchemy.orm import Session, sessionmaker
+
+from reprofarm_worker.analysis import analyze_artifact, reanalyze
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,15 @@ def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[S
         build_id = build(sessions, settings, go_version, target, job_id)
         _flush_outbox()
         return build_id
+
+    @app.task(name=TASK_ANALYZE_ARTIFACT)  # type: ignore[untyped-decorator]
+    def _analyze(artifact_id: int) -> str:
+        return analyze_artifact(sessions, artifact_id, settings.data_dir / "analysis-scratch")
+
+    @app.task(name=TASK_REANALYZE)  # type: ignore[untyped-decorator]
+    def _reanalyze(everything: bool = False) -> int:
+        scratch = settings.data_dir / "analysis-scratch"
+        return len(reanalyze(sessions, scratch, everything=everything))
 
     @app.task(name=TASK_SWEEP_LEASES)  # type: ignore[untyped-decorator]
     def _sweep() -> list[int]:

@@ -35,6 +35,7 @@ router = APIRouter(prefix="/api/v1", tags=["artifacts"], responses=AUTHENTICATED
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _RANGE = re.compile(r"^bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})$")
 
+
 def _not_a_dot_name(name: str) -> str:
     if name in (".", ".."):
         raise ValueError("'.' and '..' are not artifact names")
@@ -128,9 +129,12 @@ async def upload(
     except UploadBusy as exc:
         raise Conflict(str(exc)) from None
     try:
-        return await upload.run(request.stream())
+        state = await upload.run(request.stream())
     finally:
         await run_in_threadpool(lock.__exit__, None, None, None)
+    if state.complete:
+        request.state.poke_relay = True  # its analysis task is in the outbox: send it now
+    return state
 
 
 @dataclass

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from reprofarm_db import artifacts as artifacts_
 from reprofarm_db import jobs
 from reprofarm_db.errors import NotFound
@@ -57,6 +57,11 @@ class RunRead(BaseModel):
     iterations: int
     duration_s: float
     reason: str
+    label: str | None = Field(
+        description="the analyzer's verdict; None for a hang not analysed yet (pending)"
+    )
+    signature: str | None
+    signature_key: str | None = Field(description="its bucket: GET /signatures/{key}/runs")
     leased_at: datetime | None
     finished_at: datetime | None
     result: dict[str, Any] | None
@@ -80,6 +85,9 @@ class RunRead(BaseModel):
             iterations=run.iterations,
             duration_s=run.duration_s,
             reason=run.reason,
+            label=run.label,
+            signature=run.signature,
+            signature_key=run.signature_key,
             leased_at=run.leased_at,
             finished_at=run.finished_at,
             result=run.result,

@@ -40,10 +40,20 @@ def hit_rates(
     job_id: Annotated[
         int | None, Query(ge=1, le=INT64_MAX, description="only this job's runs")
     ] = None,
+    label: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description="count only hangs with this label (e.g. cancelioex-sync-io, or pending)",
+        ),
+    ] = None,
+    signature: Annotated[
+        str | None, Query(max_length=500, description="count only hangs with this signature")
+    ] = None,
 ) -> StatsRead:
     keys = [k.strip() for k in group_by.split(",") if k.strip()]
     if not keys:
         raise Invalid("group_by", f"name at least one of {', '.join(stats.GROUP_KEYS)}")
-    rows = stats.group_runs(session, group_by=keys, job_id=job_id)
+    rows = stats.group_runs(session, group_by=keys, job_id=job_id, label=label, signature=signature)
     comparisons = stats.compare(rows, key=compare) if compare and rows else []
     return StatsRead(group_by=keys, rows=[r.as_dict() for r in rows], comparisons=comparisons)

@@ -1,0 +1,129 @@
+"""The analyzer's verdicts: an artifact's analysis, its debugger script, and the
+signature buckets that group hung runs by what their dumps show."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+from reprofarm_analyzer.debugger_script import cdb_script
+from reprofarm_db import analyses
+from reprofarm_db import artifacts as artifacts_
+from reprofarm_db.errors import Conflict, NotFound
+from reprofarm_protocol.analysis import Analysis
+from reprofarm_protocol.limits import INT64_MAX
+
+from reprofarm_api.deps import ArtifactId, SessionDep, Viewer
+from reprofarm_api.responses import AUTHENTICATED, errors
+from reprofarm_api.runs.router import RunRead
+
+router = APIRouter(prefix="/api/v1", tags=["analysis"], responses=AUTHENTICATED)
+
+SignatureKey = Annotated[
+    str, Path(pattern=r"^[0-9a-f]{16}$", description="a bucket's key (from GET /signatures)")
+]
+
+
+class AnalysisRead(BaseModel):
+    artifact_id: int
+    run_id: int
+    kind: str
+    label: str | None = Field(description="None when the dump could not be read (see error)")
+    signature: str | None
+    rules_version: int
+    analyzed_at: datetime
+    error: str | None
+    report: Analysis | None = Field(description="the full triage: evidence, stacks, threads")
+
+
+class BucketRead(BaseModel):
+    key: str
+    signature: str
+    label: str
+    runs: int = Field(description="hung runs with this signature")
+    first_seen: datetime | None
+    last_seen: datetime | None
+    by_hardware: dict[str, int] = Field(description="runs per hardware fingerprint")
+    by_go_version: dict[str, int]
+    by_cpus: dict[str, int]
+    example_runs: list[int]
+
+
+@router.get(
+    "/artifacts/{artifact_id}/analysis",
+    response_model=AnalysisRead,
+    summary="What the analyzer made of one dump",
+    responses=errors(404),
+)
+def artifact_analysis(artifact_id: ArtifactId, session: SessionDep, _token: Viewer) -> AnalysisRead:
+    """404 while the dump is not analysed yet (or is not a dump)."""
+    artifacts_.get_or_raise(session, artifact_id=artifact_id)
+    row = analyses.for_artifact(session, artifact_id=artifact_id)
+    if row is None:
+        raise NotFound(f"artifact {artifact_id} has no analysis (yet)")
+    return AnalysisRead(
+        artifact_id=row.artifact_id,
+        run_id=row.run_id,
+        kind=row.kind,
+        label=row.label,
+        signature=row.signature,
+        rules_version=row.rules_version,
+        analyzed_at=row.analyzed_at,
+        error=row.error,
+        report=Analysis.model_validate(row.report) if row.report else None,
+    )
+
+
+@router.get(
+    "/artifacts/{artifact_id}/debugger-script",
+    response_class=PlainTextResponse,
+    summary="A cdb/WinDbg script for a minidump: every stack, then the threads that matter",
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "cdb"},
+        **errors(404, 409),
+    },
+)
+def debugger_script(artifact_id: ArtifactId, session: SessionDep, _token: Viewer) -> str:
+    """Run it with `cdb -z <dump> -cf <script>`."""
+    artifact = artifacts_.get_or_raise(session, artifact_id=artifact_id)
+    row = analyses.for_artifact(session, artifact_id=artifact_id)
+    if row is None or row.report is None:
+        raise NotFound(f"artifact {artifact_id} has no readable analysis (yet)")
+    if row.kind != "minidump":
+        raise Conflict(f"artifact {artifact_id} is a {row.kind}, not a minidump")
+    return cdb_script(
+        Analysis.model_validate(row.report), dump_name=artifact.name.removesuffix(".gz")
+    )
+
+
+@router.get("/signatures", response_model=list[BucketRead], summary="Signature buckets")
+def signatures(
+    session: SessionDep,
+    _token: Viewer,
+    label: Annotated[str | None, Query(max_length=40, description="only this label")] = None,
+) -> list[dict[str, Any]]:
+    """Hung runs grouped by signature, most frequent first: first and last seen,
+    counts per hardware, Go version and CPU count, and recent example runs."""
+    return [b.as_dict() for b in analyses.buckets(session, label=label)]
+
+
+@router.get(
+    "/signatures/{key}/runs",
+    response_model=list[RunRead],
+    summary="The runs of one signature bucket, newest first",
+    responses=errors(404),
+)
+def signature_runs(
+    key: SignatureKey,
+    session: SessionDep,
+    _token: Viewer,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+) -> list[RunRead]:
+    runs = analyses.runs_of_signature(session, key=key, limit=limit, offset=offset)
+    if not runs and offset == 0:
+        raise NotFound(f"no run has signature {key}")
+    return [RunRead.of(r, artifacts_.for_run(session, run_id=r.id)) for r in runs]

@@ -1,0 +1,85 @@
+"""``reprofarm analyze``: triage dumps on this machine, no farm needed.
+
+Each FILE may be a goroutine dump (Go's text), a Windows minidump, a Linux core
+(gzip-compressed or not), or a run folder written by ``reprofarm run``. ``--json``
+prints one object per file (a list for several), with ``kind``, ``label``,
+``signature`` and ``evidence`` (and for minidumps ``arch``, ``os_build`` and
+``threads``). Exit code 0 when every file was read, whatever it shows; 2 when
+one is not a dump at all (or cannot be read).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from reprofarm_analyzer.analysis import analyze_path, analyze_run_folder
+from reprofarm_analyzer.errors import AnalyzerError
+from reprofarm_protocol.analysis import Analysis
+from rich.console import Console
+
+_stderr = Console(stderr=True)
+
+
+def _analyze_file(path: Path) -> list[Analysis]:
+    if path.is_dir():
+        return analyze_run_folder(path)
+    with path.open("rb") as f:
+        compressed = f.read(2) == b"\x1f\x8b"
+    if not compressed:
+        return [analyze_path(path)]
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / path.name.removesuffix(".gz")
+        with gzip.open(path, "rb") as src, plain.open("wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        return [analyze_path(plain)]
+
+
+def _print(path: Path, analysis: Analysis, console: Console) -> None:
+    console.print(f"[bold]{path}[/bold]: {analysis.kind.value}")
+    console.print(f"  label      {analysis.label.value}")
+    console.print(f"  signature  {analysis.signature}", highlight=False)
+    if analysis.arch or analysis.os_build:
+        console.print(f"  system     {analysis.arch} {analysis.os_build}", highlight=False)
+    for group in analysis.stuck:
+        frames = " <- ".join(group.frames[:4])
+        console.print(
+            f"  stuck      {group.count} x [{group.state}] {frames}", highlight=False, markup=False
+        )
+    for thread in analysis.threads:
+        if thread.role:
+            console.print(f"  thread     {thread.id} {thread.role}: {thread.top}", highlight=False)
+    for fact in analysis.evidence:
+        console.print(f"  evidence   {fact.rule}: {fact.detail}", highlight=False, markup=False)
+    for problem in analysis.problems:
+        console.print(f"  unread     {problem}", highlight=False, markup=False, style="yellow")
+
+
+def analyze(
+    files: Annotated[list[Path], typer.Argument(help="dumps or run folders", exists=True)],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
+) -> None:
+    """Triage dumps: which hang each shows (label), its signature and the evidence."""
+    results: list[tuple[Path, Analysis]] = []
+    failed = False
+    for path in files:
+        try:
+            results.extend((path, a) for a in _analyze_file(path))
+        except (AnalyzerError, OSError, EOFError) as exc:
+            _stderr.print(f"error: {path}: {exc}", highlight=False, markup=False)
+            failed = True
+    if as_json:
+        reports = [a.model_dump(mode="json") for _, a in results]
+        single = len(files) == 1 and not files[0].is_dir() and len(reports) == 1
+        print(json.dumps(reports[0] if single else reports, indent=2))
+    else:
+        console = Console()
+        for path, analysis in results:
+            _print(path, analysis, console)
+    if failed:
+        raise typer.Exit(2)

@@ -1,0 +1,108 @@
+"""Analysing uploaded dumps: the worker's side of the analyzer.
+
+``analyze_artifact`` reads one complete artifact from the store (gzip-compressed
+process dumps are expanded to a temporary file first: gdb needs a file), records
+the report, or the reason there is none, and relabels the run from all its
+reports. ``reanalyze`` does it again for every dump made by older rules (or all
+of them): the buckets of old runs follow a rules change. Both are safe to run
+twice: a report is replaced, never added.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from reprofarm_analyzer.analysis import analyze_path, combine
+from reprofarm_analyzer.errors import AnalyzerError
+from reprofarm_analyzer.goroutine_rules import RULES_VERSION
+from reprofarm_db import analyses
+from reprofarm_db.engine import transaction
+from reprofarm_db.models import Artifact
+from reprofarm_protocol.analysis import Analysis
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+_GZIP = b"\x1f\x8b"
+
+
+@contextmanager
+def _readable(path: Path, scratch: Path) -> Iterator[Path]:
+    """The dump itself: ``path``, or its gzip-expanded copy in ``scratch``."""
+    with path.open("rb") as f:
+        compressed = f.read(2) == _GZIP
+    if not compressed:
+        yield path
+        return
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        out = Path(tmp) / "dump"
+        with gzip.open(path, "rb") as src, out.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        yield out
+
+
+def _sidecar(session: Session, artifact: Artifact) -> Path | None:
+    """The export tables the agent uploaded beside a minidump (``<dump>.exports.json``)."""
+    if artifact.kind != "minidump":
+        return None
+    stem = artifact.name.removesuffix(".gz")
+    found = session.scalar(
+        select(Artifact).where(
+            Artifact.run_id == artifact.run_id,
+            Artifact.name == f"{stem}.exports.json",
+            Artifact.complete.is_(True),
+        )
+    )
+    return Path(found.path) if found is not None else None
+
+
+def analyze_artifact(sessions: sessionmaker[Session], artifact_id: int, scratch: Path) -> str:
+    """Analyse one artifact; returns the run's label (or ``pending``)."""
+    with transaction(sessions) as session:
+        artifact = session.get(Artifact, artifact_id)
+        if artifact is None or not artifact.complete:
+            log.warning("artifact %s is missing or incomplete: not analysed", artifact_id)
+            return "pending"
+        path, name, run_id = Path(artifact.path), artifact.name, artifact.run_id
+        sidecar = _sidecar(session, artifact)
+    report: Analysis | None = None
+    error: str | None = None
+    try:
+        with _readable(path, scratch) as dump:
+            report = analyze_path(dump, sidecar=sidecar)
+    except (AnalyzerError, OSError, EOFError, gzip.BadGzipFile) as exc:
+        error = f"{name}: {exc}"
+        log.warning("artifact %s of run %s could not be analysed: %s", artifact_id, run_id, exc)
+    with transaction(sessions) as session:
+        analyses.record(
+            session,
+            artifact_id=artifact_id,
+            analysis=report,
+            error=error,
+            rules_version=RULES_VERSION,
+        )
+        reports = analyses.reports_of_run(session, run_id=run_id)
+        label, signature = combine(reports) if reports else (None, None)
+        run = analyses.label_run(session, run_id=run_id, label=label, signature=signature)
+        return run.label or "pending"
+
+
+def reanalyze(
+    sessions: sessionmaker[Session], scratch: Path, *, everything: bool = False
+) -> list[int]:
+    """Re-analyse dumps made by older rules (or all); returns the artifacts done."""
+    with transaction(sessions) as session:
+        todo = analyses.analysed_artifacts(
+            session, older_than_rules=None if everything else RULES_VERSION
+        )
+    for artifact_id in todo:
+        analyze_artifact(sessions, artifact_id, scratch)
+    log.info("re-analysed %s artifacts", len(todo))
+    return todo

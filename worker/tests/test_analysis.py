@@ -1,0 +1,134 @@
+"""The analysis task bodies on the real Postgres, with real dumps from the corpus:
+a completed upload queues its analysis, the run gets its label, an unreadable dump
+is recorded without failing anything, and re-analysis after a rules change moves
+old runs to the new buckets."""
+
+import gzip
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from reprofarm_analyzer.goroutine_rules import RULES_VERSION
+from reprofarm_db import analyses, artifacts, builds, jobs, leases
+from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
+from reprofarm_db.migrate import upgrade
+from reprofarm_db.models import Agent, ArtifactAnalysis, Outbox, Run
+from reprofarm_protocol.jobs import JobCreate
+from reprofarm_protocol.queues import TASK_ANALYZE_ARTIFACT
+from reprofarm_worker.analysis import analyze_artifact, reanalyze
+from sqlalchemy import select
+
+from tests.factories import FAKE_SOURCE, fake_build, register_agent
+
+CORPUS = Path(__file__).resolve().parents[2] / "analyzer" / "tests" / "corpus" / "goroutines"
+CONTROL_DUMP = CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt"
+
+
+@pytest.fixture
+def sessions(postgres_url):
+    upgrade(postgres_url)
+    return make_sessionmaker(make_engine(postgres_url))
+
+
+def leased_run(sessions):
+    with transaction(sessions) as s:
+        agent, _ = register_agent(s, "lab", pools=["p"])
+        job, _ = jobs.create(
+            s,
+            spec=JobCreate(scenario="control-deadlock", pools=["p"], duration_s=5),
+            idempotency_key=None,
+            max_runs=10,
+        )
+        fake_build(s)
+        builds.mark_ready(s, job=job, source_sha256=FAKE_SOURCE)
+    with transaction(sessions) as s:
+        run, _build, secret = leases.claim(
+            s, agent=s.get(Agent, agent.id), now=datetime.now(UTC), lease_s=60, avoid_grace_s=0
+        )
+        return agent.id, run.id, secret
+
+
+def upload(sessions, tmp_path, agent_id, run_id, secret, source, *, kind="goroutines", name=None):
+    """What the api does for a complete upload: the row, then the blob."""
+    blob = tmp_path / f"blob-{source.name}"
+    shutil.copyfile(source, blob)
+    with transaction(sessions) as s:
+        row, _ = artifacts.open_upload(
+            s,
+            agent_id=agent_id,
+            run_id=run_id,
+            lease_token=secret,
+            name=name or source.name,
+            kind=kind,
+            sha256="0" * 64,
+            size=blob.stat().st_size,
+            path=str(blob),
+        )
+        artifacts.record_progress(s, artifact_id=row.id, received=row.bytes, blob=str(blob))
+        return row.id
+
+
+def test_a_completed_dump_is_queued_analysed_and_labels_its_run(sessions, tmp_path):
+    agent_id, run_id, secret = leased_run(sessions)
+    artifact_id = upload(sessions, tmp_path, agent_id, run_id, secret, CONTROL_DUMP)
+    with transaction(sessions) as s:
+        queued = [(o.task, o.args) for o in s.scalars(select(Outbox).order_by(Outbox.id))]
+        assert (TASK_ANALYZE_ARTIFACT, [artifact_id]) in queued
+        assert s.get(Run, run_id).label is None  # pending until analysed
+    assert analyze_artifact(sessions, artifact_id, tmp_path / "scratch") == "control-deadlock"
+    assert analyze_artifact(sessions, artifact_id, tmp_path / "scratch") == "control-deadlock"
+    with transaction(sessions) as s:
+        run = s.get(Run, run_id)
+        assert run.signature.startswith("control-deadlock")
+        assert run.signature_key == analyses.signature_key(run.signature)
+        (row,) = s.scalars(select(ArtifactAnalysis)).all()  # replaced, not added
+        assert (row.label, row.rules_version, row.error) == (
+            "control-deadlock",
+            RULES_VERSION,
+            None,
+        )
+
+
+def test_a_gzipped_dump_is_read_like_the_plain_one(sessions, tmp_path):
+    agent_id, run_id, secret = leased_run(sessions)
+    packed = tmp_path / "goroutines.txt.gz"
+    packed.write_bytes(gzip.compress(CONTROL_DUMP.read_bytes()))
+    artifact_id = upload(sessions, tmp_path, agent_id, run_id, secret, packed)
+    assert analyze_artifact(sessions, artifact_id, tmp_path / "scratch") == "control-deadlock"
+
+
+def test_an_unreadable_dump_is_recorded_and_fails_nothing(sessions, tmp_path):
+    agent_id, run_id, secret = leased_run(sessions)
+    junk = tmp_path / "process-1.42"
+    junk.write_bytes(b"\x00not a dump at all" * 100)
+    artifact_id = upload(sessions, tmp_path, agent_id, run_id, secret, junk, kind="core")
+    assert analyze_artifact(sessions, artifact_id, tmp_path / "scratch") == "other-hang"
+    with transaction(sessions) as s:
+        row = analyses.for_artifact(s, artifact_id=artifact_id)
+        assert row.label is None
+        assert "process-1.42" in row.error
+        assert s.get(Run, run_id).signature == analyses.UNREADABLE
+
+
+def test_reanalysis_after_a_rules_change_moves_old_runs_to_the_new_bucket(sessions, tmp_path):
+    agent_id, run_id, secret = leased_run(sessions)
+    artifact_id = upload(sessions, tmp_path, agent_id, run_id, secret, CONTROL_DUMP)
+    analyze_artifact(sessions, artifact_id, tmp_path / "scratch")
+    # What an older rules version had said of this dump.
+    with transaction(sessions) as s:
+        row = analyses.for_artifact(s, artifact_id=artifact_id)
+        row.rules_version, row.label, row.signature = RULES_VERSION - 1, "other-hang", "old"
+        analyses.label_run(s, run_id=run_id, label=None, signature=None)
+    with transaction(sessions) as s:
+        assert [b.label for b in analyses.buckets(s)] == []  # not hung yet: no bucket
+        s.get(Run, run_id).status = "hung"
+    with transaction(sessions) as s:
+        (old,) = analyses.buckets(s)
+        assert old.label == "other-hang"
+    assert reanalyze(sessions, tmp_path / "scratch") == [artifact_id]
+    assert reanalyze(sessions, tmp_path / "scratch") == []  # nothing older any more
+    with transaction(sessions) as s:
+        (bucket,) = analyses.buckets(s)
+        assert (bucket.label, bucket.runs, bucket.example_runs) == ("control-deadlock", 1, [run_id])
+        assert analyses.for_artifact(s, artifact_id=artifact_id).rules_version == RULES_VERSION
