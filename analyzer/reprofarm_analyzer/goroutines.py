@@ -1,0 +1,304 @@
+"""Reading Go goroutine dumps out of any text: a bare dump, a CI log, a journal, an issue.
+
+``parse_goroutine_dumps`` never raises. It returns one ``GoroutineDump`` per traceback in
+the text (a log can hold several: one per SIGQUIT, one per test binary) and lists what it
+could not read in each dump's ``problems`` instead of guessing.
+
+How it reads:
+
+* A goroutine header can stand anywhere on its line; what stands before it is the line
+  prefix of that log (a GitHub Actions timestamp, a journal's ``host prog[pid]:``). The
+  prefix is generalised (digits vary) and stripped from the lines that follow.
+* A new dump starts when a goroutine id repeats, or when a ``panic:``, ``fatal error:``,
+  ``SIGQUIT: quit`` or hangtest header line stands between two goroutines.
+* Lines outside goroutine blocks are kept as the dump's preamble or trailer: they are what
+  tells a hang from a crash (``dump_context``).
+* A dump cut off mid-goroutine keeps what was read; the goroutine is marked ``truncated``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reprofarm_analyzer import traceback_lines as tl
+from reprofarm_analyzer.goroutine_model import Frame, Goroutine, GoroutineDump
+
+MAX_PROBLEMS = 20
+"""Per dump: a broken paste can fail on every line, and one example of each is enough."""
+
+_KEEP_AROUND = 40
+"""Preamble and trailer lines kept per dump: the markers sit right next to the dump."""
+
+_MAX_WRAPPED = 8
+"""Continuation lines joined back onto a frame whose arguments a terminal wrapped."""
+
+
+def parse_goroutine_dumps(text: str) -> list[GoroutineDump]:
+    """Every goroutine dump in ``text``, in order. An empty list if there is none."""
+    return _Parser().run(text)
+
+
+def count_headers(text: str) -> int:
+    """How many lines hold a goroutine header: each one becomes exactly one goroutine."""
+    return sum(
+        1
+        for line in text.split("\n")
+        if "goroutine " in line and tl.HEADER.search(line.rstrip()) is not None
+    )
+
+
+class _Parser:
+    """One pass over the lines; the state is the dump and goroutine being filled."""
+
+    def __init__(self) -> None:
+        self.dumps: list[GoroutineDump] = []
+        self.dump: GoroutineDump | None = None
+        self.current: Goroutine | None = None
+        self.seen: set[int] = set()
+        self.gap: list[str] = []
+        self.prefix: re.Pattern[str] | None = None
+        self.last_kind = ""
+        self.wrapped: list[str] = []
+        self.awaiting_creator_file = False
+        self.orphan_problem = ""
+
+    def run(self, text: str) -> list[GoroutineDump]:
+        # The hot loop. A token is a whole frame, a whole created-by pair or one line.
+        # Inside a goroutine, in a log without line prefixes, a frame is taken in one step;
+        # anything else goes line by line, the same way the frame would have gone.
+        number = 0
+        for token in tl.TOKEN.finditer(text):
+            line = token.group("line")
+            if line is not None:
+                number += 1
+                if line == "\n" and self.prefix is None:
+                    self._end_block()  # the blank line after each goroutine
+                else:
+                    self._line(number, line.removesuffix("\n").rstrip())
+                continue
+            if not self._whole(token):
+                first, second = token.group(0).split("\n")[:2]
+                self._line(number + 1, first.rstrip())
+                self._line(number + 2, second.rstrip())
+            number += 2
+        if not text or text.endswith("\n"):
+            # str.split would give a last, empty line here: it ends an open goroutine.
+            self._line(number + 1, "")
+        self._finish()
+        return self.dumps
+
+    def _whole(self, token: re.Match[str]) -> bool:
+        """Take a frame or a created-by pair in one step; False: read it line by line."""
+        goroutine = self.current
+        if goroutine is None or self.prefix is not None or self.wrapped:
+            return False
+        function = token.group("function")
+        if function is not None:
+            if not tl.plain_function(function):
+                return False
+            goroutine.frames.append(
+                Frame(function, token.group("file"), int(token.group("number")))
+            )
+            self.last_kind = "file"
+        else:
+            parent = token.group("parent")
+            goroutine.created_by = token.group("creator")
+            goroutine.created_in = int(parent) if parent else None
+            self.last_kind = "creator-file"
+        self.awaiting_creator_file = False
+        return True
+
+    def _line(self, number: int, raw: str) -> None:
+        if "goroutine " in raw:
+            header = tl.HEADER.search(raw)
+            if header is not None:
+                self._header(number, raw, header)
+                return
+        line = raw
+        if self.prefix is not None:
+            m = self.prefix.match(raw)
+            if m is not None:
+                line = raw[m.end() :]
+        if self.current is None:
+            self._gap_line(number, line)
+        else:
+            self._block_line(number, line)
+
+    # -- per line -----------------------------------------------------------------------
+
+    def _header(self, number: int, raw: str, header: re.Match[str]) -> None:
+        self._end_block()
+        self.prefix = tl.prefix_pattern(raw[: header.start()])
+        facts = tl.header_facts(header)
+        if self.dump is None or facts.id in self.seen or self._gap_starts_dump():
+            self._start_dump(number)
+        else:
+            self.gap.clear()
+        assert self.dump is not None
+        goroutine = Goroutine(
+            id=facts.id,
+            state=facts.state,
+            wait_minutes=facts.wait_minutes,
+            locked=facts.locked,
+            line=number,
+        )
+        self.dump.goroutines.append(goroutine)
+        self.seen.add(facts.id)
+        self.current = goroutine
+        self.last_kind = "header"
+
+    def _gap_line(self, number: int, line: str) -> None:
+        stripped = line.strip()
+        if tl.PARTIAL_HEADER.match(stripped):
+            self._problem(number, f"unreadable goroutine header: {stripped[:80]!r}")
+        if stripped:
+            self.gap.append(stripped)
+            if len(self.gap) > 50 * _KEEP_AROUND:
+                # A CI log can hold megabytes between dumps; only its ends matter.
+                del self.gap[_KEEP_AROUND : -10 * _KEEP_AROUND]
+
+    def _block_line(self, number: int, line: str) -> None:
+        goroutine = self.current
+        assert goroutine is not None
+        stripped = line.strip()
+        if not stripped:
+            self._end_block()
+            return
+        if self.wrapped:
+            self._continue_wrapped(number, goroutine, stripped)
+            return
+        position = tl.file_position(stripped) if stripped[-1].isalnum() else None
+        if position is not None:
+            self._file_line(number, goroutine, position, stripped)
+            return
+        name = tl.function_name(stripped)
+        if name is not None:
+            goroutine.frames.append(Frame(name))
+            self.last_kind = "func"
+            self.awaiting_creator_file = False
+            return
+        self._other_block_line(number, goroutine, stripped)
+
+    def _file_line(
+        self, number: int, goroutine: Goroutine, position: tuple[str, int], line: str
+    ) -> None:
+        if self.awaiting_creator_file:
+            self.awaiting_creator_file = False
+            self.last_kind = "creator-file"
+            return
+        if self.last_kind == "func" and goroutine.frames:
+            last = goroutine.frames[-1]
+            goroutine.frames[-1] = Frame(last.function, position[0], position[1])
+            self.last_kind = "file"
+            return
+        self._problem(number, f"source line with no function before it: {line[:80]!r}")
+        self.last_kind = "other"
+
+    def _other_block_line(self, number: int, goroutine: Goroutine, line: str) -> None:
+        creator = tl.created_by(line)
+        if creator is not None:
+            goroutine.created_by, goroutine.created_in = creator
+            self.awaiting_creator_file = True
+            self.last_kind = "creator"
+        elif tl.is_elided(line):
+            goroutine.elided = True
+            self.last_kind = "elided"
+        elif line == tl.STACK_UNAVAILABLE:
+            goroutine.stack_unavailable = True
+            self.last_kind = "unavailable"
+        elif tl.is_register(line):
+            self.last_kind = "register"
+        elif tl.DUMP_START.search(line):
+            # A signal preamble right after a register dump: the block is over.
+            self._end_block()
+            self.gap.append(line)
+        elif tl.unfinished_call(line):
+            self.wrapped = [line]
+        else:
+            self._problem(number, f"not a traceback line: {line[:80]!r}")
+            self.last_kind = "other"
+
+    def _continue_wrapped(self, number: int, goroutine: Goroutine, line: str) -> None:
+        self.wrapped.append(line)
+        joined = " ".join(self.wrapped)
+        name = tl.function_name(joined)
+        if name is not None:
+            goroutine.frames.append(Frame(name))
+            self.wrapped = []
+            self.last_kind = "func"
+        elif len(self.wrapped) > _MAX_WRAPPED:
+            self._problem(number, f"unfinished call never closed: {self.wrapped[0][:80]!r}")
+            self.wrapped = []
+            self.last_kind = "other"
+
+    # -- dumps --------------------------------------------------------------------------
+
+    def _gap_starts_dump(self) -> bool:
+        return any(tl.DUMP_START.search(line) for line in self.gap)
+
+    def _start_dump(self, number: int) -> None:
+        start = next(
+            (i for i, line in enumerate(self.gap) if tl.DUMP_START.search(line)),
+            None,
+        )
+        if self.dump is None:
+            preamble = self.gap
+            self._orphan_lines(preamble)
+        else:
+            cut = len(self.gap) if start is None else start
+            self.dump.trailer.extend(self.gap[:cut][:_KEEP_AROUND])
+            preamble = self.gap[cut:]
+        self.dump = GoroutineDump(preamble=preamble[-_KEEP_AROUND:], first_line=number)
+        self.dumps.append(self.dump)
+        self.seen = set()
+        self.gap = []
+
+    def _orphan_lines(self, lines: list[str]) -> None:
+        """Frames before the first header: the text starts in the middle of a goroutine."""
+        orphans = sum(
+            1
+            for line in lines
+            if tl.function_name(line) is not None or tl.file_position(line) is not None
+        )
+        if orphans:
+            self.orphan_problem = (
+                f"{orphans} frame lines before the first goroutine header"
+                " (the text starts in the middle of a goroutine)"
+            )
+
+    def _end_block(self) -> None:
+        self._salvage_wrapped()
+        self.current = None
+        self.awaiting_creator_file = False
+
+    def _finish(self) -> None:
+        goroutine = self.current
+        if goroutine is not None and (
+            self.wrapped or self.last_kind in ("header", "func", "other", "creator")
+        ):
+            goroutine.truncated = True
+            if self.dump is not None:
+                self.dump.problems.append(
+                    f"the text ends inside goroutine {goroutine.id}: the dump was cut"
+                )
+        self._salvage_wrapped()
+        if self.dump is not None:
+            self.dump.trailer.extend(self.gap[:_KEEP_AROUND])
+        if self.orphan_problem and self.dumps:
+            self.dumps[0].problems.insert(0, self.orphan_problem)
+
+    def _salvage_wrapped(self) -> None:
+        """A call cut inside its argument list still has its whole function name."""
+        if self.current is not None and self.wrapped:
+            first = self.wrapped[0]
+            self.current.frames.append(Frame(first[: tl.call_paren(first)]))
+        self.wrapped = []
+
+    def _problem(self, number: int, what: str) -> None:
+        dump = self.dump
+        if dump is None:
+            return
+        if len(dump.problems) < MAX_PROBLEMS:
+            dump.problems.append(f"line {number}: {what}")
+        elif len(dump.problems) == MAX_PROBLEMS:
+            dump.problems.append("more unreadable lines follow (not listed)")

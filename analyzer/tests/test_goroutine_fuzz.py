@@ -1,0 +1,130 @@
+"""Property tests: the parser and the classifier never raise, whatever the text, and the
+parser reads back exactly the goroutines a dump holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from reprofarm_analyzer.analysis import analyze_goroutines
+from reprofarm_analyzer.goroutines import count_headers, parse_goroutine_dumps
+from reprofarm_analyzer.traceback_lines import HEADER
+
+CORPUS = sorted((Path(__file__).parent / "corpus" / "goroutines").glob("*.txt"))
+TEXTS = [p.read_text() for p in CORPUS]
+
+names = st.from_regex(
+    r"[a-z][a-z0-9/]{0,12}\.(\(\*[A-Z][a-z]{0,5}\)\.)?[A-Za-z][a-z0-9]{0,8}", fullmatch=True
+)
+states = st.sampled_from(
+    [
+        "running",
+        "runnable",
+        "syscall",
+        "semacquire",
+        "chan receive",
+        "IO wait",
+        "select",
+        "sync.Mutex.Lock",
+        "chan receive (nil chan)",
+        "GC worker (idle)",
+    ]
+)
+goroutine_specs = st.lists(
+    st.tuples(
+        states, st.none() | st.integers(1, 10_000), st.booleans(), st.lists(names, max_size=6)
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def render(specs: list[tuple[str, int | None, bool, list[str]]]) -> str:
+    blocks = []
+    for gid, (state, minutes, locked, functions) in enumerate(specs, start=1):
+        extra = (f", {minutes} minutes" if minutes else "") + (
+            ", locked to thread" if locked else ""
+        )
+        lines = [f"goroutine {gid} [{state}{extra}]:"]
+        for n, f in enumerate(functions):
+            lines += [f"{f}(0x{n:x}, {{0xc000{n:x}?, 0x1}})", f"\t/src/x/{n}.go:{n + 1} +0x{n:x}"]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+@given(goroutine_specs)
+def test_parse_reads_back_rendered_goroutines(specs) -> None:
+    (dump,) = parse_goroutine_dumps(render(specs))
+    got = [(g.state, g.wait_minutes, g.locked, list(g.functions)) for g in dump.goroutines]
+    assert got == [(s, m, lk, fs) for s, m, lk, fs in specs]
+    assert dump.problems == []
+
+
+@given(st.text())
+def test_any_text_parses_without_raising(text: str) -> None:
+    dumps = parse_goroutine_dumps(text)
+    assert sum(len(d.goroutines) for d in dumps) == count_headers(text)
+    analyze_goroutines(text)
+
+
+@given(st.binary())
+def test_any_bytes_decoded_analyse_without_raising(data: bytes) -> None:
+    text = data.decode("utf-8", errors="replace")
+    analysis = analyze_goroutines(text)
+    assert analysis.goroutines is not None
+
+
+@st.composite
+def mutated_dumps(draw: st.DrawFn) -> str:
+    lines = draw(st.sampled_from(TEXTS)).split("\n")
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["cut", "drop", "dup", "insert", "crlf", "prefix", "garble"]))
+        at = draw(st.integers(0, max(len(lines) - 1, 0)))
+        if op == "cut":
+            lines = lines[:at]
+        elif op == "drop":
+            del lines[at : at + draw(st.integers(1, 5))]
+        elif op == "dup":
+            lines[at:at] = lines[at : at + draw(st.integers(1, 20))]
+        elif op == "insert":
+            lines.insert(at, draw(st.text(max_size=80)))
+        elif op == "crlf":
+            lines = [line + "\r" for line in lines]
+        elif op == "prefix":
+            stamp = draw(st.from_regex(r"[0-9T:.\- Z]{0,30}", fullmatch=True))
+            lines = [stamp + line for line in lines]
+        elif lines:
+            line = lines[at]
+            cut = draw(st.integers(0, len(line)))
+            lines[at] = line[:cut] + draw(st.text(max_size=10)) + line[cut:]
+    return "\n".join(lines)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_dumps())
+def test_mutated_real_dumps_analyse_without_raising(text: str) -> None:
+    dumps = parse_goroutine_dumps(text)
+    assert sum(len(d.goroutines) for d in dumps) == count_headers(text)
+    analysis = analyze_goroutines(text)
+    assert analysis.signature.startswith(analysis.label.value)
+
+
+def goroutine_facts(text: str) -> list[tuple]:
+    return [
+        (g.id, g.state, g.wait_minutes, g.locked, g.frames, g.created_by, g.elided, g.truncated)
+        for d in parse_goroutine_dumps(text)
+        for g in d.goroutines
+    ]
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_dumps())
+def test_whole_frame_tokens_read_like_line_by_line(text: str) -> None:
+    """A log prefix forces the line-by-line path; without one, frames are read as whole
+    tokens. Both must read the same goroutines."""
+    lines = text.split("\n")
+    headers = [HEADER.search(line.rstrip()) for line in lines if "goroutine " in line]
+    assume(all(h is None or h.start() == 0 for h in headers))  # one prefix, not two
+    prefixed = "\n".join("ci| " + line for line in lines)
+    assert goroutine_facts(prefixed) == goroutine_facts(text)
