@@ -28,10 +28,10 @@ def register(api, name="arm-1", pools=("windows-arm64",), cpus=4):
     return r.json()["token"]
 
 
-def make_build(api, path):
+def make_build(api, path, target="windows/arm64"):
     path.write_bytes(b"binary")
     with transaction(api.client.app.state.sessions) as s:
-        fake_build(s, path=path)
+        fake_build(s, path=path, target=target)
         for job in s.scalars(select(Job)):
             builds.mark_ready(s, job=job, source_sha256=FAKE_SOURCE)
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from reprofarm_agent.build import TARGETS, build_hangtest, native_target
 from reprofarm_agent.display import make_display
 from reprofarm_agent.durations import parse_duration
-from reprofarm_agent.errors import AgentError, EnrollmentRefusedError
+from reprofarm_agent.errors import AgentError, EnrollmentRefusedError, RebootStartedError
 from reprofarm_agent.hardware import describe
 from reprofarm_agent.local_runs import LocalPlan, run_local
 from reprofarm_agent.placement import place, validate_policy
@@ -39,6 +39,34 @@ _stderr = Console(stderr=True, soft_wrap=True)
 
 EXIT_CREDENTIALS_REFUSED = 3
 """``serve``: the api refuses every token this agent has (a supervisor must report it)."""
+EXIT_REBOOTING = 4
+"""``serve``: the agent asked the machine to reboot (--reboot-when-needed)."""
+EXIT_UPDATED = 75
+"""``serve``: a managed agent installed a new version and made it current; its
+supervisor starts it (75 is sysexits' EX_TEMPFAIL: "try again")."""
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(version("reprofarm-agent"))
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="print the agent's version and exit (the self-update start check)",
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def _fail(message: str) -> NoReturn:
@@ -245,6 +273,17 @@ def serve(
     name: Annotated[str | None, typer.Option(help="agent name [host name]")] = None,
     pool: Annotated[list[str] | None, typer.Option(help="pool served; repeatable")] = None,
     work_dir: Annotated[Path | None, typer.Option(help="spool and run folders")] = None,
+    reboot_when_needed: Annotated[
+        bool,
+        typer.Option(
+            help="reboot this machine when a run's process cannot be killed "
+            "[REPROFARM_REBOOT_WHEN_NEEDED]"
+        ),
+    ] = False,
+    reboot_command: Annotated[
+        str | None,
+        typer.Option(help="the reboot command, split on spaces [shutdown /r or systemctl reboot]"),
+    ] = None,
 ) -> None:
     """Serve as a lab agent: lease runs from the api, run them, report."""
     import logging
@@ -253,6 +292,7 @@ def serve(
     import httpx
 
     from reprofarm_agent.client import ApiClient
+    from reprofarm_agent.self_update import UpdateInstalled, managed_updater
     from reprofarm_agent.service import AgentService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -260,6 +300,10 @@ def serve(
     settings = AgentSettings()
     if work_dir is not None:
         settings = settings.model_copy(update={"work_dir": work_dir})
+    if reboot_when_needed:
+        settings = settings.model_copy(update={"reboot_when_needed": True})
+    if reboot_command:
+        settings = settings.model_copy(update={"reboot_command": reboot_command.split()})
     url = api_url or settings.api
     secret = token or settings.token
     if not url or not secret:
@@ -271,12 +315,57 @@ def serve(
             settings=settings,
             name=name or settings.agent_name or socket.gethostname(),
             pools=pool or settings.pools,
+            updater=managed_updater(settings),
         )
         try:
             service.serve()
         except EnrollmentRefusedError as exc:
             _stderr.print(f"error: {exc}", highlight=False, markup=False)
             raise typer.Exit(EXIT_CREDENTIALS_REFUSED) from None
+        except RebootStartedError as exc:
+            _stderr.print(f"{exc}: stopping until the machine is back", highlight=False)
+            raise typer.Exit(EXIT_REBOOTING) from None
+        except UpdateInstalled as exc:
+            _stderr.print(f"{exc}: exiting for the supervisor to start it", highlight=False)
+            raise typer.Exit(EXIT_UPDATED) from None
+
+
+@app.command()
+def supervise(
+    root: Annotated[Path, typer.Option(help="the managed install's folder")],
+    confirm_after: Annotated[
+        float, typer.Option(min=0, help="seconds a new version must stay up to be kept")
+    ] = 60.0,
+) -> None:
+    """Run a managed install's agent: restart, update, roll back.
+
+    Restarts the agent when it fails, starts the new version after a
+    self-update and rolls back one that does not stay up. install.ps1's
+    scheduled task runs this; it exits 3 when the api refuses the agent's tokens.
+    """
+    import logging
+    import logging.handlers
+    import signal
+
+    from reprofarm_agent.install_layout import InstallLayout
+    from reprofarm_agent.supervise import Supervisor
+
+    layout = InstallLayout(root.resolve())
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s supervisor %(levelname)s %(message)s",
+        handlers=[
+            logging.StreamHandler(),
+            logging.handlers.RotatingFileHandler(
+                layout.logs / "supervisor.log", maxBytes=4 << 20, backupCount=2
+            ),
+        ],
+    )
+    supervisor = Supervisor(layout, confirm_after_s=confirm_after)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: supervisor.stop())
+    raise typer.Exit(supervisor.run())
 
 
 def main() -> None:

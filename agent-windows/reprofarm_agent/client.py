@@ -20,6 +20,7 @@ from reprofarm_protocol.jobs import (
     LeaseRequest,
     RunReport,
 )
+from reprofarm_protocol.release import AgentRelease, ReleaseFile
 
 from reprofarm_agent.artifacts import sha256_file
 from reprofarm_agent.errors import ApiRefusedError, ApiUnauthorizedError, ApiUnavailableError
@@ -117,10 +118,35 @@ class ApiClient:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
+        self._download(build.url, tmp, sha256=build.sha256, what="build", claimed_by="the lease")
+        tmp.chmod(0o755)
+        tmp.replace(path)
+        return path
+
+    def agent_release(self) -> AgentRelease:
+        """The release the controller serves (self-update compares its version)."""
+        response = self._request("GET", "/api/v1/agent/release")
+        return AgentRelease.model_validate_json(response.content)
+
+    def download_wheel(self, file: ReleaseFile, folder: Path) -> Path:
+        """A wheel of the release into ``folder``, verified against the release's
+        sha256 and size; a file already there with the right bytes is kept."""
+        path = folder / file.filename
+        if path.is_file() and sha256_file(path) == file.sha256:
+            return path
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        self._download(file.url, tmp, sha256=file.sha256, what="wheel", claimed_by="the release")
+        tmp.replace(path)
+        return path
+
+    def _download(self, url: str, tmp: Path, *, sha256: str, what: str, claimed_by: str) -> None:
+        """Stream ``url`` into ``tmp``; ApiRefusedError, and no file left, when the
+        bytes' sha256 is not the one ``claimed_by`` gave."""
         digest = hashlib.sha256()
         try:
             with self._http.stream(
-                "GET", build.url, headers={"Authorization": f"Bearer {self.token}"}
+                "GET", url, headers={"Authorization": f"Bearer {self.token}"}
             ) as r:
                 _check(r)
                 with tmp.open("wb") as f:
@@ -128,15 +154,13 @@ class ApiClient:
                         digest.update(chunk)
                         f.write(chunk)
         except httpx.TransportError as exc:
-            raise ApiUnavailableError(f"{build.url}: {exc}") from None
-        if digest.hexdigest() != build.sha256:
+            tmp.unlink(missing_ok=True)
+            raise ApiUnavailableError(f"{url}: {exc}") from None
+        if digest.hexdigest() != sha256:
             tmp.unlink(missing_ok=True)
             raise ApiRefusedError(
-                f"build {build.url} has sha256 {digest.hexdigest()}, the lease said {build.sha256}"
+                f"{what} {url} has sha256 {digest.hexdigest()}, {claimed_by} said {sha256}"
             )
-        tmp.chmod(0o755)
-        tmp.replace(path)
-        return path
 
     def upload_artifact(
         self, run_id: int, lease_token: str, path: Path, kind: str, name: str

@@ -36,3 +36,8 @@ class ApiUnauthorizedError(ApiRefusedError):
 class EnrollmentRefusedError(AgentError):
     """Neither the agent's own token nor its enrollment token is accepted: only an
     admin can help (a new enrollment token), so the agent stops and says so."""
+
+
+class RebootStartedError(AgentError):
+    """The agent ran the reboot command: it stops, and reports the reboot when it
+    registers again (``reprofarm_agent.reboot``)."""

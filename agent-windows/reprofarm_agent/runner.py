@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
+from reprofarm_analyzer.sidecar import build_sidecar, dump_sidecar
 from reprofarm_protocol.errors import ProtocolError
 from reprofarm_protocol.hangtest_events import (
     DoneEvent,
@@ -265,7 +266,27 @@ def capture(
             problems.append(f"process dump {i + 1}: {exc}")
             continue
         artifacts.append(describe_artifact(platform.process_dump_kind, dumped))
+    if any(a.kind is ArtifactKind.MINIDUMP for a in artifacts):
+        sidecar = _write_sidecar(platform.system_dlls(), out_dir, problems)
+        if sidecar is not None:
+            artifacts.append(describe_artifact(ArtifactKind.EXPORTS, sidecar))
     return artifacts, problems
+
+
+def _write_sidecar(dlls: list[Path], out_dir: Path, problems: list[str]) -> Path | None:
+    """The export tables of this machine's system DLLs, beside its minidumps: the
+    analyzer names frames with them (``ntdll!NtReadFile+0x14``). A failure costs
+    names, never the run."""
+    if not dlls:
+        return None
+    try:
+        sidecar = build_sidecar(dlls)
+    except (OSError, ValueError) as exc:
+        problems.append(f"export tables: {exc}")
+        return None
+    path = out_dir / "exports.json"
+    path.write_bytes(dump_sidecar(sidecar))
+    return path
 
 
 def judge(

@@ -17,7 +17,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -34,12 +35,21 @@ from reprofarm_agent.errors import (
     ApiUnavailableError,
     EnrollmentRefusedError,
     PlacementError,
+    RebootStartedError,
 )
 from reprofarm_agent.hardware import describe
 from reprofarm_agent.identity import load_or_create
 from reprofarm_agent.placement import place
 from reprofarm_agent.platform import Platform
+from reprofarm_agent.reboot import (
+    DEFAULT_COMMANDS,
+    RebootRefusedError,
+    pending_report,
+    reported,
+    request_reboot,
+)
 from reprofarm_agent.runner import RunSpec, run_once
+from reprofarm_agent.self_update import SelfUpdater, UpdateInstalled
 from reprofarm_agent.settings import AgentSettings
 from reprofarm_agent.spool import Spool, SpooledArtifact, SpooledResult
 
@@ -55,6 +65,12 @@ class _Progress:
 
 
 @dataclass
+class _LeaseKeeper:
+    progress: _Progress = field(default_factory=_Progress)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class AgentService:
     client: ApiClient
     platform: Platform
@@ -65,6 +81,9 @@ class AgentService:
     sleep: Callable[[float], None] = time.sleep
     agent_id: int | None = None
     needs_reboot: bool = False
+    unkillable_run: int | None = None
+    os_name: str = ""
+    updater: SelfUpdater | None = None  # managed installs only (self_update.managed_updater)
     _stop: threading.Event = field(default_factory=threading.Event)
     _failures: int = 0
     _last_log: float = 0.0
@@ -82,12 +101,14 @@ class AgentService:
         """Register with the agent's own token if it has one, else (or if that is
         refused) with the enrollment token; EnrollmentRefusedError when both are."""
         hardware = describe(self.platform.probe())
+        self.os_name = hardware.os
         body = AgentRegister(
             name=self.name,
             pools=self.pools,
             hardware=hardware,
             agent_version=package_version("reprofarm-agent"),
             machine_secret=load_or_create(self.settings.work_dir).machine_secret,
+            reboot=pending_report(self.settings.work_dir, boot_time=self.platform.boot_time()),
         )
         self.agent_id = None
         if self.client.token:
@@ -104,6 +125,8 @@ class AgentService:
                     "for a new enrollment token (reprofarm token create --role agent) and "
                     "restart the agent with it"
                 ) from None
+        if body.reboot is not None:
+            reported(self.settings.work_dir)
         log.info(
             "registered as agent %s (%s, %s)",
             self.agent_id,
@@ -169,15 +192,14 @@ class AgentService:
             extra_args=extra,
         )
 
-    def run(self, leased: LeasedRun, spec: RunSpec) -> RunResult:
-        """Run with a heartbeat thread beside it; a cancel from the api stops it."""
-        progress = _Progress()
-        cancel = threading.Event()
+    @contextmanager
+    def keep_lease(self, leased: LeasedRun) -> Iterator[_LeaseKeeper]:
+        """Heartbeat the lease from a thread for as long as the block lasts: the run
+        itself, and then the compression and upload of its dumps (a gzip of a
+        1.2 GB core can outlast a short lease). A cancel from the api sets
+        ``keeper.cancel``."""
+        keeper = _LeaseKeeper()
         finished = threading.Event()
-
-        def on_event(event: HangtestEvent) -> None:
-            if isinstance(event, ProgressEvent):
-                progress.iterations, progress.elapsed_s = event.iterations, event.elapsed_s
 
         def beat() -> None:
             while not finished.wait(leased.heartbeat_interval_s):
@@ -185,29 +207,42 @@ class AgentService:
                     reply = self.client.heartbeat(
                         leased.run_id,
                         leased.lease_token,
-                        Heartbeat(iterations=progress.iterations, elapsed_s=progress.elapsed_s),
+                        Heartbeat(
+                            iterations=keeper.progress.iterations,
+                            elapsed_s=keeper.progress.elapsed_s,
+                        ),
                     )
                 except AgentError as exc:
                     log.warning("run %s: heartbeat failed: %s", leased.run_id, exc)
                     continue
                 if reply.cancel:
-                    cancel.set()
+                    keeper.cancel.set()
 
         heartbeats = threading.Thread(target=beat, name=f"heartbeat-{leased.run_id}", daemon=True)
         heartbeats.start()
-        settings = self.settings.model_copy(update={"process_dumps": leased.process_dumps})
         try:
-            return run_once(
-                spec,
-                self.run_dir(leased.run_id),
-                self.platform,
-                settings,
-                on_event=on_event,
-                cancel=cancel,
-            )
+            yield keeper
         finally:
             finished.set()
             heartbeats.join(timeout=5)
+
+    def run(self, leased: LeasedRun, spec: RunSpec, keeper: _LeaseKeeper) -> RunResult:
+        """Run hangtest; progress feeds the heartbeats, a cancel from the api stops it."""
+
+        def on_event(event: HangtestEvent) -> None:
+            if isinstance(event, ProgressEvent):
+                keeper.progress.iterations = event.iterations
+                keeper.progress.elapsed_s = event.elapsed_s
+
+        settings = self.settings.model_copy(update={"process_dumps": leased.process_dumps})
+        return run_once(
+            spec,
+            self.run_dir(leased.run_id),
+            self.platform,
+            settings,
+            on_event=on_event,
+            cancel=keeper.cancel,
+        )
 
     def run_dir(self, run_id: int) -> Path:
         return self.settings.work_dir / "runs" / f"run-{run_id}"
@@ -231,6 +266,31 @@ class AgentService:
         )
         if result.unkillable:
             self.needs_reboot = True
+            self.unkillable_run = run_id
+
+    def reboot_if_allowed(self) -> None:
+        """Once the evidence is delivered, reboot if the admin allowed it: raises
+        RebootStartedError (the loop ends; the machine goes down). A failing
+        command is reported once and not retried: a person must look."""
+        if not self.settings.reboot_when_needed or self.spool.pending():
+            return
+        command = self.settings.reboot_command or DEFAULT_COMMANDS.get(self.os_name, [])
+        if not command:
+            log.error("no reboot command is known for %r: set --reboot-command", self.os_name)
+            self.settings = self.settings.model_copy(update={"reboot_when_needed": False})
+            return
+        try:
+            request_reboot(
+                command,
+                work_dir=self.settings.work_dir,
+                run_id=self.unkillable_run,
+                boot_time=self.platform.boot_time(),
+            )
+        except RebootRefusedError as exc:
+            log.error("%s; reboot this machine by hand", exc)
+            self.settings = self.settings.model_copy(update={"reboot_when_needed": False})
+            return
+        raise RebootStartedError(f"reboot requested for run {self.unkillable_run}")
 
     # -- the loop ----------------------------------------------------------
 
@@ -238,41 +298,46 @@ class AgentService:
         """One pass: deliver, lease, run, deliver. Returns whether a run happened."""
         self.deliver()
         if self.needs_reboot:
+            self.reboot_if_allowed()
             log.error("a run could not be killed: this machine needs a reboot; not leasing")
             self.sleep(self.lease_wait_s)
             return False
         leased = self.lease()
         if leased is None:
             return False
-        try:
-            spec = self.prepare(leased)
-        except PlacementError as exc:
-            result = RunResult(
-                status=RunStatus.ERROR,
-                reason=f"placement refused: {exc}",
-                iterations=0,
-                duration_s=0.0,
-                cpu_set=[],
-                requested_cpu_set=[],
-                gomaxprocs=0,
-                exit_code=None,
-            )
-        else:
-            result = self.run(leased, spec)
-        self.spool_result(leased, result)
-        self.deliver()
+        with self.keep_lease(leased) as keeper:
+            try:
+                spec = self.prepare(leased)
+            except PlacementError as exc:
+                result = RunResult(
+                    status=RunStatus.ERROR,
+                    reason=f"placement refused: {exc}",
+                    iterations=0,
+                    duration_s=0.0,
+                    cpu_set=[],
+                    requested_cpu_set=[],
+                    gomaxprocs=0,
+                    exit_code=None,
+                )
+            else:
+                result = self.run(leased, spec, keeper)
+            self.spool_result(leased, result)
+            self.deliver()  # the lease is kept until the api has the result
         return True
 
     def serve(self) -> None:
         """Register, then work until stopped, surviving api outages. Raises
-        EnrollmentRefusedError when no token of this agent is accepted any more."""
+        EnrollmentRefusedError when no token of this agent is accepted any more,
+        and UpdateInstalled when a managed agent switched to a new version."""
         while not self._stop.is_set():
             try:
                 if self.agent_id is None:
                     self.register()
-                self.work_once()
+                    self.update_between_runs(forced=True)
+                ran = self.work_once()
                 self._failures = 0
-            except EnrollmentRefusedError:
+                self.update_between_runs(forced=ran)
+            except (EnrollmentRefusedError, RebootStartedError):
                 raise
             except ApiUnauthorizedError as exc:
                 self._backoff(f"the api refused this agent's token: {exc}")
@@ -281,6 +346,16 @@ class AgentService:
                 self._backoff(f"the api refused a request: {exc}")
             except (ApiUnavailableError, AgentError) as exc:
                 self._backoff(str(exc))
+
+    def update_between_runs(self, *, forced: bool) -> None:
+        """A managed agent updates itself at registration and after a run (or, idle,
+        every update_check_s), never during one. Raises UpdateInstalled, which
+        the loop does not catch: the process exits for its supervisor."""
+        if self.updater is None or not self.updater.due(forced=forced):
+            return
+        version = self.updater.update(self.client)
+        if version is not None:
+            raise UpdateInstalled(version)
 
     def _backoff(self, message: str) -> None:
         self._failures += 1

@@ -36,6 +36,24 @@ class AgentSettings(BaseSettings):
         default_factory=lambda: _default_cache_dir() / "agent",
         description="spooled results and run folders: what must survive a crash",
     )
+    reboot_when_needed: bool = Field(
+        False,
+        description="reboot this machine when a run's process cannot be killed (after its "
+        "evidence is delivered); off unless an admin allows it",
+    )
+    reboot_command: list[str] = Field(
+        default_factory=list,
+        description="the command that reboots (default: shutdown /r on Windows, systemctl "
+        "reboot on Linux)",
+    )
+    install_root: Path | None = Field(
+        None,
+        description="the managed install this agent runs from (its supervisor sets it); only "
+        "such an agent updates itself from the controller's release",
+    )
+    update_check_s: float = Field(
+        600.0, gt=0, description="a managed agent with no runs checks for a new release this often"
+    )
     silence_factor: float = Field(
         3.0,
         gt=1,

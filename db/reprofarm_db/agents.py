@@ -96,7 +96,14 @@ def register(session: Session, *, request: AgentRegister, caller: ApiToken) -> t
     }
     agent.agent_version = request.agent_version
     agent.last_seen = utcnow()
-    agent.needs_reboot = False
+    if request.reboot is not None:
+        # The agent rebooted its machine for a process it could not kill: lease again.
+        agent.needs_reboot = False
+        agent.last_reboot_at = utcnow()
+        agent.reboots = (agent.reboots or 0) + 1
+    elif caller.role == Role.ADMIN:
+        agent.needs_reboot = False  # an admin vouches for the machine
+    # Otherwise needs_reboot stays: an agent restart does not end a stuck process.
     session.flush()
     tokens.revoke_for_agent(session, agent_id=agent.id)
     plain = tokens.create(session, name=f"agent {agent.name}", role="agent", agent_id=agent.id)

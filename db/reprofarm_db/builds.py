@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reprofarm_protocol.builds import BuildManifest
 from reprofarm_protocol.jobs import JobState, RunState
+from reprofarm_protocol.queues import TASK_BUILD
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from reprofarm_db import outbox
 from reprofarm_db.errors import NotFound
-from reprofarm_db.models import Build, Job, Run, utcnow
+from reprofarm_db.models import Build, BuildRequest, Job, Run, utcnow
+
+REQUEST_AGAIN_AFTER = timedelta(minutes=10)
+"""A build asked for and not recorded by then (the worker lost it) is asked again."""
 
 
 def find(session: Session, *, go_version: str, target: str, source_sha256: str) -> Build | None:
@@ -100,3 +106,27 @@ def mark_ready(
         job.status = JobState.RUNNING
         job.planned_at = now
     return ready
+
+
+def request(session: Session, *, go_version: str, target: str, now: datetime) -> bool:
+    """Ask the worker for a build an agent needs (a job that waited for agents did
+    not know its target): once, and again only after REQUEST_AGAIN_AFTER. Returns
+    whether a build task was queued. Runs inside the lease transaction, so a race
+    with another lease request is settled in a savepoint, never by failing it."""
+    found = session.scalar(
+        select(BuildRequest).where(
+            BuildRequest.go_version == go_version, BuildRequest.target == target
+        )
+    )
+    if found is not None:
+        if now - found.requested_at < REQUEST_AGAIN_AFTER:
+            return False
+        found.requested_at = now
+    else:
+        try:
+            with session.begin_nested():
+                session.add(BuildRequest(go_version=go_version, target=target, requested_at=now))
+        except IntegrityError:
+            return False  # another lease request asked at the same moment
+    outbox.add(session, task=TASK_BUILD, args=[go_version, target, None])
+    return True

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from reprofarm_protocol.jobs import FanOut, JobCreate, JobState, RunState
+from reprofarm_protocol.jobs import FINISHED_JOB_STATES, FanOut, JobCreate, JobState, RunState
 from reprofarm_protocol.queues import TASK_PLAN_JOB
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -50,13 +50,17 @@ Group = tuple[str, str | None, int | None, list[Agent]]
 
 
 def _groups(spec: JobCreate, eligible: list[Agent]) -> list[Group]:
-    """(label, pool, required agent, candidates) for each target group."""
+    """(label, pool, required agent, candidates) for each target group. A job that
+    waits for agents keeps pools no agent serves yet (their first agent may come)."""
+    waiting = spec.wait_for_agents_s is not None
     if spec.fan_out is FanOut.EACH_AGENT:
+        if not eligible:
+            raise Invalid("fan_out", "each-agent needs registered agents to fan out to")
         return [(f"agent {a.name}", None, a.id, [a]) for a in eligible]
     groups: list[Group] = []
     for pool in spec.pools:
         members = [a for a in eligible if pool in a.pools]
-        if members:
+        if members or waiting:
             groups.append((f"pool {pool}", pool, None, members))
     for name in spec.agents:
         named = [a for a in eligible if a.name == name]
@@ -95,29 +99,32 @@ def expand(
     online_since: datetime | None = None,
 ) -> Expansion:
     """The runs a job asks for. Only agents seen since ``online_since`` (when
-    given) are eligible. Cells no eligible agent can run (more CPUs than it has)
-    are skipped with the reason; a job past ``max_runs`` is refused."""
+    given) are eligible, unless the job waits for agents: then every registered
+    matching agent is, and a pool no agent serves yet still gets its cells.
+    Cells no eligible agent can run (more CPUs than it has) are skipped with the
+    reason; a job past ``max_runs`` is refused."""
+    waiting = spec.wait_for_agents_s is not None
     out = Expansion(
         eligible=[
             a
             for a in agents
             if agents_.matches(a, pools=spec.pools, names=spec.agents, selector=spec.selector)
-            and (online_since is None or a.last_seen >= online_since)
+            and (waiting or online_since is None or a.last_seen >= online_since)
         ]
     )
-    if not out.eligible:
+    if not out.eligible and not waiting:
         raise Invalid(
             "pools",
             f"no online agent matches pools {spec.pools}, agents {spec.agents} "
-            f"and selector {spec.selector}",
+            f"and selector {spec.selector} (or let the job wait: wait_for_agents_s)",
         )
     groups = _groups(spec, out.eligible)
     for label, pool, agent_id, members in groups:
-        most = max(a.logical_cpus for a in members)
+        most = max((a.logical_cpus for a in members), default=None)
         for go in spec.go_versions:
             for cpus in spec.cpus:
                 count = None if cpus == "all" else int(cpus)
-                if count is not None and count > most:
+                if count is not None and most is not None and count > most:
                     out.skipped.append(
                         {
                             "target": label,
@@ -166,7 +173,9 @@ def create(
                 )
             return existing, False
     expansion = expand(spec, agents_.list_(session), max_runs=max_runs, online_since=online_since)
+    wait = spec.wait_for_agents_s
     job = Job(
+        expires_at=utcnow() + timedelta(seconds=wait) if wait is not None else None,
         idempotency_key=idempotency_key,
         submitted_by=submitted_by,
         spec=spec_json,
@@ -225,21 +234,46 @@ def run_counts(session: Session, *, job_id: int) -> dict[str, int]:
 
 
 def refresh_status(session: Session, *, job: Job) -> None:
-    """A job is done once no run of it can still change."""
-    if job.status in (JobState.DONE, JobState.CANCELLED):
+    """A job is done once no run of it can still change; ``expired`` if every run
+    expired (it waited for agents and none came)."""
+    if job.status in FINISHED_JOB_STATES:
         return
-    open_runs = session.scalar(
-        select(func.count()).where(Run.job_id == job.id, Run.status.in_(OPEN_RUN_STATES))
-    )
-    if not open_runs:
-        job.status = JobState.DONE
+    counts = run_counts(session, job_id=job.id)
+    if not any(counts[state] for state in OPEN_RUN_STATES):
+        expired_only = counts[RunState.EXPIRED] == sum(counts.values())
+        job.status = JobState.EXPIRED if expired_only else JobState.DONE
         job.finished_at = utcnow()
+
+
+def expire_waiting(session: Session, *, now: datetime) -> list[int]:
+    """Runs of jobs whose wait for agents is over and that no agent took end
+    ``expired``, each with the reason of its cell. Once per job: retries of runs
+    that did start (lost, re-queued) are not expired. Returns the jobs touched."""
+    touched = []
+    for job in session.scalars(
+        select(Job).where(Job.expires_at.is_not(None), Job.expires_at < now).with_for_update()
+    ):
+        wait = job.spec.get("wait_for_agents_s")
+        for run in session.scalars(
+            select(Run).where(
+                Run.job_id == job.id, Run.status.in_((RunState.PENDING, RunState.READY))
+            )
+        ):
+            where = f"pool {run.pool}" if run.pool else "matching the job"
+            run.status = RunState.EXPIRED
+            run.finished_at = now
+            run.reason = f"no agent {where} took this run within the job's wait of {wait:g}s"
+        job.expires_at = None
+        session.flush()
+        refresh_status(session, job=job)
+        touched.append(job.id)
+    return touched
 
 
 def cancel(session: Session, *, job_id: int) -> Job:
     """Runs not started are cancelled; running ones are told at their next heartbeat."""
     job = get_or_raise(session, job_id=job_id)
-    if job.status in (JobState.DONE, JobState.CANCELLED):
+    if job.status in FINISHED_JOB_STATES:
         raise Conflict(f"job {job_id} is already {job.status}")
     for run in session.scalars(
         select(Run).where(Run.job_id == job_id, Run.status.in_(OPEN_RUN_STATES))

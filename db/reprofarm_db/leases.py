@@ -73,6 +73,8 @@ def claim(
             continue  # give another agent the first chance at a retried run
         build = builds.newest(session, go_version=run.go_version, target=agent.target)
         if build is None:
+            # A job that waited for agents did not know this target: build it now.
+            builds.request(session, go_version=run.go_version, target=agent.target, now=now)
             continue
         run.status = RunState.LEASED
         run.agent_id = agent.id

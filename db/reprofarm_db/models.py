@@ -111,6 +111,8 @@ class Agent(Base):
     # sha256 of the secret the machine sent at its first registration: the name is
     # bound to that machine (only it, or an admin, may register the name again).
     machine_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    last_reboot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reboots: Mapped[int] = mapped_column(default=0)
 
 
 class Build(Base):
@@ -145,6 +147,21 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job that waits for agents (wait_for_agents_s): runs not leased by then expire.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class BuildRequest(Base):
+    """A build an agent needed and no job planned (its target was unknown when the
+    job was stored): asked once, again only after ``requested_at`` is old."""
+
+    __tablename__ = "build_requests"
+    __table_args__ = (UniqueConstraint("go_version", "target"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    go_version: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(40))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Run(Base):

@@ -43,6 +43,7 @@ class RunState(StrEnum):
     ERROR = "error"
     LOST = "lost"  # the agent went silent; another attempt was queued
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # no matching agent came online within the job's wait
 
 
 FINAL_STATES = frozenset(
@@ -53,6 +54,7 @@ FINAL_STATES = frozenset(
         RunState.ERROR,
         RunState.LOST,
         RunState.CANCELLED,
+        RunState.EXPIRED,
     }
 )
 
@@ -62,6 +64,10 @@ class JobState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # it waited for agents (wait_for_agents_s) and none came
+
+
+FINISHED_JOB_STATES = frozenset({JobState.DONE, JobState.CANCELLED, JobState.EXPIRED})
 
 
 CpuCount = int | Literal["all"]
@@ -104,6 +110,14 @@ class JobCreate(Strict):
     control_chance: float | None = Field(None, ge=0, le=1)
     process_dumps: int = Field(2, ge=0, le=5, description="process dumps per hang")
     priority: int = Field(0, ge=-100, le=100, description="higher leases first")
+    wait_for_agents_s: float | None = Field(
+        None,
+        gt=0,
+        le=30 * 24 * 3600,
+        description="wait this long for matching agents instead of refusing a job none can "
+        "run now: cells come from the job's own axes (checked against registered agents where "
+        "any match), and runs not started by then end expired",
+    )
 
     @field_validator("go_versions")
     @classmethod
@@ -144,6 +158,18 @@ class JobCreate(Strict):
         return self
 
 
+class RebootReport(Strict):
+    """Sent at the first registration after the agent rebooted its machine because
+    a run's process could not be killed (``--reboot-when-needed``)."""
+
+    requested_at: datetime
+    run_id: int | None = Field(None, ge=1, le=2**63 - 1)
+    boot_time_changed: bool = Field(
+        description="the OS boot time moved: the machine really restarted (a configured "
+        "command that does not reboot, as in tests, leaves it unchanged)"
+    )
+
+
 class AgentRegister(Strict):
     name: Name
     pools: list[Name] = Field(default_factory=list, max_length=MAX_LIST)
@@ -153,6 +179,9 @@ class AgentRegister(Strict):
         None,
         description="a random secret the agent keeps from its first registration: only the "
         "machine that holds it (or an admin) may register this name again",
+    )
+    reboot: RebootReport | None = Field(
+        None, description="the reboot this agent made since its last registration"
     )
 
 

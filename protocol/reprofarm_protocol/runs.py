@@ -30,6 +30,7 @@ class ArtifactKind(StrEnum):
     MINIDUMP = "minidump"
     CORE = "core"
     STDOUT = "stdout"
+    EXPORTS = "exports"  # export tables of the system DLLs, beside minidumps (analyzer)
 
 
 class Artifact(BaseModel):

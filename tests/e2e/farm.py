@@ -139,11 +139,12 @@ class Farm:
         except httpx.TransportError:
             return False
 
-    def start_agent(self, name: str, pools: list[str]) -> None:
+    def start_agent(self, name: str, pools: list[str], api: str | None = None) -> None:
+        """A real agent; ``api`` points it elsewhere (a TcpProxy before the api)."""
         args = [
             "agent",
             "--api",
-            self.url,
+            api or self.url,
             "--token",
             self.enroll,
             "--name",
@@ -196,7 +197,7 @@ class Farm:
                 job = self.call("GET", f"/api/v1/jobs/{job_id}")
             except httpx.TransportError:
                 return None
-            return job if job["status"] in ("done", "cancelled") else None
+            return job if job["status"] in ("done", "cancelled", "expired") else None
 
         job: dict[str, Any] = wait_for(f"job {job_id} to finish", done, timeout=timeout, every=1)
         return job

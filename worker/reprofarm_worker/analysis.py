@@ -21,10 +21,12 @@ from pathlib import Path
 from reprofarm_analyzer.analysis import analyze_path, combine
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
+from reprofarm_analyzer.minidump_analysis import cross_check
 from reprofarm_db import analyses
 from reprofarm_db.engine import transaction
-from reprofarm_db.models import Artifact
-from reprofarm_protocol.analysis import Analysis
+from reprofarm_db.models import Artifact, HardwareConfig, Run
+from reprofarm_protocol.analysis import Analysis, DumpKind
+from reprofarm_protocol.hardware import HardwareInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,22 +51,37 @@ def _readable(path: Path, scratch: Path) -> Iterator[Path]:
 
 
 def _sidecar(session: Session, artifact: Artifact) -> Path | None:
-    """The export tables the agent uploaded beside a minidump (``<dump>.exports.json``)."""
+    """The export tables the agent uploaded with a run's minidumps (kind ``exports``)."""
     if artifact.kind != "minidump":
         return None
-    stem = artifact.name.removesuffix(".gz")
     found = session.scalar(
         select(Artifact).where(
             Artifact.run_id == artifact.run_id,
-            Artifact.name == f"{stem}.exports.json",
+            Artifact.kind == "exports",
             Artifact.complete.is_(True),
         )
     )
     return Path(found.path) if found is not None else None
 
 
+def _hardware_of(session: Session, run_id: int) -> HardwareInfo | None:
+    """The agent's record of the machine that ran the run, to check a dump against."""
+    run = session.get(Run, run_id)
+    if run is None or run.hardware_config_id is None:
+        return None
+    config = session.get(HardwareConfig, run.hardware_config_id)
+    if config is None:
+        return None
+    try:
+        return HardwareInfo.model_validate({**config.description, "hostname": ""})
+    except ValueError:
+        return None  # recorded by an older agent: nothing to compare with
+
+
 def analyze_artifact(sessions: sessionmaker[Session], artifact_id: int, scratch: Path) -> str:
-    """Analyse one artifact; returns the run's label (or ``pending``)."""
+    """Analyse one artifact; returns the run's label (or ``pending``). A minidump's
+    own system information is checked against the agent's hardware record, and a
+    disagreement is kept in the report's ``problems``."""
     with transaction(sessions) as session:
         artifact = session.get(Artifact, artifact_id)
         if artifact is None or not artifact.complete:
@@ -72,11 +89,15 @@ def analyze_artifact(sessions: sessionmaker[Session], artifact_id: int, scratch:
             return "pending"
         path, name, run_id = Path(artifact.path), artifact.name, artifact.run_id
         sidecar = _sidecar(session, artifact)
+        hardware = _hardware_of(session, run_id)
     report: Analysis | None = None
     error: str | None = None
     try:
         with _readable(path, scratch) as dump:
             report = analyze_path(dump, sidecar=sidecar)
+        if report.kind is DumpKind.MINIDUMP and hardware is not None:
+            disagreements = cross_check(report, hardware)
+            report.problems.extend(f"hardware record disagrees: {d}" for d in disagreements)
     except (AnalyzerError, OSError, EOFError, gzip.BadGzipFile) as exc:
         error = f"{name}: {exc}"
         log.warning("artifact %s of run %s could not be analysed: %s", artifact_id, run_id, exc)

@@ -63,10 +63,16 @@ def build(
 
 
 def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) -> list[int]:
+    """Expired leases become lost runs (re-queued); jobs whose wait for agents is
+    over expire the runs no agent took."""
+    now = datetime.now(UTC)
     with transaction(sessions) as session:
-        lost = leases.sweep(session, now=datetime.now(UTC), max_attempts=settings.max_attempts)
+        lost = leases.sweep(session, now=now, max_attempts=settings.max_attempts)
+        expired = jobs.expire_waiting(session, now=now)
     if lost:
         log.warning("runs lost (agent silent), re-queued: %s", lost)
+    if expired:
+        log.warning("jobs whose wait for agents ended with runs nobody took: %s", expired)
     return lost
 
 

@@ -132,3 +132,22 @@ def test_reanalysis_after_a_rules_change_moves_old_runs_to_the_new_bucket(sessio
         (bucket,) = analyses.buckets(s)
         assert (bucket.label, bucket.runs, bucket.example_runs) == ("control-deadlock", 1, [run_id])
         assert analyses.for_artifact(s, artifact_id=artifact_id).rules_version == RULES_VERSION
+
+
+MINIDUMPS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "minidumps"
+
+
+def test_a_minidump_that_contradicts_the_agents_hardware_record_is_flagged(sessions, tmp_path):
+    """The public x64 fixture against an arm64 agent record (tests.factories)."""
+    agent_id, run_id, secret = leased_run(sessions)
+    dump = MINIDUMPS / "rust-minidump-invalid-parameter.dmp"
+    artifact_id = upload(
+        sessions, tmp_path, agent_id, run_id, secret, dump, kind="minidump", name="process-1.dmp"
+    )
+    analyze_artifact(sessions, artifact_id, tmp_path / "scratch")
+    with transaction(sessions) as s:
+        report = analyses.for_artifact(s, artifact_id=artifact_id).report
+    assert report["kind"] == "minidump"
+    assert report["arch"] == "amd64"
+    flagged = [p for p in report["problems"] if p.startswith("hardware record disagrees")]
+    assert any("architecture" in p for p in flagged), report["problems"]

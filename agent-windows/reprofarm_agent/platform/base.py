@@ -69,3 +69,11 @@ class Platform(Protocol):
     def kill_tree(self, child: Spawned, timeout_s: float) -> KillOutcome:
         """Kill the child and everything it started, then verify they are gone."""
         ...
+
+    def system_dlls(self) -> list[Path]:
+        """The DLLs whose export tables name a minidump's frames (none off Windows)."""
+        ...
+
+    def boot_time(self) -> float:
+        """When the OS last booted (Unix seconds): tells a real reboot from a restart."""
+        ...

@@ -23,7 +23,7 @@ from typing import IO
 
 from reprofarm_protocol.runs import ArtifactKind
 
-from reprofarm_agent.errors import CaptureError, PlacementError
+from reprofarm_agent.errors import CaptureError, PlacementError, ProbeError
 from reprofarm_agent.hardware import ProbedFacts
 from reprofarm_agent.placement import CpuPlacement
 from reprofarm_agent.platform import linux_probe
@@ -133,6 +133,16 @@ class LinuxPlatform:
         except PermissionError:
             pass
         return KillOutcome(gone=False, detail=f"process group {pgid} still has members")
+
+    def system_dlls(self) -> list[Path]:
+        return []  # cores carry their own symbols; gdb reads them
+
+    def boot_time(self) -> float:
+        """``btime`` of /proc/stat (proc(5))."""
+        for line in (self._root / "proc" / "stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+        raise ProbeError("/proc/stat has no btime line")
 
 
 _FALLOC_FL_KEEP_SIZE = 0x01

@@ -51,6 +51,9 @@ class AgentRead(BaseModel):
     facts: dict[str, Any]
     online: bool
     needs_reboot: bool
+    last_reboot_at: datetime | None
+    reboots: int
+    agent_version: str
     current_run_id: int | None
     last_seen: datetime
 
@@ -89,6 +92,9 @@ def list_agents(session: SessionDep, settings: SettingsDep, _token: Viewer) -> l
             facts=a.facts,
             online=agents.is_online(a, now=now, lease_s=settings.lease_s),
             needs_reboot=a.needs_reboot,
+            last_reboot_at=a.last_reboot_at,
+            reboots=a.reboots or 0,
+            agent_version=a.agent_version,
             current_run_id=a.current_run_id,
             last_seen=a.last_seen,
         )
