@@ -1,0 +1,77 @@
+"""`reprofarm analyze`, through the installed command: the JSON contract of the
+analyzer issue on real dumps (the corpus and the public minidump fixtures)."""
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "analyzer" / "tests" / "corpus" / "goroutines"
+MINIDUMPS = ROOT.parent / "shared" / "fixtures" / "minidumps"
+LABELS = {"cancelioex-sync-io", "close-waits-sync-io", "control-deadlock", "other-hang", "no-hang"}
+
+
+def analyze(*args):
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "reprofarm"), "analyze", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_one_goroutine_dump_gives_one_object_with_the_contract_keys():
+    done = analyze(CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["kind"] == "goroutines"
+    assert report["label"] == "control-deadlock"
+    assert report["signature"].startswith("control-deadlock")
+    assert report["evidence"]
+
+
+def test_several_files_give_a_list_and_a_gzipped_dump_reads_like_the_plain_one(tmp_path):
+    plain = CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt"
+    packed = tmp_path / "goroutines.txt.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    done = analyze(
+        plain, packed, CORPUS / "golang-go-27861-test-panic-after-completion.txt", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    reports = json.loads(done.stdout)
+    assert [r["label"] for r in reports] == ["control-deadlock", "control-deadlock", "no-hang"]
+    assert reports[0]["signature"] == reports[1]["signature"]
+    assert all(r["label"] in LABELS for r in reports)
+
+
+def test_a_minidump_has_arch_os_build_and_threads_placed_in_modules():
+    done = analyze(MINIDUMPS / "rust-minidump-invalid-parameter.dmp", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["kind"], report["arch"], report["os_build"]) == (
+        "minidump",
+        "amd64",
+        "10.0.17134",
+    )
+    assert len(report["threads"]) == 6
+    assert all(t["top"].startswith("ntdll") for t in report["threads"])
+    assert {"id", "top"} <= set(report["threads"][0])
+
+
+def test_a_file_that_is_no_dump_is_exit_2_with_a_clear_error(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("just some notes, no goroutine here\n")
+    done = analyze(notes, "--json")
+    assert done.returncode == 2
+    assert "notes.txt" in done.stderr
+    assert "not" in done.stderr.lower()
+
+
+def test_the_readable_report_names_the_label_and_the_evidence():
+    done = analyze(CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt")
+    assert done.returncode == 0, done.stderr
+    assert "control-deadlock" in done.stdout
+    assert "evidence" in done.stdout
