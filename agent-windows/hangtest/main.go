@@ -47,6 +47,7 @@ type config struct {
 	stallTimeout     time.Duration
 	onStall          string
 	dumpDir          string
+	dumpEvent        string
 	controlChance    float64
 	seed             int64
 }
@@ -63,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.stallTimeout, "stall-timeout", 30*time.Second, "a worker whose iteration runs this long is stalled")
 	fs.StringVar(&cfg.onStall, "on-stall", onStallDumpAndWait, "after the goroutine dump of a stall: dump-and-wait (stay alive for a process dump) or dump-and-exit")
 	fs.StringVar(&cfg.dumpDir, "dump-dir", ".", "directory for goroutine dumps")
+	fs.StringVar(&cfg.dumpEvent, "dump-event", "", `Windows: name of an event (Local\reprofarm-dump-<id>) that asks for a goroutine dump when set`)
 	fs.Float64Var(&cfg.controlChance, "control-chance", 0.001, "control-deadlock: chance per iteration of taking the locks in inverted order")
 	fs.Int64Var(&cfg.seed, "seed", 0, "control-deadlock: random seed (0: from the clock)")
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +93,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-on-stall: must be %s or %s, got %q", onStallDumpAndWait, onStallDumpAndExit, cfg.onStall)
 	case cfg.controlChance < 0 || cfg.controlChance > 1:
 		return cfg, fmt.Errorf("-control-chance: must be between 0 and 1, got %g", cfg.controlChance)
+	}
+	if cfg.dumpEvent != "" && !dumpEventSupported {
+		return cfg, fmt.Errorf("-dump-event: named events exist on Windows only; on %s send SIGQUIT for a dump", runtime.GOOS)
 	}
 	if info, err := os.Stat(cfg.dumpDir); err != nil || !info.IsDir() {
 		return cfg, fmt.Errorf("-dump-dir: %q is not a directory", cfg.dumpDir)
@@ -138,6 +143,18 @@ func run(cfg config, ev *emitter, args []string) int {
 		startEv.CPUSetError = cpuErr.Error()
 	}
 	ev.emit("start", startEv)
+
+	var eventRequests <-chan struct{} // nil without -dump-event: never ready
+	if cfg.dumpEvent != "" {
+		var err error
+		if eventRequests, err = watchDumpEvent(cfg.dumpEvent); err != nil {
+			// The agent asked for this channel to take dumps: without it a
+			// hang would lose its evidence, so the run does not start.
+			ev.emit("error", errorEvent{Worker: -1, Iteration: -1, Message: "setup: -dump-event: " + err.Error()})
+			ev.emit("done", doneEvent{Reason: "setup-failed", ExitCode: exitSetup, PerWorker: []int64{}})
+			return exitSetup
+		}
+	}
 
 	runners := make([]workerRunner, cfg.workers)
 	for i := range runners {
@@ -207,12 +224,9 @@ func run(cfg config, ev *emitter, args []string) int {
 		case <-progressTicker.C:
 			ev.emit("progress", progress())
 		case sig := <-dumpRequests:
-			path, err := writeGoroutineDump(cfg.dumpDir, "signal", time.Now())
-			d := dumpEvent{Reason: sig.String(), GoroutineDump: path}
-			if err != nil {
-				d.DumpError = err.Error()
-			}
-			ev.emit("dump", d)
+			ev.emit("dump", onDemandDump(cfg.dumpDir, "signal", sig.String()))
+		case <-eventRequests:
+			ev.emit("dump", onDemandDump(cfg.dumpDir, "event", "event "+cfg.dumpEvent))
 		case now := <-watchdog.C:
 			if stalled {
 				continue
@@ -239,6 +253,17 @@ func run(cfg config, ev *emitter, args []string) int {
 			// counters stay still) until the agent has its dumps and kills us.
 		}
 	}
+}
+
+// onDemandDump writes a goroutine dump asked for from outside: kind names the
+// file (goroutines-<pid>-<n>-<kind>.txt), reason the channel in the event.
+func onDemandDump(dir, kind, reason string) dumpEvent {
+	path, err := writeGoroutineDump(dir, kind, time.Now())
+	d := dumpEvent{Reason: reason, GoroutineDump: path}
+	if err != nil {
+		d.DumpError = err.Error()
+	}
+	return d
 }
 
 // watchdogPeriod checks often enough to notice a stall within a quarter of

@@ -1,13 +1,26 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 )
+
+// TestMain runs this test binary as hangtest itself when HANGTEST_AS_MAIN=1,
+// so a test can start a real hangtest process where no Go toolchain is at
+// hand to build one (under Wine, on a lab machine).
+func TestMain(m *testing.M) {
+	if os.Getenv("HANGTEST_AS_MAIN") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
 
 func TestParseFlagsRejectsBadValuesNamingTheFlag(t *testing.T) {
 	cases := map[string][]string{
@@ -90,5 +103,60 @@ func TestDurationStopsAnUnboundedRun(t *testing.T) {
 	}
 	if el := time.Since(start); el < 300*time.Millisecond {
 		t.Fatalf("want the run to last the duration, it ended after %s", el)
+	}
+}
+
+// hangtestCommand is this test binary run as hangtest (see TestMain).
+func hangtestCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "HANGTEST_AS_MAIN=1")
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+// startHangtest starts cmd, kills it when the test ends, and returns its
+// events, one decoded line at a time.
+func startHangtest(t *testing.T, cmd *exec.Cmd) <-chan map[string]any {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	events := make(chan map[string]any, 100)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var e map[string]any
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				events <- e
+			}
+		}
+	}()
+	return events
+}
+
+func awaitEvent(t *testing.T, events <-chan map[string]any, kind string) map[string]any {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				t.Fatalf("want a %s event, hangtest ended first", kind)
+			}
+			if e["event"] == kind {
+				return e
+			}
+		case <-deadline:
+			t.Fatalf("want a %s event within 30s, got none", kind)
+		}
 	}
 }

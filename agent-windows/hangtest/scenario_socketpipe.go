@@ -8,13 +8,10 @@ package main
 // the socket then waited for an APC that thread could not receive.
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"strings"
-	"syscall"
 	"time"
 )
 
@@ -68,23 +65,6 @@ func (s *socketPipeMixWorker) connectedPair() (net.Conn, net.Conn, error) {
 		return nil, nil, fmt.Errorf("accept loopback: %w", err)
 	}
 	return client, server, nil
-}
-
-// isExpectedSocketError reports whether a socket operation ended only
-// because one side was closed or reset.
-func isExpectedSocketError(err error) bool {
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) {
-		return true
-	}
-	msg := strings.ToLower(err.Error())
-	for _, m := range []string{"connection reset", "forcibly closed", "connection was aborted", "broken pipe"} {
-		if strings.Contains(msg, m) {
-			return true
-		}
-	}
-	return false
 }
 
 func mixedWriteUntilClosed(sock net.Conn, w *os.File) error {

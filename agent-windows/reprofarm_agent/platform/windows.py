@@ -4,7 +4,8 @@ Only this module calls Win32; what it gets back is decoded by the pure
 functions of ``windows_facts`` (tested on every OS). References: Win32 docs of
 CreateProcess (CREATE_SUSPENDED, CREATE_NEW_PROCESS_GROUP), job objects
 (JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE), GetLogicalProcessorInformationEx,
-IsWow64Process2, MiniDumpWriteDump and GenerateConsoleCtrlEvent.
+IsWow64Process2, MiniDumpWriteDump, CreateEventW/SetEvent and
+GenerateConsoleCtrlEvent.
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ import sys
 assert sys.platform == "win32"
 
 import ctypes
+import mmap
 import msvcrt
+import os
 import socket
 import subprocess
 import sysconfig
+import time
+import uuid
 import winreg
 from collections.abc import Mapping, Sequence
 from ctypes import wintypes
 from pathlib import Path
 from typing import IO
 
+from reprofarm_analyzer.sidecar import SYSTEM_DLLS
 from reprofarm_protocol.runs import ArtifactKind
 
 from reprofarm_agent.errors import CaptureError, PlacementError, ProbeError
@@ -48,6 +54,7 @@ def _prototype(fn_name: str, restype: object, *argtypes: object) -> None:
 
 _H, _DW, _P = wintypes.HANDLE, wintypes.DWORD, ctypes.c_void_p
 _prototype("GetCurrentProcess", _H)
+_prototype("GetTickCount64", ctypes.c_ulonglong)
 _prototype("CreateJobObjectW", _H, _P, wintypes.LPCWSTR)
 _prototype("SetInformationJobObject", wintypes.BOOL, _H, ctypes.c_int, _P, _DW)
 _prototype("QueryInformationJobObject", wintypes.BOOL, _H, ctypes.c_int, _P, _DW, _P)
@@ -62,6 +69,8 @@ _prototype("OpenThread", _H, _DW, wintypes.BOOL, _DW)
 _prototype("ResumeThread", _DW, _H)
 _prototype("CloseHandle", wintypes.BOOL, _H)
 _prototype("GenerateConsoleCtrlEvent", wintypes.BOOL, _DW, _DW)
+_prototype("CreateEventW", _H, _P, wintypes.BOOL, wintypes.BOOL, wintypes.LPCWSTR)
+_prototype("SetEvent", wintypes.BOOL, _H)
 _prototype("GetLogicalProcessorInformationEx", wintypes.BOOL, ctypes.c_int, _P, _P)
 
 CREATE_SUSPENDED = 0x00000004
@@ -223,6 +232,34 @@ def _native_arch() -> str:
     return windows_facts.native_arch(None, info.wProcessorArchitecture)
 
 
+def _accepts_dump_event(binary: str) -> bool:
+    """Whether this hangtest build knows -dump-event: an older one exits 2 on
+    an unknown flag. Go keeps flag names as plain strings in the binary."""
+    try:
+        with (
+            Path(binary).open("rb") as f,
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m,
+        ):
+            return m.find(b"dump-event") != -1
+    except (OSError, ValueError):
+        return False
+
+
+def _create_dump_event(argv: Sequence[str]) -> tuple[int | None, list[str]]:
+    """A named auto-reset event for on-demand goroutine dumps (docs/hangtest.md),
+    created before the start so a request can never miss it, and argv with
+    ``-dump-event NAME``. A service has no console for Ctrl+Break; an event
+    needs none. Without the event (an older hangtest, or CreateEventW failed)
+    argv is unchanged and dumps fall back to Ctrl+Break, as before."""
+    if not argv or not _accepts_dump_event(argv[0]):
+        return None, list(argv)
+    name = f"Local\\reprofarm-dump-{uuid.uuid4().hex}"
+    event = _kernel32.CreateEventW(None, False, False, name)
+    if not event:
+        return None, list(argv)
+    return int(event), [argv[0], "-dump-event", name, *argv[1:]]
+
+
 def _os_version() -> tuple[str, int]:
     info = _OSVERSIONINFOW()
     info.dwOSVersionInfoSize = ctypes.sizeof(info)
@@ -240,6 +277,7 @@ class WindowsPlatform:
 
     def __init__(self, procdump: Path | None = None) -> None:
         self._procdump = procdump
+        self._dump_events: dict[int, int] = {}  # pid -> event handle, until kill_tree
 
     def probe(self) -> ProbedFacts:
         version, build = _os_version()
@@ -297,6 +335,7 @@ class WindowsPlatform:
             ),
             "SetInformationJobObject",
         )
+        dump_event, argv = _create_dump_event(argv)
         # Created suspended: the affinity and the job apply before the first
         # instruction; then every thread of the new process is resumed.
         popen = subprocess.Popen(
@@ -314,15 +353,22 @@ class WindowsPlatform:
         except OSError as exc:
             _kernel32.TerminateProcess(handle, 1)
             _kernel32.CloseHandle(job)
+            if dump_event is not None:
+                _kernel32.CloseHandle(dump_event)
             raise PlacementError(
                 f"cpus: could not place the process on {placement.cpus}: {exc}"
             ) from None
+        if dump_event is not None:
+            self._dump_events[popen.pid] = dump_event
         _resume_threads(popen.pid)
         return Spawned(popen=popen, tree_handle=int(job))
 
     def request_goroutine_dump(self, child: Spawned) -> None:
-        # Works when the agent shares a console with the child (its own
-        # process group); a service without a console gets no dump this way.
+        event = self._dump_events.get(child.pid)
+        if event is not None and _kernel32.SetEvent(event):
+            return
+        # Fallback: works when the agent shares a console with the child (its
+        # own process group); a service without a console gets no dump this way.
         _kernel32.GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, child.pid)
 
     def dump_process(self, child: Spawned, path: Path) -> Path:
@@ -379,9 +425,22 @@ class WindowsPlatform:
             None,
         )
         _kernel32.CloseHandle(job)
+        if (event := self._dump_events.pop(child.pid, None)) is not None:
+            _kernel32.CloseHandle(event)
         if accounting.ActiveProcesses:
             return KillOutcome(gone=False, detail=f"{accounting.ActiveProcesses} left in the job")
         return KillOutcome(gone=True, detail="job empty")
+
+    def system_dlls(self) -> list[Path]:
+        """ntdll, kernelbase and kernel32 of this machine: the analyzer needs their
+        export tables to name where a minidump's threads wait (a small dump holds
+        almost none of their code)."""
+        system32 = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
+        return [system32 / name for name in SYSTEM_DLLS if (system32 / name).exists()]
+
+    def boot_time(self) -> float:
+        """Now minus GetTickCount64 (milliseconds since boot), to the second."""
+        return float(round(time.time() - _kernel32.GetTickCount64() / 1000))
 
 
 def _resume_threads(pid: int) -> None:

@@ -1,0 +1,3 @@
+module reprofarm/wine/minidump
+
+go 1.21
