@@ -33,6 +33,7 @@ db_app = typer.Typer(no_args_is_help=True, help="database maintenance")
 db_app.command("upgrade")(services.db_upgrade)
 db_app.command("token")(services.db_token)
 db_app.command("reanalyze")(services.db_reanalyze)
+db_app.command("rebuild-rollups")(services.db_rebuild_rollups)
 app.add_typer(db_app, name="db")
 
 

@@ -106,3 +106,16 @@ def db_reanalyze(
     sessions = make_sessionmaker(make_engine(settings.db_url))
     done = reanalyze(sessions, settings.data_dir / "analysis-scratch", everything=everything)
     typer.echo(f"re-analysed {len(done)} dumps")
+
+
+def db_rebuild_rollups() -> None:
+    """Recompute the statistics rollups from the runs table (after a bulk load that
+    bypassed the api, or to check them: the numbers must not change)."""
+    from reprofarm_db import rollups
+    from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
+    from reprofarm_db.settings import ControllerSettings
+
+    sessions = make_sessionmaker(make_engine(ControllerSettings().db_url))
+    with transaction(sessions) as session:
+        cells = rollups.rebuild(session)
+    typer.echo(f"rollups rebuilt: {cells} cells")

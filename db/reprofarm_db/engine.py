@@ -36,7 +36,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions that keep the statistics rollups exact at every flush."""
+    from reprofarm_db.rollups import track  # rollups needs the models, engine does not
+
+    factory = sessionmaker(engine, expire_on_commit=False)
+    track(factory)
+    return factory
 
 
 @contextmanager

@@ -245,6 +245,45 @@ class ArtifactAnalysis(Base):
     analyzed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+ROLLUP_KEYS = (
+    "hardware_config_id",
+    "scenario",
+    "go_version",
+    "cpus",
+    "affinity",
+    "pool",
+    "agent_id",
+    "label",
+    "signature_key",
+)
+ROLLUP_COUNTERS = ("passed", "hung", "failed", "errors", "lost", "iterations", "run_seconds")
+
+
+class RunRollup(Base):
+    """Statistics counters of one cell (reprofarm_db.rollups keeps them exact)."""
+
+    __tablename__ = "run_rollups"
+    __table_args__ = (UniqueConstraint(*ROLLUP_KEYS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hardware_config_id: Mapped[int]
+    scenario: Mapped[str] = mapped_column(String(40))
+    go_version: Mapped[str] = mapped_column(String(40))
+    cpus: Mapped[int]
+    affinity: Mapped[str] = mapped_column(String(40))
+    pool: Mapped[str] = mapped_column(String(100))
+    agent_id: Mapped[int]
+    label: Mapped[str] = mapped_column(String(40))
+    signature_key: Mapped[str] = mapped_column(String(16))
+    passed: Mapped[int] = mapped_column(BigInteger, default=0)
+    hung: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    lost: Mapped[int] = mapped_column(BigInteger, default=0)
+    iterations: Mapped[int] = mapped_column(BigInteger, default=0)
+    run_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class Outbox(Base):
     """Celery tasks decided in a transaction, sent after it commits; a relay
     resends what the broker did not take (Redis down), so no job is lost."""

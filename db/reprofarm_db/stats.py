@@ -25,11 +25,12 @@ from reprofarm_protocol.analysis import PENDING_LABEL
 from reprofarm_protocol.jobs import RunState
 from reprofarm_protocol.rates import wilson_interval
 from scipy.stats import chi2_contingency, fisher_exact  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select, true
 from sqlalchemy.orm import Session
 
+from reprofarm_db.analyses import signature_key
 from reprofarm_db.errors import Invalid
-from reprofarm_db.models import Agent, HardwareConfig, Run
+from reprofarm_db.models import Agent, HardwareConfig, Run, RunRollup
 
 
 def _pending_or(column: Any) -> Any:
@@ -168,13 +169,115 @@ def group_runs(
     job_id: int | None = None,
     label: str | None = None,
     signature: str | None = None,
+    source: str = "auto",
 ) -> list[GroupRow]:
-    """One row per combination of the keys, with counts from one SQL
-    aggregation (and a second, per agent, for the disagreement test).
+    """One row per combination of the keys: counts, plus per-agent counts for the
+    disagreement test.
 
     ``label`` / ``signature`` narrow what counts as a hang (the hit rate of *this*
-    bug): other hangs still count as runs, as runs where this bug did not show."""
+    bug): other hangs still count as runs, as runs where this bug did not show.
+    ``source``: ``rollups`` sums the counters of reprofarm_db.rollups (fast at
+    millions of runs), ``scan`` aggregates the runs table (needed to filter by
+    job), ``auto`` picks rollups unless a job is named. Both give the same rows."""
     _check_keys(group_by, "group_by")
+    if source == "rollups" or (source == "auto" and job_id is None):
+        if job_id is not None:
+            raise Invalid("job_id", "the rollups have no job: use the scan")
+        return _from_rollups(session, group_by=group_by, label=label, signature=signature)
+    return _scan(session, group_by=group_by, job_id=job_id, label=label, signature=signature)
+
+
+_ROLLUP_COLUMNS: dict[str, Any] = {
+    "hardware": RunRollup.hardware_config_id,
+    "cpus": RunRollup.cpus,
+    "affinity": RunRollup.affinity,
+    "go_version": RunRollup.go_version,
+    "scenario": RunRollup.scenario,
+    "pool": RunRollup.pool,
+    "agent": RunRollup.agent_id,
+    "label": RunRollup.label,
+    "signature": RunRollup.signature_key,
+}
+_NONE_SENTINEL: dict[str, Any] = {"hardware": 0, "cpus": 0, "pool": "", "agent": 0, "label": ""}
+
+
+def _from_rollups(
+    session: Session, *, group_by: Sequence[str], label: str | None, signature: str | None
+) -> list[GroupRow]:
+    cols = [_ROLLUP_COLUMNS[k].label(k) for k in group_by]
+    r = RunRollup
+    this_hang: ColumnElement[bool] = true()
+    if label is not None:
+        this_hang = and_(this_hang, r.label == label)
+    if signature is not None:
+        key = signature if signature == PENDING_LABEL else signature_key(signature)
+        this_hang = and_(this_hang, r.signature_key == key)
+    hangs = func.sum(case((this_hang, r.hung), else_=0))
+    runs = func.sum(r.passed + r.hung + r.failed)
+    query = select(
+        *cols,
+        r.agent_id,
+        hangs,
+        runs,
+        func.sum(r.failed),
+        func.sum(r.passed),
+        func.sum(r.errors),
+        func.sum(r.lost),
+        func.sum(r.iterations),
+        func.sum(r.run_seconds),
+    ).group_by(*cols, r.agent_id)
+    rows: dict[tuple[Any, ...], GroupRow] = {}
+    for rec in session.execute(query):
+        keys = tuple(rec[: len(cols)])
+        _agent, h, n, failed, passed, errors, lost, iterations, seconds = rec[len(cols) :]
+        row = rows.get(keys)
+        if row is None:
+            row = rows[keys] = GroupRow(
+                keys=dict(zip(group_by, keys, strict=True)), counts=Counts()
+            )
+        c = row.counts
+        c.runs += int(n)
+        c.hangs += int(h)
+        c.failed += int(failed)
+        c.passed += int(passed)
+        c.errors += int(errors)
+        c.lost += int(lost)
+        c.iterations += int(iterations)
+        c.run_seconds += float(seconds)
+        if n:
+            row.per_agent.append((int(h), int(n)))
+    result = [r for r in rows.values() if r.counts.runs or r.counts.errors or r.counts.lost]
+    for row in result:
+        for k, none in _NONE_SENTINEL.items():
+            if row.keys.get(k, None) == none and k in row.keys:
+                row.keys[k] = None
+    if "signature" in group_by:
+        _signature_texts(session, result)
+    _label_keys(session, result)
+    return result
+
+
+def _signature_texts(session: Session, rows: list[GroupRow]) -> None:
+    """Rollups key signatures by their short hash; rows show the signature itself."""
+    keys = {r.keys["signature"] for r in rows} - {"", PENDING_LABEL}
+    texts = dict(
+        session.execute(
+            select(Run.signature_key, Run.signature).where(Run.signature_key.in_(keys)).distinct()
+        ).all()
+    )
+    for r in rows:
+        key = r.keys["signature"]
+        r.keys["signature"] = None if key == "" else texts.get(key, key)
+
+
+def _scan(
+    session: Session,
+    *,
+    group_by: Sequence[str],
+    job_id: int | None,
+    label: str | None,
+    signature: str | None,
+) -> list[GroupRow]:
     cols = [GROUP_KEYS[k].label(k) for k in group_by]
     is_hang: ColumnElement[bool] = Run.status == RunState.HUNG
     if label is not None:

@@ -1,0 +1,193 @@
+"""Statistics counters per cell, kept exact in the transaction that changes a run.
+
+A cell is one combination of everything statistics group by: hardware configuration,
+scenario, Go version, CPU count, affinity, pool, agent, and the analyzer's label and
+signature. Its counters (passed, hung, failed, errors, lost, iterations and seconds of
+counted runs) are what a full scan of ``runs`` would sum for it.
+
+How they stay exact: every session made by ``engine.make_sessionmaker`` computes, at
+each flush, what each new, changed or deleted run contributed before and contributes
+now, and moves the difference into ``run_rollups`` with one upsert per touched cell,
+inside the same transaction. No code path (a result, a lost lease, a re-analysis, a
+test inserting rows) can forget it. Bulk loads that bypass the ORM (COPY) call
+``rebuild``; ``reprofarm db rebuild-rollups`` does the same by hand.
+
+Key columns hold no NULLs (a unique index would let NULL cells repeat): ``0`` means no
+hardware, all CPUs or no agent, ``''`` no pool or no label; a hung run the analyzer has
+not read yet is ``pending`` in both label and signature_key.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from reprofarm_protocol.analysis import PENDING_LABEL
+from reprofarm_protocol.jobs import RunState
+from sqlalchemy import delete, event, inspect, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from reprofarm_db.models import ROLLUP_COUNTERS as COUNTERS
+from reprofarm_db.models import ROLLUP_KEYS as KEY_COLUMNS
+from reprofarm_db.models import Run, RunRollup
+
+_TRACKED = (*KEY_COLUMNS, "status", "iterations", "duration_s", "signature")
+_STATUS_COUNTER = {
+    RunState.PASSED: "passed",
+    RunState.HUNG: "hung",
+    RunState.FAILED: "failed",
+    RunState.ERROR: "errors",
+    RunState.LOST: "lost",
+}
+_COUNTED = (RunState.PASSED, RunState.HUNG, RunState.FAILED)
+
+
+@dataclass(frozen=True)
+class Contribution:
+    key: tuple[Any, ...]
+    counts: tuple[float, ...]  # in COUNTERS order
+
+
+def contribution(values: dict[str, Any]) -> Contribution | None:
+    """What a run with these column values adds to its cell (None: nothing)."""
+    counter = _STATUS_COUNTER.get(values["status"])
+    if counter is None:
+        return None
+    hung = values["status"] == RunState.HUNG
+    pending = PENDING_LABEL if hung else ""
+    key = (
+        values["hardware_config_id"] or 0,
+        values["scenario"],
+        values["go_version"],
+        values["cpus"] or 0,
+        values["affinity"],
+        values["pool"] or "",
+        values["agent_id"] or 0,
+        values["label"] or pending,
+        values["signature_key"] or pending,
+    )
+    counted = values["status"] in _COUNTED
+    counts = tuple(
+        (1 if name == counter else 0)
+        if name not in ("iterations", "run_seconds")
+        else (values[_source(name)] or 0 if counted else 0)
+        for name in COUNTERS
+    )
+    return Contribution(key, counts)
+
+
+def _source(counter: str) -> str:
+    return "duration_s" if counter == "run_seconds" else counter
+
+
+def _now_and_before(run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
+    state = inspect(run)
+    now: dict[str, Any] = {}
+    before: dict[str, Any] = {}
+    for name in _TRACKED:
+        history = state.attrs[name].history
+        value = getattr(run, name)
+        now[name] = value
+        before[name] = history.deleted[0] if history.deleted else value
+    return now, before
+
+
+def _deltas(session: Session) -> dict[tuple[Any, ...], list[float]]:
+    moved: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * len(COUNTERS))
+
+    def add(c: Contribution | None, sign: int) -> None:
+        if c is not None:
+            cell = moved[c.key]
+            for i, n in enumerate(c.counts):
+                cell[i] += sign * n
+
+    for run in session.new:
+        if isinstance(run, Run):
+            add(contribution(_now_and_before(run)[0]), +1)
+    for run in session.dirty:
+        if isinstance(run, Run) and session.is_modified(run):
+            now, before = _now_and_before(run)
+            add(contribution(before), -1)
+            add(contribution(now), +1)
+    for run in session.deleted:
+        if isinstance(run, Run):
+            add(contribution(_now_and_before(run)[1]), -1)
+    return {k: v for k, v in moved.items() if any(v)}
+
+
+def _upsert(session: Session, moved: dict[tuple[Any, ...], list[float]]) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    connection = session.connection()
+    for key, counts in sorted(moved.items(), key=lambda kv: repr(kv[0])):  # one lock order
+        values = dict(zip(KEY_COLUMNS, key, strict=True))
+        values.update(zip(COUNTERS, counts, strict=True))
+        stmt = insert(RunRollup).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(KEY_COLUMNS),
+            set_={c: getattr(RunRollup, c) + getattr(stmt.excluded, c) for c in COUNTERS},
+        )
+        connection.execute(stmt)
+
+
+def track(factory: sessionmaker[Session]) -> None:
+    """Keep the rollups of every session this factory makes."""
+
+    @event.listens_for(factory, "before_flush")
+    def _collect(session: Session, _context: Any, _instances: Any) -> None:
+        moved = _deltas(session)
+        if moved:
+            session.info.setdefault("rollup_deltas", []).append(moved)
+
+    @event.listens_for(factory, "after_flush")
+    def _apply(session: Session, _context: Any) -> None:
+        for moved in session.info.pop("rollup_deltas", []):
+            _upsert(session, moved)
+
+
+def rebuild(session: Session) -> int:
+    """Recompute every cell from the runs table; returns the number of cells."""
+    session.execute(delete(RunRollup))
+    hung = f"status = '{RunState.HUNG.value}'"
+    counted = "status IN ('passed', 'hung', 'failed')"
+    key_exprs = (
+        "COALESCE(hardware_config_id, 0)",
+        "scenario",
+        "go_version",
+        "COALESCE(cpus, 0)",
+        "affinity",
+        "COALESCE(pool, '')",
+        "COALESCE(agent_id, 0)",
+        f"COALESCE(label, CASE WHEN {hung} THEN '{PENDING_LABEL}' ELSE '' END)",
+        f"COALESCE(signature_key, CASE WHEN {hung} THEN '{PENDING_LABEL}' ELSE '' END)",
+    )
+    counter_exprs = (
+        "SUM(CASE WHEN status = 'passed' THEN 1 ELSE 0 END)",
+        "SUM(CASE WHEN status = 'hung' THEN 1 ELSE 0 END)",
+        "SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END)",
+        "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END)",
+        "SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END)",
+        f"SUM(CASE WHEN {counted} THEN iterations ELSE 0 END)",
+        f"SUM(CASE WHEN {counted} THEN duration_s ELSE 0 END)",
+    )
+    session.execute(
+        text(
+            f"INSERT INTO run_rollups ({', '.join((*KEY_COLUMNS, *COUNTERS))}) "  # noqa: S608 - constants only
+            f"SELECT {', '.join((*key_exprs, *counter_exprs))} FROM runs "
+            "WHERE status IN ('passed', 'hung', 'failed', 'error', 'lost') "
+            f"GROUP BY {', '.join(key_exprs)}"
+        )
+    )
+    return int(session.execute(text("SELECT count(*) FROM run_rollups")).scalar_one())
+
+
+def cells(session: Session) -> dict[tuple[Any, ...], tuple[float, ...]]:
+    """Every non-empty cell and its counters (rebuild == incremental checks)."""
+    found = {}
+    for row in session.scalars(select(RunRollup)):
+        counts = tuple(float(getattr(row, c)) for c in COUNTERS)
+        if any(counts):
+            found[tuple(getattr(row, k) for k in KEY_COLUMNS)] = counts
+    return found
