@@ -25,13 +25,16 @@ class Api:
 
 
 @pytest.fixture
-def api(postgres_url, tmp_path) -> Iterator[Api]:
+def api(request, postgres_url, tmp_path) -> Iterator[Api]:
+    """The real app on a scratch Postgres; parametrize indirectly with a dict of
+    ControllerSettings fields to change."""
     upgrade(postgres_url)
     settings = ControllerSettings(
         data_dir=tmp_path,
         database_url=postgres_url,
         max_runs_per_job=50,
         max_artifact_bytes=1 << 20,
+        **getattr(request, "param", {}),
     )
     app = create_app(settings, relay=False)
     with TestClient(app) as client:

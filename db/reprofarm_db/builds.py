@@ -93,7 +93,23 @@ def mark_ready(
     if job.status == JobState.CANCELLED:
         return 0
     missing = {go for go, _ in missing_for_job(session, job=job, source_sha256=source_sha256)}
-    now = now or utcnow()
+    return _make_ready(session, job=job, missing_versions=missing, now=now or utcnow())
+
+
+def mark_ready_if_built(session: Session, *, job: Job, now: datetime | None = None) -> int:
+    """At submit: when a build of every (Go version, target) the job needs exists
+    already, its runs are ready at once, in the submit's transaction, and an idle
+    agent can start one within milliseconds (no round trip through the worker).
+    The worker's planning still runs and builds a newer hangtest source if the
+    controller was upgraded; leases always take the newest build."""
+    needed = {(go, t) for go in job.spec["go_versions"] for t in job.targets}
+    if not needed or any(newest(session, go_version=go, target=t) is None for go, t in needed):
+        return 0
+    return _make_ready(session, job=job, missing_versions=set(), now=now or utcnow())
+
+
+def _make_ready(session: Session, *, job: Job, missing_versions: set[str], now: datetime) -> int:
+    missing = missing_versions
     ready = 0
     for run in session.scalars(
         select(Run).where(Run.job_id == job.id, Run.status == RunState.PENDING)

@@ -45,6 +45,14 @@ def _eligible(agent: Agent) -> list[ColumnElement[bool]]:
     ]
 
 
+def note_seen(agent: Agent, *, now: datetime, lease_s: float) -> None:
+    """Liveness, written at most once per quarter lease: an idle agent's long-polls
+    must not write the agents table on every wake-up. Online means seen within two
+    lease periods, so this never makes a live agent look offline."""
+    if (now - agent.last_seen).total_seconds() >= min(15.0, lease_s / 4):
+        agent.last_seen = now
+
+
 def claim(
     session: Session,
     *,
@@ -55,7 +63,7 @@ def claim(
 ) -> tuple[Run, Build, str] | None:
     """Lease the most urgent ready run this agent can do: (run, build, the lease's
     secret in plain text, seen only here), or None."""
-    agent.last_seen = now
+    note_seen(agent, now=now, lease_s=lease_s)
     if agent.needs_reboot:
         return None
     query = select(Run).where(*_eligible(agent)).order_by(Run.priority.desc(), Run.id)
@@ -166,7 +174,7 @@ def heartbeat(
     lease_s: float,
 ) -> HeartbeatReply:
     run = prove_lease(session, agent_id=agent.id, run_id=run_id, lease_token=lease_token)
-    agent.last_seen = now
+    note_seen(agent, now=now, lease_s=lease_s)
     if run.status != RunState.LEASED:
         return HeartbeatReply(cancel=run.cancel_requested, lease_valid=False, lease_expires_at=None)
     run.lease_expires_at = now + timedelta(seconds=lease_s)

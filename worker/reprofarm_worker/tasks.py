@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from celery import Celery
 from reprofarm_agent.build import build_hangtest, hangtest_source_dir, source_sha256
 from reprofarm_agent.toolchains import resolve_toolchain
-from reprofarm_db import builds, jobs, leases, outbox
+from reprofarm_db import builds, jobs, leases, outbox, wakeups
 from reprofarm_db.engine import transaction
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_protocol.queues import (
@@ -27,20 +27,24 @@ from reprofarm_worker.analysis import analyze_artifact, reanalyze
 log = logging.getLogger(__name__)
 
 
-def plan_job(sessions: sessionmaker[Session], job_id: int) -> list[tuple[str, str]]:
+def plan_job(
+    sessions: sessionmaker[Session], job_id: int, wakeup_url: str | None = None
+) -> list[tuple[str, str]]:
     """Make the job's runs ready if its builds exist; otherwise ask for the
     missing builds (each build task plans the job again when it is done).
     Returns the builds still missing."""
     src = source_sha256(hangtest_source_dir())
+    ready = 0
     with transaction(sessions) as session:
         job = jobs.get_or_raise(session, job_id=job_id)
         missing = builds.missing_for_job(session, job=job, source_sha256=src)
-        if not missing:
+        if missing:
+            for go_version, target in missing:
+                outbox.add(session, task=TASK_BUILD, args=[go_version, target, job_id])
+        else:
             ready = builds.mark_ready(session, job=job, source_sha256=src)
             log.info("job %s: %s runs ready", job_id, ready)
-            return []
-        for go_version, target in missing:
-            outbox.add(session, task=TASK_BUILD, args=[go_version, target, job_id])
+    wakeups.publish(wakeup_url, ready)  # after the commit: idle agents take them now
     return missing
 
 
@@ -71,6 +75,7 @@ def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) 
         expired = jobs.expire_waiting(session, now=now)
     if lost:
         log.warning("runs lost (agent silent), re-queued: %s", lost)
+        wakeups.publish(settings.wakeup_redis_url, len(lost))  # their retries are ready
     if expired:
         log.warning("jobs whose wait for agents ended with runs nobody took: %s", expired)
     return lost
@@ -89,7 +94,7 @@ def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[S
 
     @app.task(name=TASK_PLAN_JOB)  # type: ignore[untyped-decorator]
     def _plan_job(job_id: int) -> list[tuple[str, str]]:
-        missing = plan_job(sessions, job_id)
+        missing = plan_job(sessions, job_id, settings.wakeup_redis_url)
         _flush_outbox()
         return missing
 

@@ -4,7 +4,6 @@ Windows, and a Redis visibility timeout would run a long hang twice)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from reprofarm_protocol.jobs import (
 )
 from sqlalchemy import select
 
+from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.deps import (
     AgentToken,
     CurrentAgentId,
@@ -38,7 +38,6 @@ from reprofarm_api.deps import (
 from reprofarm_api.responses import AUTHENTICATED, errors
 
 router = APIRouter(prefix="/api/v1", tags=["agents"], responses=AUTHENTICATED)
-_POLL_S = 0.25
 
 
 class AgentRead(BaseModel):
@@ -139,13 +138,15 @@ async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) 
     (heartbeats extend it), or 204 after `wait_s` without work. The reply's
     `lease_token` must accompany every heartbeat, upload and result of the run."""
     deadline = time.monotonic() + body.wait_s
+    work: WorkSignal = request.app.state.work
     while True:
         leased = await run_in_threadpool(_try_claim, request, agent_id)
         if leased is not None:
             return leased
-        if time.monotonic() >= deadline or await request.is_disconnected():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or await request.is_disconnected():
             return Response(status_code=204)
-        await asyncio.sleep(_POLL_S)
+        await work.wait(remaining)  # woken when runs become ready, not by polling
 
 
 @router.post(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from reprofarm_db import agents, jobs
+from reprofarm_db import agents, builds, jobs
 from reprofarm_protocol.jobs import JobCreate
 from reprofarm_protocol.limits import INT64_MAX
 
@@ -76,6 +76,8 @@ def submit(
     )
     if not created:
         response.status_code = 200
+    else:
+        request.state.runs_ready = builds.mark_ready_if_built(session, job=job)
     session.flush()
     request.state.poke_relay = True
     return JobRead.of(job, jobs.run_counts(session, job_id=job.id))
