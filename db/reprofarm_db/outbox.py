@@ -19,10 +19,12 @@ def add(session: Session, *, task: str, args: Sequence[Any]) -> Outbox:
 
 
 def list_unsent(session: Session, *, limit: int = 100) -> list[Outbox]:
-    rows = session.scalars(
-        select(Outbox).where(Outbox.sent_at.is_(None)).order_by(Outbox.id).limit(limit)
-    )
-    return list(rows)
+    """Unsent rows, locked for this relay: with several api processes and the worker
+    relaying at once (Postgres), each row is sent by one of them (SKIP LOCKED)."""
+    query = select(Outbox).where(Outbox.sent_at.is_(None)).order_by(Outbox.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
 
 
 def relay(session: Session, *, send: Callable[[str, list[Any]], None]) -> int:
