@@ -93,6 +93,7 @@ class Farm:
     lease_s: float = 6.0
     admin: str = ""
     enroll: str = ""
+    shared_builds: Path | None = None  # the test session's hangtest build cache
 
     @property
     def url(self) -> str:
@@ -112,6 +113,11 @@ class Farm:
         }
 
     def prepare(self) -> None:
+        if self.shared_builds is not None:
+            # Builds are content-addressed: every farm of the session reuses them.
+            controller = self.root / "controller"
+            controller.mkdir(parents=True, exist_ok=True)
+            (controller / "builds").symlink_to(self.shared_builds, target_is_directory=True)
         upgrade(self.database_url)
         engine = make_engine(self.database_url)
         with transaction(make_sessionmaker(engine)) as s:
@@ -133,11 +139,20 @@ class Farm:
         self.start("api", ["api", "--port", str(self.port)])
         wait_for("api health", self._healthy, timeout=60)
 
-    def _healthy(self) -> bool:
+    def _healthy(self, url: str | None = None) -> bool:
         try:
-            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+            return httpx.get(f"{url or self.url}/health", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
+
+    def start_extra_api(self, name: str, **env: str) -> str:
+        """Another api process against the same database and Redis (a second replica
+        behind a load balancer); returns its URL once it answers."""
+        port = free_port()
+        self.start(name, ["api", "--port", str(port)], **env)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{name} health", lambda: self._healthy(url), timeout=60)
+        return url
 
     def start_agent(self, name: str, pools: list[str], api: str | None = None) -> None:
         """A real agent; ``api`` points it elsewhere (a TcpProxy before the api)."""
