@@ -131,3 +131,22 @@ def test_label_groups_show_pending_hangs_and_the_label_filter_counts_only_this_b
         ]
         # this bug's rate: 1 hang in the same 10 counted runs; other hangs count as runs
         assert (arm.counts.runs, arm.counts.hangs) == (10, 1)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 60), st.integers(0, 60)).map(lambda t: (t[0], t[0] + t[1])),
+        min_size=2,
+        max_size=12,
+    )
+)
+def test_the_direct_chi_square_gives_scipys_p_value(per_agent):
+    from scipy.stats import chi2_contingency
+
+    rows = [(h, n - h) for h, n in per_agent if n > 0]
+    ours = stats.agents_disagree_p(per_agent)
+    if len(rows) < 2 or not sum(h for h, _ in rows) or not sum(m for _, m in rows):
+        assert ours is None
+        return
+    expected = chi2_contingency(rows)[1]
+    assert ours == pytest.approx(expected, rel=1e-9, abs=1e-12)
