@@ -333,7 +333,7 @@ class AgentService:
             try:
                 if self.agent_id is None:
                     self.register()
-                    self.update_between_runs(forced=True)
+                    self.update_between_runs(registered=True)
                 ran = self.work_once()
                 self._failures = 0
                 self.update_between_runs(forced=ran)
@@ -347,11 +347,16 @@ class AgentService:
             except (ApiUnavailableError, AgentError) as exc:
                 self._backoff(str(exc))
 
-    def update_between_runs(self, *, forced: bool) -> None:
+    def update_between_runs(self, *, forced: bool = False, registered: bool = False) -> None:
         """A managed agent updates itself at registration and after a run (or, idle,
         every update_check_s), never during one. Raises UpdateInstalled, which
-        the loop does not catch: the process exits for its supervisor."""
-        if self.updater is None or not self.updater.due(forced=forced):
+        the loop does not catch: the process exits for its supervisor. A
+        registration also tells the supervisor that this version works."""
+        if self.updater is None:
+            return
+        if registered:
+            self.updater.registered()
+        if not self.updater.due(forced=forced or registered):
             return
         version = self.updater.update(self.client)
         if version is not None:

@@ -13,16 +13,20 @@ from reprofarm_web import STATIC_DIR
 
 from reprofarm_api import errors
 from reprofarm_api.agents.router import router as agents_router
+from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.artifacts.router import router as artifacts_router
 from reprofarm_api.artifacts.store import ArtifactStore
 from reprofarm_api.body_limit import BodyLimit
 from reprofarm_api.builds.router import router as builds_router
+from reprofarm_api.install.router import router as install_router
 from reprofarm_api.jobs.router import router as jobs_router
+from reprofarm_api.live.router import router as live_router
 from reprofarm_api.ops.router import router as ops_router
 from reprofarm_api.runs.router import router as runs_router
 from reprofarm_api.signatures.router import router as signatures_router
 from reprofarm_api.stats.router import router as stats_router
 from reprofarm_api.tasks import OutboxRelay, TaskSender
+from reprofarm_api.views.router import router as views_router
 
 DESCRIPTION = """
 reprofarm reproduces a rare, hardware-dependent Windows hang (Go programs frozen in
@@ -46,12 +50,15 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     sessions = make_sessionmaker(engine)
     sender = TaskSender(settings)
     outbox_relay = OutboxRelay(sessions, sender)
+    work = WorkSignal(sessions, settings.wakeup_redis_url, recheck_s=settings.work_recheck_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if relay:
             outbox_relay.start()
+        await work.start()
         yield
+        await work.stop()
         if relay:
             outbox_relay.stop()
         engine.dispose()
@@ -60,6 +67,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.artifacts = ArtifactStore(settings.artifact_dir)
+    app.state.work = work
     errors.install(app)
     for router in (
         jobs_router,
@@ -70,6 +78,9 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         stats_router,
         signatures_router,
         ops_router,
+        install_router,
+        live_router,
+        views_router,
     ):
         app.include_router(router)
 
@@ -80,6 +91,8 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         response = await call_next(request)
         if getattr(request.state, "poke_relay", False):
             outbox_relay.poke()  # send the new job's task now, not at the next pass
+        if ready := getattr(request.state, "runs_ready", 0):
+            work.runs_ready(ready)  # committed: wake idle agents here and elsewhere
         return response
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

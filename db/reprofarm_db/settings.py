@@ -30,10 +30,44 @@ class ControllerSettings(BaseSettings):
         1 << 20, gt=0, description="largest request body, artifact uploads excepted (they stream)"
     )
     sweep_interval_s: float = Field(5.0, gt=0)
+    work_recheck_s: float = Field(
+        2.0,
+        gt=0,
+        description="idle agents' long-polls are woken when runs become ready; this is the "
+        "safety re-check (one query per api process, not per agent)",
+    )
+    broker_visibility_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Redis broker: a task a dead worker took is given to another after this "
+        "long; must exceed the longest task (a toolchain install and build)",
+    )
+    public_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s'\"`]+)?$",
+        description="the controller's URL as lab machines reach it, written into the served "
+        "install.ps1; default: the URL the request came to",
+    )
+    agent_wheels_dir: Path | None = Field(
+        None,
+        description="serve the agent wheels in this folder (one wheel per reprofarm package, "
+        "a reprofarm_agent one among them) instead of building them from the sources",
+    )
+    agent_source_dir: Path | None = Field(
+        None,
+        description="the repository whose protocol/ and agent-windows/ the agent wheels are "
+        "built from; default: the one the api runs from",
+    )
 
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'reprofarm.sqlite').resolve()}"
+
+    @property
+    def wakeup_redis_url(self) -> str | None:
+        """Where work wake-ups are published: the Redis broker, if the broker is Redis."""
+        broker = self.celery_broker
+        return broker if broker.startswith(("redis://", "rediss://")) else None
 
     @property
     def celery_broker(self) -> str:
@@ -49,6 +83,17 @@ class ControllerSettings(BaseSettings):
             "broker_connection_retry_on_startup": True,
             "task_ignore_result": True,
         }
+        if self.celery_broker.startswith(("redis://", "rediss://")):
+            # An unacknowledged task (acks_late) of a worker killed mid-task comes
+            # back only after the visibility timeout: kombu's default is an hour.
+            # Tasks are idempotent, so one redelivered while still running is safe.
+            # Workers look for such tasks every unacked_restore_interval seconds
+            # (kombu's default scans only every 10th time: about 100 s).
+            conf["broker_transport_options"] = {
+                "visibility_timeout": self.broker_visibility_timeout_s,
+                "unacked_restore_interval": max(1, min(10, int(self.broker_visibility_timeout_s))),
+                "unacked_restore_throttle": 1,
+            }
         if self.celery_broker.startswith("filesystem"):
             folder = str(self.broker_dir.resolve())
             conf["broker_transport_options"] = {
@@ -56,6 +101,9 @@ class ControllerSettings(BaseSettings):
                 "data_folder_out": folder,
                 "processed_folder": folder + "-processed",
                 "store_processed": False,
+                # The exchange tables: unset, kombu writes them to ./control
+                # in whatever directory the process was started from.
+                "control_folder": folder + "-control",
             }
         return conf
 
@@ -69,4 +117,6 @@ class ControllerSettings(BaseSettings):
 
     @property
     def broker_dir(self) -> Path:
+        """Messages; ``broker-processed/`` and ``broker-control/`` (the
+        exchange tables) sit beside it."""
         return self.data_dir / "broker"
