@@ -14,7 +14,19 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_compose_has_the_designed_services_with_real_commands():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "api", "worker", "beat", "flower", "linux-agent"}
+    assert set(services) == {
+        "postgres",
+        "redis",
+        "api",
+        "lb",
+        "worker",
+        "beat",
+        "flower",
+        "linux-agent",
+    }
+    assert services["api"]["deploy"]["replicas"] >= 2  # more than one api process
+    lb = (ROOT / services["lb"]["volumes"][0].split(":")[0]).read_text()
+    assert "proxy_pass $api" in lb
     known = {
         "reprofarm": set(get_command(app).commands),  # type: ignore[attr-defined]
         "reprofarm-agent": set(get_command(agent_app).commands),  # type: ignore[attr-defined]
