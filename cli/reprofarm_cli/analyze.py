@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from reprofarm_analyzer.analysis import analyze_path, analyze_run_folder
+from reprofarm_analyzer.compressed import expanded
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_protocol.analysis import Analysis
 from rich.console import Console
@@ -28,15 +28,7 @@ _stderr = Console(stderr=True)
 def _analyze_file(path: Path) -> list[Analysis]:
     if path.is_dir():
         return analyze_run_folder(path)
-    with path.open("rb") as f:
-        compressed = f.read(2) == b"\x1f\x8b"
-    if not compressed:
-        return [analyze_path(path)]
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / path.name.removesuffix(".gz")
-        with gzip.open(path, "rb") as src, plain.open("wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
+    with expanded(path) as plain:
         return [analyze_path(plain)]
 
 
@@ -70,7 +62,7 @@ def analyze(
     for path in files:
         try:
             results.extend((path, a) for a in _analyze_file(path))
-        except (AnalyzerError, OSError, EOFError) as exc:
+        except (AnalyzerError, OSError, EOFError, gzip.BadGzipFile) as exc:
             _stderr.print(f"error: {path}: {exc}", highlight=False, markup=False)
             failed = True
     if as_json:

@@ -1,7 +1,7 @@
 """Analysing uploaded dumps: the worker's side of the analyzer.
 
 ``analyze_artifact`` reads one complete artifact from the store (gzip-compressed
-process dumps are expanded to a temporary file first: gdb needs a file), records
+process dumps are expanded to a scratch file first: gdb needs a file), records
 the report, or the reason there is none, and relabels the run from all its
 reports. ``reanalyze`` does it again for every dump made by older rules (or all
 of them): the buckets of old runs follow a rules change. Both are safe to run
@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import gzip
 import logging
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from reprofarm_analyzer.analysis import analyze_path, combine
+from reprofarm_analyzer.compressed import expanded
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
 from reprofarm_analyzer.minidump_analysis import cross_check
@@ -31,23 +28,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
-_GZIP = b"\x1f\x8b"
-
-
-@contextmanager
-def _readable(path: Path, scratch: Path) -> Iterator[Path]:
-    """The dump itself: ``path``, or its gzip-expanded copy in ``scratch``."""
-    with path.open("rb") as f:
-        compressed = f.read(2) == _GZIP
-    if not compressed:
-        yield path
-        return
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        out = Path(tmp) / "dump"
-        with gzip.open(path, "rb") as src, out.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        yield out
 
 
 def _sidecar(session: Session, artifact: Artifact) -> Path | None:
@@ -93,7 +73,7 @@ def analyze_artifact(sessions: sessionmaker[Session], artifact_id: int, scratch:
     report: Analysis | None = None
     error: str | None = None
     try:
-        with _readable(path, scratch) as dump:
+        with expanded(path, scratch) as dump:
             report = analyze_path(dump, sidecar=sidecar)
         if report.kind is DumpKind.MINIDUMP and hardware is not None:
             disagreements = cross_check(report, hardware)
