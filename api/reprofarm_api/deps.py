@@ -12,7 +12,6 @@ from reprofarm_db.engine import transaction
 from reprofarm_db.models import ApiToken
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_db.tokens import Role
-from reprofarm_protocol.limits import INT64_MAX
 from sqlalchemy.orm import Session, sessionmaker
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `reprofarm token create`")
@@ -87,8 +86,12 @@ def current_agent_id(token: AgentToken) -> int:
 CurrentAgentId = Annotated[int, Depends(current_agent_id)]
 
 
+ID_MAX = 2**31 - 1
+"""Ids are the database's integer primary keys (32 bits on Postgres)."""
+
+
 def _id(what: str) -> object:
-    return Path(ge=1, le=INT64_MAX, description=f"the {what}'s id")
+    return Path(ge=1, le=ID_MAX, description=f"the {what}'s id")
 
 
 JobId = Annotated[int, _id("job")]
@@ -97,7 +100,7 @@ ArtifactId = Annotated[int, _id("artifact")]
 BuildId = Annotated[int, _id("build")]
 
 LeaseToken = Annotated[
-    str,
+    str | None,
     Header(
         alias="X-Lease-Token",
         max_length=200,

@@ -24,6 +24,7 @@ from sqlalchemy.exc import (
     StatementError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 _MAX_ERRORS = 10
@@ -38,8 +39,11 @@ def body(message: str, field: str | None = None, **extra: Any) -> dict[str, obje
     return {"detail": detail}
 
 
-def _field(loc: Sequence[int | str]) -> str:
-    """``body.pools.0`` -> ``pools.0``; a header or query keeps its name."""
+def _field(loc: Sequence[int | str], kind: str = "") -> str:
+    """``body.pools.0`` -> ``pools.0``; a header or query keeps its name; JSON that
+    does not parse is the ``body`` (its loc ends with a character offset)."""
+    if kind == "json_invalid":
+        return "body"
     parts = [str(p) for p in (loc[1:] if len(loc) > 1 else loc)]
     return ".".join(parts)[:100]
 
@@ -49,7 +53,7 @@ def validation_body(errors: Sequence[Any]) -> dict[str, object]:
     or NaN, which JSON cannot even carry back)."""
     listed = [
         {
-            "field": _field(e.get("loc", ())),
+            "field": _field(e.get("loc", ()), str(e.get("type", ""))),
             "message": str(e.get("msg", ""))[:_MAX_TEXT],
             "type": str(e.get("type", "")),
         }
@@ -63,6 +67,16 @@ def validation_body(errors: Sequence[Any]) -> dict[str, object]:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's and FastAPI's own refusals in the one shape. A body that is
+        not JSON (bytes that are not UTF-8) is a 422 naming the body, not a bare 400."""
+        detail = exc.detail
+        if exc.status_code == 400 and isinstance(detail, str) and "parsing the body" in detail:
+            return JSONResponse(body("body: not valid JSON (UTF-8)", "body"), status_code=422)
+        content = {"detail": detail} if isinstance(detail, dict) else body(str(detail))
+        return JSONResponse(content, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(validation_body(exc.errors()), status_code=422)

@@ -42,5 +42,15 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": _MEANING[code]} for code in codes}
 
 
+def json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """For routes whose success is not JSON (text, files): their refusals still are,
+    and a ``model`` would be documented in the route's own media type."""
+    schema = {"$ref": "#/components/schemas/ErrorBody"}
+    return {
+        code: {"description": _MEANING[code], "content": {"application/json": {"schema": schema}}}
+        for code in codes
+    }
+
+
 AUTHENTICATED = errors(401, 403, 413, 422, 503)
 """Every operation behind a token can answer these."""

@@ -121,7 +121,7 @@ def test_another_agent_cannot_heartbeat_upload_or_report_a_leased_run(api, tmp_p
 def test_the_agents_own_token_without_the_lease_secret_proves_nothing(api, tmp_path):
     a, _b, run = leased_run(api, tmp_path)
     rid = run["run_id"]
-    for lease_header, status in (({}, 422), ({"X-Lease-Token": "not-the-secret"}, 403)):
+    for lease_header, status in (({}, 403), ({"X-Lease-Token": "not-the-secret"}, 403)):
         h = {**api.headers(a), **lease_header}
         beat = api.client.post(f"/api/v1/runs/{rid}/heartbeat", headers=h, json={})
         assert beat.status_code == status
@@ -407,3 +407,29 @@ def test_revoked_tokens_and_garbage_are_401(api):
             t.revoked_at = t.created_at
     r = api.client.post("/api/v1/agents/me/lease", headers=api.headers(a), json={"wait_s": 0})
     assert r.status_code == 401
+
+
+def test_a_body_that_is_not_utf8_json_is_a_422_naming_the_body(api):
+    r = api.client.post(
+        "/api/v1/tokens",
+        headers={**api.headers(api.admin), "Content-Type": "application/json"},
+        content=b"\xff",
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"]["field"] == "body"
+    bad = api.client.post(
+        "/api/v1/tokens",
+        headers={**api.headers(api.admin), "Content-Type": "application/json"},
+        content=b'{"name": ',
+    )
+    assert (bad.status_code, bad.json()["detail"]["field"]) == (422, "body")
+
+
+def test_the_longest_agent_name_registers(api):
+    name = "n" * 100
+    r = api.client.post(
+        "/api/v1/agents/register",
+        headers=api.headers(api.admin),
+        json=registration(name, "m" * 40),
+    )
+    assert r.status_code == 200, r.text

@@ -106,7 +106,9 @@ def register(session: Session, *, request: AgentRegister, caller: ApiToken) -> t
     # Otherwise needs_reboot stays: an agent restart does not end a stuck process.
     session.flush()
     tokens.revoke_for_agent(session, agent_id=agent.id)
-    plain = tokens.create(session, name=f"agent {agent.name}", role="agent", agent_id=agent.id)
+    plain = tokens.create(
+        session, name=f"agent {agent.name}"[:100], role="agent", agent_id=agent.id
+    )
     return agent, plain
 
 

@@ -159,9 +159,9 @@ def heartbeat(
     run_id: RunId,
     beat: Heartbeat,
     agent_id: CurrentAgentId,
-    lease_token: LeaseToken,
     session: SessionDep,
     settings: SettingsDep,
+    lease_token: LeaseToken = None,
 ) -> HeartbeatReply:
     """Carries progress; the reply says whether to cancel and whether the lease
     still holds (if not, the run was re-queued: finish, report, it is kept
@@ -193,8 +193,8 @@ def result(
     run_id: RunId,
     report: RunReport,
     agent_id: CurrentAgentId,
-    lease_token: LeaseToken,
     session: SessionDep,
+    lease_token: LeaseToken = None,
 ) -> ResultAck:
     """Idempotent: the same result posted twice changes nothing."""
     run, counted = leases.record_result(

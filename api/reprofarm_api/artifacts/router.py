@@ -102,11 +102,11 @@ async def upload(
     name: ArtifactName,
     request: Request,
     agent_id: CurrentAgentId,
-    lease_token: LeaseToken,
     x_artifact_kind: Annotated[str, Header(max_length=40)],
     x_artifact_sha256: Annotated[str, Header(max_length=64)],
     x_artifact_size: Annotated[int, Header(ge=0, le=INT64_MAX)],
     content_range: Annotated[str | None, Header(max_length=80)] = None,
+    lease_token: LeaseToken = None,
 ) -> UploadState:
     settings = request.app.state.settings
     store: ArtifactStore = request.app.state.artifacts
@@ -240,7 +240,7 @@ def upload_state(
     name: ArtifactName,
     session: SessionDep,
     agent_id: CurrentAgentId,
-    lease_token: LeaseToken,
+    lease_token: LeaseToken = None,
 ) -> UploadState:
     """Only for the run's own lease (the agent resuming it)."""
     row = artifacts.upload_state(

@@ -13,7 +13,7 @@ from reprofarm_protocol.limits import Strict
 from sqlalchemy import func, select, text
 
 from reprofarm_api.deps import Admin, SessionDep
-from reprofarm_api.responses import AUTHENTICATED, errors
+from reprofarm_api.responses import AUTHENTICATED, errors, json_errors
 
 router = APIRouter(tags=["operations"])
 
@@ -37,7 +37,7 @@ def health(session: SessionDep) -> dict[str, str]:
             "content": {"text/plain": {"schema": {"type": "string"}}},
             "description": "Prometheus text exposition format",
         },
-        **errors(503),
+        **json_errors(503),
     },
 )
 def metrics(session: SessionDep) -> Response:

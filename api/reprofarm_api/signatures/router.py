@@ -17,7 +17,7 @@ from reprofarm_protocol.analysis import Analysis
 from reprofarm_protocol.limits import INT64_MAX
 
 from reprofarm_api.deps import ArtifactId, SessionDep, Viewer
-from reprofarm_api.responses import AUTHENTICATED, errors
+from reprofarm_api.responses import AUTHENTICATED, errors, json_errors
 from reprofarm_api.runs.router import RunRead
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"], responses=AUTHENTICATED)
@@ -83,7 +83,7 @@ def artifact_analysis(artifact_id: ArtifactId, session: SessionDep, _token: View
     summary="A cdb/WinDbg script for a minidump: every stack, then the threads that matter",
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "cdb"},
-        **errors(404, 409),
+        **json_errors(401, 403, 404, 409, 413, 422, 503),
     },
 )
 def debugger_script(artifact_id: ArtifactId, session: SessionDep, _token: Viewer) -> str:

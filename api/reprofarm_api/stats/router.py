@@ -8,9 +8,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from reprofarm_db import stats
 from reprofarm_db.errors import Invalid
-from reprofarm_protocol.limits import INT64_MAX
 
-from reprofarm_api.deps import SessionDep, Viewer
+from reprofarm_api.deps import ID_MAX, SessionDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"], responses=AUTHENTICATED)
@@ -38,7 +37,7 @@ def hit_rates(
         str | None, Query(max_length=40, description="a group_by key to compare across")
     ] = None,
     job_id: Annotated[
-        int | None, Query(ge=1, le=INT64_MAX, description="only this job's runs")
+        int | None, Query(ge=1, le=ID_MAX, description="only this job's runs")
     ] = None,
     label: Annotated[
         str | None,
