@@ -32,7 +32,6 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.fixtures import scratch_database
 
-
 GROUPINGS = (
     ["hardware"],
     ["hardware", "go_version"],

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -55,7 +56,19 @@ def hangtest_version(src_hash: str) -> str:
 
 
 def go_env(toolchain: Toolchain, cache_dir: Path, target: str | None = None) -> dict[str, str]:
-    """Environment for running this toolchain offline and deterministically."""
+    """Environment for running this toolchain offline and deterministically,
+    writing only under ``cache_dir`` (never under $HOME).
+
+    Left alone, ``go`` writes its build cache, module cache, GOPATH, its env
+    file and telemetry counters under the user's home. GOTELEMETRY is not read
+    from the environment (``go env`` reports the mode file's value), so the
+    telemetry mode is turned off with the mode file inside a private config
+    directory (``XDG_CONFIG_HOME`` on Unix, ``APPDATA`` on Windows), which is
+    also where GOTELEMETRYDIR and the default GOENV live.
+    """
+    go_dir = cache_dir / "go"
+    config = go_dir / "config"
+    _telemetry_off(config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GO") and k != "CGO_ENABLED"}
     env.update(
         GOROOT=str(toolchain.goroot),
@@ -64,11 +77,47 @@ def go_env(toolchain: Toolchain, cache_dir: Path, target: str | None = None) -> 
         GOFLAGS="-mod=mod",
         GOCACHE=str(cache_dir / "gocache"),
         GOPATH=str(cache_dir / "gopath"),
+        GOMODCACHE=str(cache_dir / "gopath" / "pkg" / "mod"),
+        GOENV=str(config / "go" / "env"),
+        GOTELEMETRY="off",  # documents the intent; the mode file is what go obeys
+        XDG_CONFIG_HOME=str(config),
+        APPDATA=str(config),
         CGO_ENABLED="0",
     )
     if target:
         env["GOOS"], env["GOARCH"] = target.split("/")
     return env
+
+
+def _telemetry_off(config: Path) -> None:
+    """Go's telemetry mode file (golang.org/x/telemetry: ``<config>/go/telemetry/mode``)."""
+    mode = config / "go" / "telemetry" / "mode"
+    if mode.exists():
+        return
+    mode.parent.mkdir(parents=True, exist_ok=True)
+    # Atomic: a concurrent build must never read a half-written mode file.
+    tmp = mode.with_name(f"mode.{os.getpid()}.tmp")
+    tmp.write_text("off")
+    tmp.replace(mode)
+
+
+_TMP_PREFIX = ".build-"
+# No build takes this long: an older temporary folder belongs to a build whose
+# process was killed (a worker or agent killed mid-build cannot clean up).
+ABANDONED_AFTER_S = 6 * 3600
+
+
+def forget_abandoned_builds(builds: Path, now: float | None = None) -> list[Path]:
+    """Delete the temporary folders of builds killed half-way; returns them."""
+    now = time.time() if now is None else now
+    abandoned = [
+        d
+        for d in builds.glob(_TMP_PREFIX + "*")
+        if d.is_dir() and now - d.stat().st_mtime > ABANDONED_AFTER_S
+    ]
+    for d in abandoned:
+        shutil.rmtree(d, ignore_errors=True)
+    return abandoned
 
 
 def _check_target(target: str) -> None:
@@ -105,7 +154,8 @@ def build_hangtest(toolchain: Toolchain, target: str, cache_dir: Path) -> BuildM
     version = hangtest_version(src_hash)
     builds = cache_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=builds, prefix=".build-") as tmp:
+    forget_abandoned_builds(builds)
+    with tempfile.TemporaryDirectory(dir=builds, prefix=_TMP_PREFIX) as tmp:
         out = Path(tmp) / exe
         cmd = [
             str(toolchain.go),
@@ -137,8 +187,10 @@ def build_hangtest(toolchain: Toolchain, target: str, cache_dir: Path) -> BuildM
         final_dir = builds / digest
         final_dir.mkdir(exist_ok=True)
         final = final_dir / exe
-        if not final.exists():
-            shutil.move(str(out), final)
+        if not final.exists() or sha256_file(final) != digest:
+            # Missing, or damaged on disk (a cached binary is checked on read
+            # too): the fresh build replaces it, atomically (same folder tree).
+            out.replace(final)
     manifest = BuildManifest(
         go_version=toolchain.version,
         target=target,

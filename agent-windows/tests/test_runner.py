@@ -92,7 +92,26 @@ def test_outer_watchdog_catches_a_process_that_stops_talking(hangtest_binary, tm
     assert any(a.kind is PLATFORM.process_dump_kind for a in result.artifacts)
 
 
-def test_real_errors_make_a_failed_run_and_bad_flags_an_error(hangtest_binary, tmp_path):
+@linux_only
+def test_real_io_errors_make_a_failed_run(hangtest_binary, tmp_path):
+    """A real fault, not a scripted one: hangtest under an open-file limit that
+    leaves its setup (runtime poller, loopback listener: 6 descriptors) room
+    but not an iteration's sockets and pipe. Every iteration then fails with
+    EMFILE, which is no "closed pipe": hangtest exits 1 with real errors."""
+    limited = tmp_path / "hangtest-8-fds"
+    limited.write_text(f'#!/bin/sh\nulimit -n 8 || exit 125\nexec "{hangtest_binary}" "$@"\n')
+    limited.chmod(0o755)
+    run = spec(limited, scenario="socket-pipe-mix", workers=1, iterations=3, duration_s=None)
+    result = run_once(run, tmp_path / "out", PLATFORM, FAST)
+    assert result.status is RunStatus.FAILED, result.reason
+    assert result.exit_code == 1
+    assert result.errors == 3
+    assert result.first_error is not None
+    assert "too many open files" in result.first_error
+    assert "3 real errors" in result.reason
+
+
+def test_bad_flags_make_an_error_run_not_a_failed_one(hangtest_binary, tmp_path):
     run = spec(hangtest_binary, extra_args=("-control-chance", "7"))
     result = run_once(run, tmp_path, PLATFORM, FAST)
     assert result.status is RunStatus.ERROR
@@ -136,9 +155,42 @@ def _progress(n: int) -> ProgressEvent:
     )
 
 
+def _start() -> StartEvent:
+    return StartEvent.model_validate(
+        {
+            "event": "start",
+            "v": 1,
+            "t": "2026-01-01T00:00:00Z",
+            "hangtest_version": "test",
+            "go_version": "go1.27.3",
+            "goos": "linux",
+            "goarch": "amd64",
+            "gomaxprocs": 1,
+            "num_cpu": 1,
+            "cpu_set": [0],
+            "pid": 1,
+            "scenario": "pipe-close-race",
+            "workers": 1,
+            "iterations": 0,
+            "duration_s": 1,
+            "stall_timeout_s": 1,
+            "on_stall": "dump-and-wait",
+            "args": [],
+        }
+    )
+
+
 def test_exit_without_done_is_an_error_not_a_pass():
     observed = Observed()
+    observed.record(_start())
     observed.record(_progress(5))
-    status, reason = judge(Ending.EXITED, observed, -9, "killed")
+    status, reason = judge(Ending.EXITED, observed, 0, "killed")
     assert status is RunStatus.ERROR
-    assert "before starting" in reason
+    assert "exited 0 without a done event" in reason
+
+
+def test_exit_before_start_is_an_error():
+    observed = Observed()
+    status, reason = judge(Ending.EXITED, observed, 2, "hangtest: bad flag")
+    assert status is RunStatus.ERROR
+    assert "before starting: hangtest: bad flag" in reason

@@ -2,7 +2,6 @@
 the documented layouts of winnt.h, as GetLogicalProcessorInformationEx lays
 them out on a 64-bit Windows."""
 
-import contextlib
 import struct
 
 import pytest
@@ -20,6 +19,7 @@ from reprofarm_agent.platform.windows_facts import (
     parse_processor_information,
     product_name,
 )
+from reprofarm_protocol.hardware import CpuInfo
 
 LTP_PC_SMT = 1
 
@@ -108,10 +108,71 @@ def test_damaged_buffers_are_refused(buf, message):
         parse_processor_information(buf)
 
 
-@given(st.binary(max_size=512))
-def test_any_buffer_decodes_or_raises_probe_error(buf):
-    with contextlib.suppress(ProbeError):
-        parse_processor_information(buf)
+@st.composite
+def topologies(draw):
+    """A machine as Windows describes it: cores of 1-2 threads with an
+    efficiency class, spread over 1-2 processor groups, 1-2 packages and NUMA
+    nodes; the records in any order, with cache and group records between.
+    Returns (buffer, the CpuInfo list it must decode to)."""
+    cores = draw(st.lists(st.tuples(st.integers(1, 2), st.integers(0, 1)), min_size=1, max_size=12))
+    groups = draw(st.integers(1, 2))
+    expected, records, next_index = [], [], [0] * groups
+    for core_id, (threads, efficiency) in enumerate(cores):
+        group = core_id % groups
+        first = next_index[group]
+        next_index[group] += threads
+        mask = ((1 << threads) - 1) << first
+        flags = LTP_PC_SMT if threads > 1 else 0
+        records.append(
+            processor_record(RELATION_PROCESSOR_CORE, [(mask, group)], efficiency, flags)
+        )
+        expected += [
+            CpuInfo(index=first + t, group=group, core=core_id, efficiency_class=efficiency)
+            for t in range(threads)
+        ]
+    packages = []
+    others = [cache_record(), group_record()]
+    for package in range(groups):  # one package and one NUMA node per group
+        mask = (1 << next_index[package]) - 1
+        packages.append(processor_record(RELATION_PROCESSOR_PACKAGE, [(mask, package)]))
+        others.append(numa_record(package, mask, group=package))
+    # Cores and packages are numbered in the order of their records; NUMA
+    # nodes carry their number. So only the kinds interleave at random.
+    kinds = draw(st.permutations(["c"] * len(records) + ["p"] * groups + ["o"] * len(others)))
+    queues = {"c": iter(records), "p": iter(packages), "o": iter(others)}
+    arranged = [next(queues[kind]) for kind in kinds]
+    expected = [c.model_copy(update={"package": c.group, "numa_node": c.group}) for c in expected]
+    return b"".join(arranged), sorted(expected, key=lambda c: (c.group, c.index))
+
+
+@given(topologies())
+def test_generated_topologies_decode_to_their_cpus(case):
+    buf, expected = case
+    assert parse_processor_information(buf) == expected
+
+
+@given(topologies(), st.data())
+def test_damaged_buffers_decode_or_raise_probe_error_naming_the_buffer(case, data):
+    buf, _ = case
+    cut = data.draw(st.one_of(st.just(len(buf)), st.integers(0, len(buf))))
+    flips = data.draw(
+        st.lists(st.tuples(st.integers(0, len(buf) - 1), st.integers(0, 255)), max_size=4)
+    )
+    damaged = bytearray(buf[:cut])
+    for at, value in flips:
+        if at < len(damaged):
+            damaged[at] = value
+    try:
+        cpus = parse_processor_information(bytes(damaged))
+    except ProbeError as exc:
+        error = str(exc)
+    else:
+        error = None
+    if error is not None:
+        assert error.startswith("processor information: "), error
+        return
+    assert cpus == sorted(cpus, key=lambda c: (c.group, c.index))
+    assert all(0 <= c.index < 64 for c in cpus), "an index beyond a 64-bit group mask"
 
 
 @pytest.mark.parametrize(

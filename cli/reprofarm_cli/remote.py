@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from reprofarm_agent.durations import parse_duration
+from reprofarm_protocol.jobs import FINAL_STATES, FINISHED_JOB_STATES, RunState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -17,7 +18,7 @@ from rich.table import Table
 from reprofarm_cli.local_instance import Instance, resolve
 
 _stderr = Console(stderr=True, soft_wrap=True)
-FINISHED = ("passed", "hung", "failed", "error", "lost", "cancelled")
+FINISHED = tuple(s.value for s in RunState if s in FINAL_STATES)  # in lifecycle order
 
 ApiOpt = Annotated[str | None, typer.Option("--api", help="api URL [REPROFARM_API, local up]")]
 TokenOpt = Annotated[str | None, typer.Option(help="bearer token [REPROFARM_TOKEN, local up]")]
@@ -25,6 +26,17 @@ DataDirOpt = Annotated[
     Path | None, typer.Option(help="the local up instance's folder [REPROFARM_DATA_DIR]")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout only")]
+ReconnectOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="REPROFARM_RECONNECT_TIMEOUT",
+        help="following a job, how long to wait for an api that went away (restart, "
+        "outage) before giving up with exit code 3",
+    ),
+]
+_RETRYABLE = (502, 503, 504)  # the api (or a proxy before it) says: not now
+_RETRY_FIRST_S = 0.5
+_RETRY_CAP_S = 5.0
 
 
 def _fail(message: str) -> NoReturn:
@@ -32,12 +44,13 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _call(instance: Instance, method: str, path: str, **kwargs: Any) -> Any:
+def _request(instance: Instance, method: str, path: str, **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {instance.token}", **kwargs.pop("headers", {})}
-    try:
-        response = httpx.request(method, instance.url + path, headers=headers, timeout=60, **kwargs)
-    except httpx.TransportError as exc:
-        _fail(f"api: cannot reach {instance.url} ({exc}); is `reprofarm up` running?")
+    return httpx.request(method, instance.url + path, headers=headers, timeout=60, **kwargs)
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The JSON body, or one ``error: HTTP <code>: <detail>`` line and exit 2."""
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail")
@@ -53,6 +66,51 @@ def _call(instance: Instance, method: str, path: str, **kwargs: Any) -> Any:
     return response.json()
 
 
+def _call(instance: Instance, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = _request(instance, method, path, **kwargs)
+    except httpx.TransportError as exc:
+        _fail(f"api: cannot reach {instance.url} ({exc}); is `reprofarm up` running?")
+    return _answer(response)
+
+
+def _get_patiently(instance: Instance, path: str, patience_s: float, job_id: int) -> Any:
+    """GET that waits out an api restart or outage (``up`` restarted, a deploy,
+    a database failover): while the api is unreachable or answers 502/503/504 it
+    retries with a capped backoff, saying so once on stderr, and gives up with
+    exit code 3 only after ``patience_s`` without an answer."""
+    down_since: float | None = None
+    delay = _RETRY_FIRST_S
+    while True:
+        try:
+            response = _request(instance, "GET", path)
+            reason = f"answered HTTP {response.status_code}"
+            if response.status_code not in _RETRYABLE:
+                break
+        except httpx.TransportError as exc:
+            reason = f"unreachable ({exc.__class__.__name__}: {exc})"
+        now = time.monotonic()
+        if down_since is None:
+            down_since = now
+            _say(f"api: {instance.url} {reason}; retrying for up to {patience_s:.0f}s")
+        waited = now - down_since
+        if waited >= patience_s:
+            _say(
+                f"error: api: {instance.url} {reason} for {waited:.0f}s; gave up following "
+                f"job {job_id}, which goes on (reprofarm watch {job_id})"
+            )
+            raise typer.Exit(3)
+        time.sleep(min(delay, patience_s - waited))
+        delay = min(2 * delay, _RETRY_CAP_S)
+    if down_since is not None:
+        _say(f"api: {instance.url} is back after {time.monotonic() - down_since:.0f}s")
+    return _answer(response)
+
+
+def _say(message: str) -> None:
+    _stderr.print(message, markup=False, highlight=False)
+
+
 def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
@@ -61,8 +119,9 @@ def _finished(job: dict[str, Any]) -> int:
     return sum(job["runs"].get(s, 0) for s in FINISHED)
 
 
-def _follow(instance: Instance, job_id: int, show: bool) -> dict[str, Any]:
-    job: dict[str, Any] = _call(instance, "GET", f"/api/v1/jobs/{job_id}")
+def _follow(instance: Instance, job_id: int, show: bool, patience_s: float) -> dict[str, Any]:
+    path = f"/api/v1/jobs/{job_id}"
+    job: dict[str, Any] = _get_patiently(instance, path, patience_s, job_id)
     with Progress(
         TextColumn("job {task.fields[job]}"),
         BarColumn(),
@@ -73,9 +132,9 @@ def _follow(instance: Instance, job_id: int, show: bool) -> dict[str, Any]:
         disable=not show,
     ) as progress:
         task = progress.add_task("", total=job["total_runs"], job=job_id, detail="")
-        while job["status"] not in ("done", "cancelled"):
+        while job["status"] not in FINISHED_JOB_STATES:
             time.sleep(1)
-            job = _call(instance, "GET", f"/api/v1/jobs/{job_id}")
+            job = _get_patiently(instance, path, patience_s, job_id)
             r = job["runs"]
             progress.update(
                 task,
@@ -85,6 +144,13 @@ def _follow(instance: Instance, job_id: int, show: bool) -> dict[str, Any]:
                 f"{r['leased']} running, {r['ready'] + r['pending']} waiting",
             )
     return job
+
+
+def _reconnect_s(text: str) -> float:
+    try:
+        return parse_duration(text, field="reconnect-timeout")
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _summary(job: dict[str, Any]) -> dict[str, Any]:
@@ -119,9 +185,16 @@ def submit(
     control_chance: Annotated[float | None, typer.Option()] = None,
     process_dumps: Annotated[int, typer.Option(help="process dumps per hang")] = 2,
     priority: Annotated[int, typer.Option()] = 0,
+    wait_for_agents: Annotated[
+        str | None,
+        typer.Option(
+            help="wait this long (e.g. 10m) for matching agents instead of refusing the job"
+        ),
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="resubmits never duplicate")] = None,
     dry_run: Annotated[bool, typer.Option(help="show the expansion, store nothing")] = False,
     wait: Annotated[bool, typer.Option(help="follow the job to its end")] = False,
+    reconnect_timeout: ReconnectOpt = "10m",
     api: ApiOpt = None,
     token: TokenOpt = None,
     data_dir: DataDirOpt = None,
@@ -154,8 +227,14 @@ def submit(
             _fail(str(exc))
     if iterations is not None:
         spec["iterations"] = iterations
+    if wait_for_agents is not None:
+        try:
+            spec["wait_for_agents_s"] = parse_duration(wait_for_agents, field="wait-for-agents")
+        except ValueError as exc:
+            _fail(str(exc))
     if control_chance is not None:
         spec["control_chance"] = control_chance
+    patience_s = _reconnect_s(reconnect_timeout)
     instance = resolve(api, token, data_dir)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     path = "/api/v1/jobs" + ("?dry_run=true" if dry_run else "")
@@ -168,7 +247,7 @@ def submit(
         )
         return
     if wait:
-        job = _follow(instance, job["id"], show=True)
+        job = _follow(instance, job["id"], show=True, patience_s=patience_s)
     if as_json:
         print(json.dumps(_summary(job), indent=2))
     else:
@@ -184,9 +263,11 @@ def watch(
     token: TokenOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
+    reconnect_timeout: ReconnectOpt = "10m",
 ) -> None:
-    """Follow a job's progress to its end."""
-    job = _follow(resolve(api, token, data_dir), job_id, show=True)
+    """Follow a job's progress to its end, waiting out api restarts."""
+    patience_s = _reconnect_s(reconnect_timeout)
+    job = _follow(resolve(api, token, data_dir), job_id, show=True, patience_s=patience_s)
     if as_json:
         print(json.dumps(_summary(job), indent=2))
     else:

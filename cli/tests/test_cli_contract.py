@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from reprofarm_agent.platform import current_platform
+from reprofarm_agent.settings import AgentSettings
 
 BIN = Path(sys.executable).parent
 
@@ -130,13 +132,31 @@ def test_control_deadlock_runs_hang_with_dumps_and_cores(hangtest_binary, tmp_pa
         assert "lockRightThenLeft" in Path(dump["path"]).read_text()
 
 
+# What this machine can do, so the impossible requests below are impossible
+# here whatever its size (a 32-CPU runner has a CPU 20).
+USABLE = current_platform(AgentSettings()).probe().cpus
+TOO_MANY = len(USABLE) + 1
+UNUSABLE = max(c.index for c in USABLE if c.group == 0) + 1
+HYBRID = len({c.efficiency_class for c in USABLE}) > 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--cpus", "99"], "error: cpus: asked for 99 CPUs, this machine has"),
-        (["--affinity", "ecores"], "error: affinity ecores: this machine has no efficiency"),
-        (["--affinity", "mask:0x100000"], "error: affinity mask: CPU 20 is not usable"),
-        (["--affinity", "diagonal"], "error: affinity: unknown policy 'diagonal'"),
+        (
+            ["--cpus", str(TOO_MANY)],
+            f"error: cpus: asked for {TOO_MANY} CPUs, this machine has {len(USABLE)} CPUs",
+        ),
+        pytest.param(
+            ["--affinity", "ecores"],
+            "error: affinity ecores: this machine has no efficiency",
+            marks=pytest.mark.skipif(HYBRID, reason="this machine has efficiency cores"),
+        ),
+        (
+            ["--affinity", f"mask:{1 << UNUSABLE:#x}"],
+            f"error: affinity mask: CPU {UNUSABLE} is not usable",
+        ),
+        (["--affinity", "diagonal"], "error: affinity: 'diagonal' is not one of compact"),
         (["--duration", "soon"], "error: duration: 'soon' is not a duration"),
         (["--scenario", "meltdown"], "error: scenario: 'meltdown' is not one of"),
         (["--binary", "/no/such/hangtest"], "error: binary: /no/such/hangtest is not a file"),

@@ -21,6 +21,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 def up(tmp_path):
     port = free_port()
     data = tmp_path / "data"
+    cwd = tmp_path / "cwd"  # must stay empty: all state goes to the data dir
+    cwd.mkdir()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("REPROFARM_")
     }  # the embedded default, nothing external
@@ -31,16 +33,18 @@ def up(tmp_path):
         env=env,
         text=True,
         start_new_session=True,
+        cwd=cwd,
     )
     first = process.stdout.readline()
     assert "reprofarm is up" in first, first + (process.stdout.read() if process.poll() else "")
     yield {"port": port, "data": data, "env": env, "banner": first}
     os.killpg(process.pid, signal.SIGINT)
     rest = process.communicate(timeout=60)[0]
-    assert "stopped" in rest
     logs = data / "logs"
     for log in sorted(logs.glob("*.log")):
         print(f"===== {log.name}\n{log.read_text(errors='replace')[-2000:]}")
+    assert "stopped" in rest
+    assert sorted(p.name for p in cwd.iterdir()) == [], "up wrote into its working directory"
 
 
 def cli(up, *args):
@@ -132,6 +136,10 @@ def test_dashboard_shows_rates_and_jobs_in_chromium(up):
         "--json",
     )
     assert done.returncode == 0, done.stderr
+    probe = subprocess.run(
+        [str(BIN / "reprofarm"), "probe", "--json"], capture_output=True, text=True, check=True
+    )
+    machine = json.loads(probe.stdout)
     link = up["banner"].split("dashboard ", 1)[1].split()[0]
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -149,7 +157,9 @@ def test_dashboard_shows_rates_and_jobs_in_chromium(up):
         page.wait_for_selector("#rates tbody tr", timeout=60_000)
         page.wait_for_selector("#jobs tbody tr", timeout=60_000)
         row = page.inner_text("#rates tbody tr")
-        assert "AMD" in row or "Intel" in row or "ARM" in row or "cpu" in row.lower()
+        hardware = row.split("\t")[0]
+        assert hardware.startswith(f"{machine['cpu_model']} ({machine['arch']}, "), row
+        assert f"{machine['logical_cpus']} CPUs" in hardware, row
         assert "100.0%" in row
         assert page.locator("#rates .whisker").count() == 1
         job = page.inner_text("#jobs tbody tr")
