@@ -17,6 +17,7 @@ import pytest
 
 from api.tests.roles import PUBLIC_PATHS, TABLE, Caller, Rule
 from api.tests.seed import Farm, artifact_upload, registration, seed_farm
+from tests.factories import hardware
 
 if TYPE_CHECKING:
     from api.tests.conftest import Api
@@ -93,6 +94,20 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     "GET /api/v1/signatures": lambda f: Request("GET", "/api/v1/signatures"),
     "GET /api/v1/signatures/{key}/runs": lambda f: Request(
         "GET", f"/api/v1/signatures/{'0' * 16}/runs"
+    ),
+    "GET /api/v1/whoami": lambda f: Request("GET", "/api/v1/whoami"),
+    "GET /api/v1/live": lambda f: Request("GET", "/api/v1/live"),
+    "GET /api/v1/views/overview": lambda f: Request("GET", "/api/v1/views/overview"),
+    "GET /api/v1/views/go-comparison": lambda f: Request("GET", "/api/v1/views/go-comparison"),
+    "GET /api/v1/views/jobs": lambda f: Request("GET", "/api/v1/views/jobs"),
+    "GET /api/v1/views/jobs/{job_id}": lambda f: Request("GET", f"/api/v1/views/jobs/{f.job_id}"),
+    "GET /api/v1/views/jobs/{job_id}/runs": lambda f: Request(
+        "GET", f"/api/v1/views/jobs/{f.job_id}/runs"
+    ),
+    "GET /api/v1/views/runs/{run_id}": lambda f: Request("GET", f"/api/v1/views/runs/{f.run_id}"),
+    "GET /api/v1/views/hardware": lambda f: Request("GET", "/api/v1/views/hardware"),
+    "GET /api/v1/views/hardware/{fingerprint}": lambda f: Request(
+        "GET", f"/api/v1/views/hardware/{hardware(cpus=4).fingerprint}"
     ),
     "POST /api/v1/agents/register": lambda f: Request(
         "POST", "/api/v1/agents/register", json=registration(f.a.name), after=_take_a_new_token

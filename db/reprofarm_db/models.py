@@ -59,6 +59,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def hardware_label(config: Any) -> str:
+    """How a hardware configuration reads on the dashboard and in `stats` (from a row
+    or from a select of its columns)."""
+    vm = "" if config.hypervisor == "none" else f" on {config.hypervisor}"
+    return f"{config.cpu_model} ({config.arch}, {config.logical_cpus} CPUs{vm}, {config.os})"
+
+
 class HardwareConfig(Base):
     __tablename__ = "hardware_configs"
 
@@ -76,8 +83,7 @@ class HardwareConfig(Base):
 
     @property
     def label(self) -> str:
-        vm = "" if self.hypervisor == "none" else f" on {self.hypervisor}"
-        return f"{self.cpu_model} ({self.arch}, {self.logical_cpus} CPUs{vm}, {self.os})"
+        return hardware_label(self)
 
 
 class ApiToken(Base):

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from reprofarm_db.analyses import signature_key
 from reprofarm_db.errors import Invalid
-from reprofarm_db.models import Agent, HardwareConfig, Run, RunRollup
+from reprofarm_db.models import Agent, HardwareConfig, Run, RunRollup, hardware_label
 
 
 def _pending_or(column: Any) -> Any:
@@ -165,9 +165,21 @@ def _check_keys(group_by: Sequence[str], field: str) -> None:
 
 def _label_keys(session: Session, rows: list[GroupRow]) -> None:
     hw_ids = {r.keys["hardware"] for r in rows if r.keys.get("hardware") is not None}
+    # Only the columns a label needs: the JSON descriptions of 2,000 configurations
+    # cost more than the statistics themselves.
     configs = {
         c.id: c
-        for c in session.scalars(select(HardwareConfig).where(HardwareConfig.id.in_(hw_ids)))
+        for c in session.execute(
+            select(
+                HardwareConfig.id,
+                HardwareConfig.fingerprint,
+                HardwareConfig.cpu_model,
+                HardwareConfig.arch,
+                HardwareConfig.logical_cpus,
+                HardwareConfig.hypervisor,
+                HardwareConfig.os,
+            ).where(HardwareConfig.id.in_(hw_ids))
+        )
     }
     agent_ids = {r.keys["agent"] for r in rows if r.keys.get("agent") is not None}
     names = dict(session.execute(select(Agent.id, Agent.name).where(Agent.id.in_(agent_ids))).all())
@@ -175,7 +187,7 @@ def _label_keys(session: Session, rows: list[GroupRow]) -> None:
         if "hardware" in r.keys:
             config = configs.get(r.keys["hardware"])
             r.keys["hardware"] = config.fingerprint if config else None
-            r.keys["hardware_label"] = config.label if config else None
+            r.keys["hardware_label"] = hardware_label(config) if config else None
         if "agent" in r.keys:
             r.keys["agent"] = names.get(r.keys["agent"])
 

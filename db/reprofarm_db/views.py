@@ -6,8 +6,8 @@ come from ``reprofarm_db.stats``, the one definition); what this module adds is
 
 - ``rates`` answers what ``stats.group_runs`` can (its rollups make it fast) and
   otherwise ``tally``: a filtered aggregation over ``runs`` itself, grouped by
-  status, for filters the rollups do not have (submission time, scenario and Go
-  version pushed into SQL, one hardware configuration).
+  status, for what the rollups cannot filter (a time range, one hardware
+  configuration).
 - ``tally`` also gives a job's cells their runs in every state (ready, leased...),
   which statistics leave out.
 - ``changes``: a few indexed aggregates that move whenever something a page shows
@@ -84,7 +84,7 @@ def _where(session: Session, f: RunFilter) -> list[ColumnElement[bool]]:
         config = session.scalar(
             select(HardwareConfig.id).where(HardwareConfig.fingerprint == f.hardware)
         )
-        where.append(Run.hardware_config_id == (config if config is not None else -1))
+        where.append(Run.hardware_config_id == config if config is not None else false())
     if f.submitted_since is not None:
         first = session.scalar(select(func.min(Job.id)).where(Job.created_at >= f.submitted_since))
         where.append(Run.job_id >= first if first is not None else false())
@@ -199,12 +199,15 @@ def rates(session: Session, *, group_by: Sequence[str], where: RunFilter) -> lis
     return [r for r in rows if r.counts.runs or r.counts.errors or r.counts.lost]
 
 
+_COUNT_FIELDS = tuple(f.name for f in fields(stats.Counts))
+
+
 def fold(counts: Iterable[stats.Counts]) -> stats.Counts:
     """The counts of a union of disjoint groups (a map row's total)."""
     total = stats.Counts()
     for c in counts:
-        for f in fields(stats.Counts):
-            setattr(total, f.name, getattr(total, f.name) + getattr(c, f.name))
+        for name in _COUNT_FIELDS:
+            setattr(total, name, getattr(total, name) + getattr(c, name))
     return total
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from reprofarm_db import views
 from reprofarm_db.errors import Invalid
-from reprofarm_db.stats import GroupRow
+from reprofarm_db.stats import Counts, GroupRow
 from sqlalchemy.orm import Session
 
 from reprofarm_api.views.schemas import HardwareRead, MapRow, OverviewRead, RateCell
@@ -31,11 +31,11 @@ def parse_axes(columns: str) -> list[str]:
     return axes
 
 
-def _sort_key(sort: str, total: RateCell, label: str) -> tuple[Any, ...]:
+def _sort_key(sort: str, total: Counts, label: str) -> tuple[Any, ...]:
     if sort == "hardware":
         return (label,)
     if sort == "hit_rate":
-        return (-(total.hit_rate or 0.0), -total.runs, label)
+        return (-(total.hangs / total.runs if total.runs else 0.0), -total.runs, label)
     if sort == "runs":
         return (-total.runs, label)
     return (-total.hangs, -total.runs, label)
@@ -69,10 +69,7 @@ def overview(
     if search:
         needle = search.lower()
         by_hardware = {f: rs for f, rs in by_hardware.items() if needle in labels[f].lower()}
-    totals = {
-        f: RateCell.of({"hardware": f}, views.fold(r.counts for r in rs))
-        for f, rs in by_hardware.items()
-    }
+    totals = {f: views.fold(r.counts for r in rs) for f, rs in by_hardware.items()}
     ordered = sorted(by_hardware, key=lambda f: _sort_key(sort, totals[f], labels[f]))
     page = ordered[offset : offset + limit]
     configs = {c.fingerprint: c for c in views.hardware_by_fingerprints(session, page)}
@@ -85,7 +82,7 @@ def overview(
         map_rows.append(
             MapRow(
                 hardware=HardwareRead.of(configs[fingerprint]),
-                total=totals[fingerprint],
+                total=RateCell.of({"hardware": fingerprint}, totals[fingerprint]),
                 cells=[cells.get(c) for c in columns],
             )
         )

@@ -7,20 +7,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from reprofarm_db import agents, jobs, views
 from reprofarm_db import artifacts as artifacts_
 from reprofarm_db.errors import NotFound
 from reprofarm_db.models import Agent, Build, HardwareConfig, Run
+from reprofarm_db.settings import ControllerSettings
 from reprofarm_db.stats import compare
 from reprofarm_protocol.affinity import Scenario
 from reprofarm_protocol.jobs import JobState, RunState
 from reprofarm_protocol.limits import INT64_MAX
+from sqlalchemy.orm import Session
 
 from reprofarm_api.deps import JobId, RunId, SessionDep, SettingsDep, Viewer
 from reprofarm_api.jobs.schemas import JobRead
 from reprofarm_api.responses import AUTHENTICATED, errors
 from reprofarm_api.runs.router import RunRead
+from reprofarm_api.views.cache import ByVersion
+from reprofarm_api.views.job import job_cells
 from reprofarm_api.views.overview import AXES, SORTS, overview, parse_axes
 from reprofarm_api.views.schemas import (
     AgentRow,
@@ -29,7 +33,6 @@ from reprofarm_api.views.schemas import (
     ComparisonRead,
     HardwareRead,
     HardwareView,
-    JobCell,
     JobPage,
     JobView,
     OverviewRead,
@@ -83,9 +86,28 @@ def run_filter(
 Filter = Annotated[views.RunFilter, Depends(run_filter)]
 
 
+def _answers(request: Request) -> ByVersion:
+    """The app's own cache (apps are built by a factory; tests build many)."""
+    cache: ByVersion | None = getattr(request.app.state, "dashboard_answers", None)
+    if cache is None:
+        cache = request.app.state.dashboard_answers = ByVersion()
+    return cache
+
+
+def _data_version(session: Session, settings: ControllerSettings) -> tuple[str, ...]:
+    """What the rate answers read: the runs (their states), their labels, the jobs."""
+    now = datetime.now(UTC)
+    parts = views.changes(
+        session, online_since=agents.online_since(now=now, lease_s=settings.lease_s)
+    )
+    return (parts["runs"], parts["analyses"], parts["jobs"])
+
+
 @router.get("/overview", response_model=OverviewRead, summary="The hardware x configuration map")
 def overview_map(
+    request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     _token: Viewer,
     where: Filter,
     columns: Annotated[
@@ -99,15 +121,14 @@ def overview_map(
     offset: Offset = 0,
 ) -> OverviewRead:
     """Rows: hardware configurations with runs under the filters; columns: the
-    chosen axis or pair; each cell k/n with the Wilson 95% interval."""
-    return overview(
-        session,
-        axes=parse_axes(columns),
-        where=where,
-        search=search,
-        sort=sort,
-        limit=limit,
-        offset=offset,
+    chosen axis or pair; each cell k/n with the Wilson 95% interval. Kept until
+    the runs change (one computation per change, however many tabs ask)."""
+    axes = parse_axes(columns)
+    return _answers(request).get_or_make(
+        (request.url.path, str(request.query_params), _data_version(session, settings)),
+        lambda: overview(
+            session, axes=axes, where=where, search=search, sort=sort, limit=limit, offset=offset
+        ),
     )
 
 
@@ -116,15 +137,22 @@ def overview_map(
     response_model=ComparisonRead,
     summary="Go versions compared within each scenario (Fisher, Benjamini-Hochberg)",
 )
-def go_comparison(session: SessionDep, _token: Viewer, where: Filter) -> ComparisonRead:
+def go_comparison(
+    request: Request, session: SessionDep, settings: SettingsDep, _token: Viewer, where: Filter
+) -> ComparisonRead:
     """Groups by scenario and Go version under the filters (one hardware, one job
     or a time range narrow them); every two Go versions of a scenario compared."""
-    rows = views.rates(session, group_by=["scenario", "go_version"], where=where)
-    return ComparisonRead(
-        compare="go_version",
-        groups=[RateCell.of(dict(r.keys), r.counts) for r in rows],
-        comparisons=compare(rows, key="go_version") if rows else [],
-    )
+
+    def make() -> ComparisonRead:
+        rows = views.rates(session, group_by=["scenario", "go_version"], where=where)
+        return ComparisonRead(
+            compare="go_version",
+            groups=[RateCell.of(dict(r.keys), r.counts) for r in rows],
+            comparisons=compare(rows, key="go_version") if rows else [],
+        )
+
+    key = (request.url.path, str(request.query_params), _data_version(session, settings))
+    return _answers(request).get_or_make(key, make)
 
 
 @router.get("/jobs", response_model=JobPage, summary="Jobs newest first, with run counts")
@@ -147,36 +175,8 @@ def job_page(
 )
 def job_view(job_id: JobId, session: SessionDep, _token: Viewer) -> JobView:
     job = jobs.get_or_raise(session, job_id=job_id)
-    cells = views.tally(
-        session,
-        group_by=["pool", "required_agent", "go_version", "cpus", "affinity"],
-        where=views.RunFilter(job_id=job_id),
-    )
-    names = views.agent_names(session, [c.keys["required_agent"] for c in cells])
-    counts = {state.value: 0 for state in RunState}
-    out = []
-    for c in cells:
-        for state, n in c.by_status.items():
-            counts[state] = counts.get(state, 0) + n
-        k = c.keys
-        target = (
-            f"agent {names.get(k['required_agent'], k['required_agent'])}"
-            if k["required_agent"] is not None
-            else f"pool {k['pool']}"
-            if k["pool"] is not None
-            else "any agent"
-        )
-        out.append(
-            JobCell(
-                target=target,
-                go_version=k["go_version"],
-                cpus=k["cpus"],
-                affinity=k["affinity"],
-                by_status=c.by_status,
-                rate=RateCell.of(dict(k), c.counts),
-            )
-        )
-    return JobView(job=JobRead.of(job, counts), cells=out)
+    cells, counts = job_cells(session, job_id=job_id)
+    return JobView(job=JobRead.of(job, counts), cells=cells)
 
 
 @router.get(

@@ -1,0 +1,302 @@
+"""The dashboard in a real headless Chromium on a farm from `reprofarm up` with real
+runs: every page reached by clicking from `/`, live updates without reloads, the
+hangs of a control job in the right cells, a dump downloaded with its sha256, the
+submit form's dry run, and cancel for a submitter but not for a viewer.
+
+One farm and one browser serve the whole module (starting a farm costs seconds);
+each test opens its own page. Screenshots of every page (1400x900) go to
+test-artifacts/screenshots/ (git ignores it; CI keeps it)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.farm import free_port, wait_for
+
+BIN = Path(sys.executable).parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(
+    os.environ.get(
+        "REPROFARM_SCREENSHOTS",
+        Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots",
+    )
+)
+CONTROL_JOB = {
+    "scenario": "control-deadlock",
+    "cpus": [1, 2],
+    "repeats": 1,
+    "duration_s": 5,
+    "stall_timeout_s": 2,
+    "process_dumps": 0,
+}
+
+
+class Farm:
+    def __init__(self, url: str, viewer: str, submitter: str, admin: str) -> None:
+        self.url, self.viewer, self.submitter, self.admin = url, viewer, submitter, admin
+
+    def call(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(
+            method,
+            self.url + path,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            **kwargs,
+        )
+
+    def link(self, token: str) -> str:
+        return f"{self.url}/#token={token}"
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+    root = tmp_path_factory.mktemp("dashboard")
+    port = free_port()
+    data = root / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPROFARM_")}
+    process = subprocess.Popen(
+        [str(BIN / "reprofarm"), "up", "--port", str(port), "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+        start_new_session=True,
+        cwd=root,
+    )
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    assert "reprofarm is up" in banner, banner + (process.stdout.read() if process.poll() else "")
+    url = f"http://127.0.0.1:{port}"
+    viewer = banner.split("#token=", 1)[1].split()[0]
+    admin = (data / "admin-token").read_text().strip()
+    made = httpx.post(
+        f"{url}/api/v1/tokens",
+        headers={"Authorization": f"Bearer {admin}"},
+        json={"name": "qa", "role": "submitter"},
+    )
+    assert made.status_code == 201, made.text
+    yield Farm(url, viewer, made.json()["token"], admin)
+    os.killpg(process.pid, signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    for log in sorted((data / "logs").glob("*.log")):
+        print(f"===== {log.name}\n{log.read_text(errors='replace')[-2000:]}")
+    assert "stopped" in rest
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def control_job(farm: Farm, browser: Any) -> Iterator[dict[str, Any]]:
+    """The overview is open before the job exists; the job is submitted and the
+    page must show it, and its hangs, without a reload."""
+    page = _open(browser, farm.link(farm.viewer))
+    page.wait_for_selector("#jobs")
+    page.evaluate("window.__notReloaded = true")
+    r = farm.call("POST", "/api/v1/jobs", farm.submitter, json=CONTROL_JOB)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    yield {"job": job, "overview": page}
+    page.close()
+
+
+def _open(browser: Any, url: str) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.js_errors = errors
+    page.goto(url)
+    return page
+
+
+def _shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    assert not [e for e in page.js_errors if "401" not in e], page.js_errors
+
+
+def _nav(page: Any, name: str) -> None:
+    page.click(f"header nav a[data-nav='{name}']")
+
+
+def test_a_control_job_appears_live_and_its_hangs_turn_its_cells_red(farm, control_job):
+    page, job_id = control_job["overview"], control_job["job"]["id"]
+    page.wait_for_selector(f"#jobs a[href='#/jobs/{job_id}']", timeout=30_000)
+    # Both cells of this machine's row: 1 and 2 CPUs, one hung run each.
+    for cpus in (1, 2):
+        page.wait_for_selector(
+            f"#rates td.cell[data-col='{cpus}'][data-k='1'][data-n='1']", timeout=120_000
+        )
+    assert page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+    cell = page.locator("#rates td.cell[data-col='1']").first
+    assert "hot" in (cell.get_attribute("class") or "")
+    red, green, blue = _rgb(cell.evaluate("td => getComputedStyle(td).backgroundColor"))
+    assert min(red - green, red - blue) > 60, f"a cell with hangs is red, got {red, green, blue}"
+    text = cell.inner_text()
+    assert "1/1" in text
+    assert "100.0%" in text
+    assert "20.7% to 100.0%" in text, f"the Wilson interval of 1/1 is on the page as text: {text}"
+    body = page.inner_text("main")
+    assert "Go versions compared" in body
+    _shot(page, "overview")
+
+
+def _rgb(css: str) -> tuple[int, int, int]:
+    parts = css[css.index("(") + 1 : css.index(")")].split(",")
+    r, g, b = (int(float(x)) for x in parts[:3])
+    return r, g, b
+
+
+def test_every_rate_on_the_overview_shows_k_of_n_and_its_interval(farm, control_job):
+    page = control_job["overview"]
+    page.wait_for_selector("#rates td.cell[data-k]")
+    for cell in page.locator("#rates td.cell[data-k]").all():
+        k, n = cell.get_attribute("data-k"), cell.get_attribute("data-n")
+        text = cell.inner_text()
+        assert f"{k}/{n}" in text, text
+        assert " to " in text, f"no interval in {text!r}"
+    page.select_option("#f-mode", "per_million")
+    page.wait_for_selector("#rates td.cell .rate:has-text('/M it.')")
+    assert "1/1" in page.inner_text("#rates")
+
+
+def test_the_job_page_shows_its_matrix_and_runs_and_sorts_them(farm, control_job, browser):
+    job_id = control_job["job"]["id"]
+    page = _open(browser, farm.link(farm.viewer))
+    page.click(f"#jobs a[href='#/jobs/{job_id}']")
+    page.wait_for_selector("#cells tbody tr[data-cpus='2'] td.cell[data-k='1']", timeout=120_000)
+    assert page.locator("#cells tbody tr").count() == 2
+    page.wait_for_selector("#runs tbody tr >> text=hung")
+    assert page.locator("#runs tbody tr").count() == 2
+    page.click("#runs th button:has-text('Run')")  # sort by id, descending
+    page.wait_for_selector("#runs th[aria-sort='descending']")
+    first_column = page.locator("#runs tbody tr td:first-child").all_inner_texts()
+    ids = [int(t.strip("#")) for t in first_column]
+    assert ids == sorted(ids, reverse=True)
+    page.select_option("#f-status", "passed")
+    page.wait_for_selector("#runs td.empty")
+    page.select_option("#f-status", "hung")
+    page.wait_for_selector("#runs tbody tr a")
+    assert page.locator("#cancel-job").count() == 0, "a viewer sees no cancel button"
+    assert page.locator("#nav-submit").is_hidden(), "a viewer sees no submit page"
+    _shot(page, "job")
+    page.close()
+
+
+def test_the_run_page_downloads_a_dump_whose_sha256_matches(farm, control_job, browser):
+    job_id = control_job["job"]["id"]
+    page = _open(browser, farm.link(farm.viewer))
+    page.click(f"#jobs a[href='#/jobs/{job_id}']")
+    page.click("#runs tbody tr:first-child td:first-child a")
+    page.wait_for_selector("#artifacts button.download")
+    assert page.inner_text("#cpu-set").startswith("[")
+    timeline = page.inner_text("#timeline")
+    for step in ("leased", "started", "stalled", "goroutine dump", "finished"):
+        assert step in timeline, timeline
+    assert "stall" in page.inner_text("#events")
+    dump = page.locator("#artifacts button.download").first
+    for button in page.locator("#artifacts button.download").all():
+        row = button.locator("xpath=ancestor::tr").inner_text()
+        if "core" in row or "goroutines" in row:
+            dump = button
+            break
+    expected = dump.get_attribute("data-sha256")
+    with page.expect_download() as info:
+        dump.click()
+    path = info.value.path()
+    assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == expected
+    page.wait_for_selector(".status-line:has-text('sha256 matches')")
+    page.wait_for_selector(".analysis", timeout=60_000)  # the worker analysed the dump
+    _shot(page, "run")
+    page.close()
+
+
+def test_signatures_agents_and_hardware_pages_are_reached_by_clicking(farm, control_job, browser):
+    page = _open(browser, farm.link(farm.viewer))
+    _nav(page, "signatures")
+    page.wait_for_selector("#signatures tbody tr >> text=control-deadlock", timeout=60_000)
+    _shot(page, "signatures")
+    _nav(page, "agents")
+    page.wait_for_selector("#agents tbody tr >> text=local-")
+    assert "online" in page.inner_text("#agent-summary")
+    _shot(page, "agents")
+    page.click("#agents tbody tr td:nth-child(4) a")
+    page.wait_for_selector("#hardware-agents tbody tr >> text=local-")
+    page.wait_for_selector("#hardware-rates td.cell[data-k]")
+    _shot(page, "hardware")
+    page.close()
+
+
+def test_the_submit_form_previews_skipped_cells_and_submits(farm, browser):
+    page = _open(browser, farm.link(farm.submitter))
+    _nav(page, "submit")
+    page.select_option("#s-scenario", "control-deadlock")
+    page.fill("#s-cpus", "1,64")
+    page.fill("#s-duration_s", "3")
+    page.fill("#s-wait_for_agents_s", "")
+    page.click("#dry-run")
+    page.wait_for_selector("#preview-skipped")
+    assert "asked for 64 CPUs" in page.inner_text("#preview-skipped")
+    assert page.locator("#preview-cells tbody tr").count() == 1
+    _shot(page, "submit")
+    page.click("#submit-job")
+    page.wait_for_selector("#cells")
+    assert "#/jobs/" in page.url
+    page.close()
+
+
+def test_cancel_works_for_a_submitter_and_is_absent_for_a_viewer(farm, browser):
+    long_job = {**CONTROL_JOB, "cpus": [1], "repeats": 5, "duration_s": 60, "control_chance": 0}
+    r = farm.call("POST", "/api/v1/jobs", farm.submitter, json=long_job)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    viewer = _open(browser, f"{farm.link(farm.viewer)}")
+    viewer.goto(f"{farm.url}/#/jobs/{job_id}")
+    viewer.wait_for_selector("#cells")
+    assert viewer.locator("#cancel-job").count() == 0
+    refused = farm.call("POST", f"/api/v1/jobs/{job_id}/cancel", farm.viewer)
+    assert refused.status_code == 403, refused.text
+    submitter = _open(browser, farm.link(farm.submitter))
+    submitter.goto(f"{farm.url}/#/jobs/{job_id}")
+    submitter.click("#cancel-job")
+    submitter.click("#cancel-confirm")
+    submitter.wait_for_selector("h2 .badge:has-text('cancelled')")
+    # The viewer's page learns it live.
+    viewer.wait_for_selector("h2 .badge:has-text('cancelled')", timeout=30_000)
+    wait_for(
+        "the cancelled job's running run to stop",
+        lambda: (
+            farm.call("GET", f"/api/v1/jobs/{job_id}", farm.admin).json()["runs"]["leased"] == 0
+        ),
+        timeout=60,
+    )
+    viewer.close()
+    submitter.close()
