@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.chromium import launch
 from tests.e2e.farm import free_port, wait_for
 
 BIN = Path(sys.executable).parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(
     os.environ.get(
         "REPROFARM_SCREENSHOTS",
@@ -99,16 +98,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        b = launch(p)
         yield b
         b.close()
 

@@ -3,7 +3,6 @@ contract against it, and the dashboard in a real headless Chromium."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.chromium import launch
 from tests.e2e.farm import free_port
 
 BIN = Path(sys.executable).parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -142,16 +141,7 @@ def test_dashboard_shows_rates_and_jobs_in_chromium(up):
     machine = json.loads(probe.stdout)
     link = up["banner"].split("dashboard ", 1)[1].split()[0]
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = launch(p)
         page = browser.new_page()
         page.goto(link)
         page.wait_for_selector("#rates tbody tr", timeout=60_000)
