@@ -1,0 +1,399 @@
+"""Load from many simulated agents on a farm of real processes: N api processes,
+a Celery worker and beat, on a scratch Postgres database and a private Redis.
+
+    uv run python bench/agents_load.py --agents 200 --seconds 60
+    uv run python bench/agents_load.py --agents 10000 --seconds 300 --api-processes 2
+    uv run python bench/agents_load.py --ingest --agents 32 --seconds 60
+
+Agents (one asyncio process, one connection each, spread round-robin over the
+api processes, registrations ramped over --ramp-s) do what real agents do:
+register with their own machine secret and one of --hardware-configs hardware
+configurations, long-poll for leases, fetch the build once, heartbeat while a
+run lasts, upload a goroutine dump, post the result. A submitter keeps about
+--running-fraction of them busy; dashboards read stats, jobs and agents.
+Builds are recorded without Go, so no job ever compiles.
+
+--ingest measures result ingestion instead: the agents register, then each
+leases and posts the result at once, as fast as the api answers, for --seconds,
+while about --ingest-backlog ready runs wait (jobs of half that many runs are
+added straight into the database as they are taken: the lease query's cost
+grows with the ready runs, see docs/operations.md).
+
+The last line is one JSON object; docs/operations.md ("Load: simulated agents")
+defines its fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from load_agent import TLS, Load, SimAgent
+from load_farm import POOL, LoadFarm, running_farm
+from load_metrics import ProcSampler, Recorder
+from load_report import report
+from reprofarm_protocol.hardware import HardwareInfo
+from reprofarm_protocol.jobs import AgentRegister
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.factories import hardware, machine_secret
+from tests.fixtures import PG_ADMIN
+
+REPO = Path(__file__).resolve().parent.parent
+
+ARTIFACT = (
+    REPO / "analyzer/tests/corpus/goroutines/hangtest-pipe-close-race-sigquit-go1.27-linux.txt"
+)
+SCENARIO = "pipe-close-race"
+_MODELS = {
+    "arm64": [
+        "Snapdragon X Elite X1E-78-100",
+        "Snapdragon X Plus X1P-42-100",
+        "Snapdragon 8cx Gen 3",
+        "Microsoft SQ3",
+        "Ampere Altra Q80-30",
+        "Apple M2 (virtual)",
+        "Azure Cobalt 100",
+    ],
+    "amd64": [
+        "Intel Core i7-13700",
+        "Intel Xeon Gold 6338",
+        "AMD Ryzen 9 7950X",
+        "AMD EPYC 7763",
+        "Intel Core Ultra 7 155H",
+        "Intel Xeon E5-2690 v4",
+        "AMD Ryzen 7 5800U",
+    ],
+}
+_CPUS = [2, 4, 6, 8, 12, 16, 24, 32]
+_HYPERVISORS = ["none", "hyperv", "vmware"]
+TARGETS = ["windows/amd64", "windows/arm64"]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agents", type=int, default=200, help="simulated agents")
+    p.add_argument("--seconds", type=float, default=60, help="length of the load (after start-up)")
+    p.add_argument("--api-processes", type=int, default=2, help="`reprofarm api` processes")
+    p.add_argument("--running-fraction", type=float, default=0.1, help="agents kept busy")
+    p.add_argument("--heartbeat-s", type=float, default=15, help="heartbeat period; lease = 4x")
+    p.add_argument("--run-s", default="30,90", help="simulated run length: MIN,MAX seconds")
+    p.add_argument("--wait-s", type=float, default=20, help="lease long-poll wait")
+    p.add_argument(
+        "--ramp-s", type=float, help="spread registrations over this (default N/10, <= S/2)"
+    )
+    p.add_argument("--hardware-configs", type=int, default=300, help="distinct hardware (<=336)")
+    p.add_argument("--hang-fraction", type=float, default=0.05, help="results that are hangs")
+    p.add_argument("--submit-every", type=float, default=5, help="submitter period, seconds")
+    p.add_argument("--dashboards", type=int, default=2, help="dashboards reading in a loop")
+    p.add_argument("--dashboard-every", type=float, default=5, help="their refresh period")
+    p.add_argument("--ingest", action="store_true", help="lease and report as fast as possible")
+    p.add_argument(
+        "--ingest-backlog", type=int, default=2000, help="ingest: ready runs kept waiting"
+    )
+    p.add_argument("--keep-logs", type=Path, help="copy the farm's process logs here")
+    args = p.parse_args()
+    lo, hi = (float(x) for x in args.run_s.split(","))
+    args.run_range = (lo, hi)
+    if args.ramp_s is None:
+        # 10 registrations/s: faster ones (25/s) stalled the api on this 2-core
+        # machine (docs/operations.md, "Load: simulated agents").
+        args.ramp_s = min(args.agents / 10, args.seconds / 2)
+    return args
+
+
+def code_fingerprint() -> str:
+    """A hash of the controller's sources (api, db, worker) as they are on disk
+    now, to tell which code a set of figures measured (no git needed)."""
+    digest = hashlib.sha256()
+    for package in ("api/reprofarm_api", "db/reprofarm_db", "worker/reprofarm_worker"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def raise_fd_limit(agents: int) -> int:
+    """Each agent holds a socket here and one in an api process (children
+    inherit the limit): raise the soft limit to the hard one."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if agents + 500 > hard:
+        sys.exit(f"{agents} agents need ~{agents + 500} file descriptors; the hard limit is {hard}")
+    return hard
+
+
+def hardware_for(config: int) -> HardwareInfo:
+    """One of 336 distinct configurations (arch x hypervisor x CPUs x model)."""
+    arch = ("amd64", "arm64")[config % 2]
+    return hardware(
+        arch=arch,
+        hypervisor=_HYPERVISORS[(config // 2) % 3],
+        cpus=_CPUS[(config // 6) % 8],
+        model=_MODELS[arch][(config // 48) % 7],
+    )
+
+
+def register_body(i: int, configs: int) -> dict[str, Any]:
+    name = f"load-{i:05d}"
+    return AgentRegister(
+        name=name,
+        pools=[POOL],
+        hardware=hardware_for(i % configs),
+        agent_version="load",
+        machine_secret=machine_secret(name),
+    ).model_dump(mode="json")
+
+
+async def submitter(load: Load, url: str, admin: str, target: int, every: float) -> None:
+    """Every ``every`` s, submit a job of as many runs as it takes to keep
+    ``target`` agents busy: target - busy - (submitted runs not leased yet)."""
+    submitted = 0
+    async with httpx.AsyncClient(base_url=url, verify=TLS, timeout=120) as client:
+        while not load.over:
+            deficit = target - load.busy - (submitted - load.leased_first_attempts)
+            if deficit > 0 and load.registered:
+                repeats = min(deficit, 10_000)
+                body = {"scenario": SCENARIO, "pools": [POOL], "repeats": repeats, "duration_s": 60}
+                await _timed(load, client, "submit", "POST", "/api/v1/jobs", admin, json=body)
+                submitted += repeats
+            await asyncio.sleep(every)
+
+
+async def dashboard(load: Load, url: str, viewer: str, every: float) -> None:
+    async with httpx.AsyncClient(base_url=url, verify=TLS, timeout=120) as client:
+        while not load.over:
+            for endpoint, path in (
+                ("stats", "/api/v1/stats?group_by=hardware"),
+                ("jobs", "/api/v1/jobs"),
+                ("agents", "/api/v1/agents"),
+            ):
+                await _timed(load, client, endpoint, "GET", path, viewer)
+            await asyncio.sleep(every)
+
+
+async def _timed(
+    load: Load,
+    client: httpx.AsyncClient,
+    endpoint: str,
+    method: str,
+    path: str,
+    token: str,
+    **kw: Any,
+) -> None:
+    start = time.perf_counter()
+    try:
+        r = await client.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
+    except httpx.HTTPError as exc:
+        ms = (time.perf_counter() - start) * 1000
+        load.rec.failed(endpoint, type(exc).__name__, ms, repr(exc.__context__ or exc))
+        return
+    ms = (time.perf_counter() - start) * 1000
+    if r.status_code >= 300:
+        load.rec.failed(endpoint, str(r.status_code), ms, r.text)
+    else:
+        load.rec.ok(endpoint, ms)
+
+
+async def top_up(load: Load, lf: LoadFarm, backlog: int) -> None:
+    """Ingest: add a job of backlog/2 ready runs whenever fewer than backlog/2 of
+    those seeded are still waiting (seeded minus leased, as the agents count)."""
+    seeded = 2 * (backlog // 2)
+    while True:
+        await asyncio.sleep(0.1)
+        if seeded - load.leased_first_attempts < backlog // 2:
+            await asyncio.to_thread(lf.seed_ready_runs, backlog // 2, scenario=SCENARIO)
+            seeded += backlog // 2
+
+
+async def sample_every(sampler: ProcSampler, period: float) -> None:
+    while True:
+        await asyncio.to_thread(sampler.sample)
+        await asyncio.sleep(period)
+
+
+async def loop_lag(lags: list[float]) -> None:
+    """How late the generator's event loop wakes a 100 ms sleep: if it is late,
+    the latencies it measures are partly its own."""
+    while True:
+        start = time.perf_counter()
+        await asyncio.sleep(0.1)
+        lags.append((time.perf_counter() - start - 0.1) * 1000)
+
+
+async def progress(load: Load, started: float, total: int) -> None:
+    while True:
+        await asyncio.sleep(10)
+        errors = sum(load.rec.errors.values())
+        print(
+            f"t={time.monotonic() - started:.0f}s registered {load.registered}/{total} "
+            f"busy {load.busy} results {load.results} requests {load.rec.requests} "
+            f"errors {errors}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
+    """Start the agents (and the submitter and dashboards, or the ingest top-up),
+    wait out the window, stop everything, and report."""
+    artifact = ARTIFACT.read_bytes()
+    load = Load(
+        rec=Recorder(),
+        wait_s=args.wait_s,
+        heartbeat_s=args.heartbeat_s,
+        lease_s=4 * args.heartbeat_s,
+        run_s=args.run_range,
+        hang_fraction=args.hang_fraction,
+        artifact=artifact,
+        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
+        ingest=args.ingest,
+    )
+    sampler = ProcSampler(pids=lf.pids(), database=lf.database, admin_url=PG_ADMIN)
+    lags: list[float] = []
+    started = time.monotonic()
+    background = [
+        asyncio.create_task(sample_every(sampler, 1.0)),
+        asyncio.create_task(progress(load, started, args.agents)),
+        asyncio.create_task(loop_lag(lags)),
+    ]
+    if not args.ingest:
+        load.deadline = started + args.seconds
+        load.go.set()
+    tasks = [
+        asyncio.create_task(
+            SimAgent(
+                name=f"load-{i:05d}",
+                url=lf.api_urls[i % len(lf.api_urls)],
+                enrollment=lf.farm.enroll,
+                register_body=register_body(i, args.hardware_configs),
+                load=load,
+            ).life(args.ramp_s * i / args.agents)
+        )
+        for i in range(args.agents)
+    ]
+    cpu0, window_start, requests0 = os.times(), started, 0
+    if args.ingest:
+        await _ingest_start(args, lf, load, background)
+        await asyncio.to_thread(sampler.restart)  # the window's CPU starts here
+        cpu0, window_start, requests0 = os.times(), time.monotonic(), load.rec.requests
+        load.deadline = window_start + args.seconds
+        load.go.set()
+    else:
+        target = max(1, round(args.running_fraction * args.agents))
+        background.append(
+            asyncio.create_task(
+                submitter(load, lf.api_urls[0], lf.farm.admin, target, args.submit_every)
+            )
+        )
+        for d in range(args.dashboards):
+            url = lf.api_urls[d % len(lf.api_urls)]
+            background.append(
+                asyncio.create_task(dashboard(load, url, lf.viewer, args.dashboard_every))
+            )
+    while not load.over and not (args.ingest and all(t.done() for t in tasks)):
+        await asyncio.sleep(0.2)
+    window_end = min(time.monotonic(), load.exhausted_at or float("inf"))
+    cpu1 = os.times()
+    for t in tasks + background:
+        t.cancel()
+    await asyncio.gather(*tasks, *background, return_exceptions=True)
+    await asyncio.to_thread(sampler.sample)
+    try:
+        lost: dict[str, int] | None = await asyncio.to_thread(_finish_leases, lf.database_url, load)
+    except psycopg.OperationalError as exc:  # a shared Postgres restarted under us
+        print(f"no lease-run latencies nor lost leases: {exc}", file=sys.stderr)
+        lost = None
+    sampler.close()
+    return report(
+        args,
+        load,
+        sampler,
+        lost=lost,
+        window_s=window_end - window_start,
+        requests=load.rec.requests - requests0,
+        generator_cpu=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+        lags=sorted(lags),
+    )
+
+
+async def _ingest_start(
+    args: argparse.Namespace, lf: LoadFarm, load: Load, background: list[asyncio.Task[None]]
+) -> None:
+    """Wait for the registrations (at most ramp + 120 s: an api that cannot
+    register them all is measured with those it did), then seed the backlog."""
+    give_up = time.monotonic() + args.ramp_s + 120
+    while load.registered < args.agents and time.monotonic() < give_up:
+        await asyncio.sleep(0.2)
+    if load.registered < args.agents:
+        print(f"only {load.registered}/{args.agents} agents registered", file=sys.stderr)
+    for _ in range(2):
+        await asyncio.to_thread(lf.seed_ready_runs, args.ingest_backlog // 2, scenario=SCENARIO)
+    background.append(asyncio.create_task(top_up(load, lf, args.ingest_backlog)))
+
+
+def _finish_leases(database_url: str, load: Load) -> dict[str, int]:
+    """From the database, at the end: when each leased run became ready (for the
+    lease-run latency) and which runs were lost (their lease expired)."""
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        ready: dict[int, float] = dict(
+            conn.execute(
+                "SELECT id, extract(epoch FROM ready_at)::float8 FROM runs WHERE id = ANY(%s)",
+                ([seen.run_id for seen in load.leases],),
+            ).fetchall()
+        )
+        lost = [r for (r,) in conn.execute("SELECT id FROM runs WHERE status = 'lost'")]
+    for seen in load.leases:
+        became = ready.get(seen.run_id)
+        if became is None:
+            continue
+        asked = max(seen.sent, became)
+        load.rec.latencies["lease-run"].append((seen.received - asked) * 1000)
+        load.rec.latencies["ready-claim"].append(max(0.0, seen.claimed - asked) * 1000)
+        load.rec.latencies["claim-reply"].append((seen.received - seen.claimed) * 1000)
+    abandoned = sum(1 for r in lost if r in load.abandoned)
+    return {"lost": len(lost), "given_up": abandoned, "unexpected": len(lost) - abandoned}
+
+
+def main() -> None:
+    args = parse_args()
+    args.code = code_fingerprint()  # before the api processes start
+    raise_fd_limit(args.agents)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        t = time.monotonic()
+        try:
+            with running_farm(
+                root,
+                api_processes=args.api_processes,
+                lease_s=4 * args.heartbeat_s,
+                targets=TARGETS,
+                max_runs_per_job=10_000,
+            ) as lf:
+                pids = ", ".join(f"{n} {p}" for n, p in lf.pids().items())
+                print(
+                    f"farm up in {time.monotonic() - t:.0f}s ({pids}); database {lf.database}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                summary = asyncio.run(drive(args, lf))
+        finally:
+            if args.keep_logs:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                for log in root.glob("*.log"):
+                    (args.keep_logs / log.name).write_bytes(log.read_bytes())
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
