@@ -1,0 +1,158 @@
+"""The report agents_load.py prints: the latency table, throughput, errors,
+lost leases, the processes' CPU and memory, and the closing JSON line (its
+fields are defined in docs/operations.md, "Load: simulated agents")."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from load_agent import Load
+from load_metrics import ProcSampler, percentile
+
+ENDPOINTS = [
+    "register",
+    "lease-run",
+    "lease-rtt",
+    "lease-204",
+    "lease",
+    "heartbeat",
+    "binary",
+    "upload",
+    "result",
+    "submit",
+    "stats",
+    "jobs",
+    "agents",
+]
+
+
+def report(
+    args: argparse.Namespace,
+    load: Load,
+    sampler: ProcSampler,
+    *,
+    lost: dict[str, int] | None,
+    window_s: float,
+    requests: int,
+    generator_cpu: float,
+    lags: list[float],
+) -> dict[str, Any]:
+    """Print the report; return the summary (the JSON line)."""
+    _print_requests(args, load, lost=lost, window_s=window_s, requests=requests)
+    others = _print_processes(sampler, window_s=window_s, generator_cpu=generator_cpu, lags=lags)
+    rec = load.rec
+    # The headline: what an agent waits for, failures included (with the time
+    # they took to fail): heartbeats, and lease replies that were not an empty
+    # long-poll (a run, from when it was ready; or a failure, from the request).
+    headline = {
+        "heartbeat": rec.latencies.get("heartbeat", []) + rec.failed_ms.get("heartbeat", []),
+        "lease": rec.latencies.get("lease-run", []) + rec.failed_ms.get("lease", []),
+    }
+    p99 = {k: _nan0(percentile(sorted(v), 99)) for k, v in headline.items()}
+    worst = max(p99, key=lambda k: p99[k])
+    api_names = [n for n in sampler.pids if n.startswith("api-")]
+    cores = os.cpu_count() or 1
+    return {
+        "mode": "ingest" if args.ingest else "agents",
+        "code": args.code,
+        "agents": args.agents,
+        "registered": load.registered,
+        "api_processes": args.api_processes,
+        "seconds": round(window_s, 1),
+        "p99_ms": round(p99[worst], 1),
+        "p99_endpoint": worst,
+        "p99_ms_by_endpoint": {
+            k: round(percentile(sorted(v), 99), 1) for k, v in rec.latencies.items() if v
+        },
+        "errors": sum(rec.errors.values()),
+        "requests": requests,
+        "requests_per_s": round(requests / window_s, 1),
+        "results": load.results,
+        "results_per_s": round(load.results / window_s, 1),
+        "leases_lost": lost["unexpected"] if lost else None,
+        "api_cpu_s": [round(sampler.cpu_s(n), 1) for n in api_names],
+        "api_rss_max_mb": [round(sampler.rss_mb(n)) for n in api_names],
+        "postgres_cpu_s": round(sampler.postgres_cpu_s, 1),
+        "pg_backends_max": sampler.backends_max,
+        "generator_cpu_share": round(generator_cpu / window_s / cores, 3),
+        "generator_lag_p99_ms": round(percentile(lags, 99), 1),
+        "machine_busy": round(sampler.machine_busy, 3),
+        "others_cpu_share": round(others / window_s / cores, 3),
+    }
+
+
+def _print_requests(
+    args: argparse.Namespace,
+    load: Load,
+    *,
+    lost: dict[str, int] | None,
+    window_s: float,
+    requests: int,
+) -> None:
+    rec = load.rec
+    print(
+        f"\n{'ingest' if args.ingest else 'agents'}: {args.agents} agents ({load.registered} "
+        f"registered) on {args.api_processes} api processes for {window_s:.0f}s; heartbeat "
+        f"{args.heartbeat_s:g}s (lease {load.lease_s:g}s), long-poll {args.wait_s:g}s"
+        + ("" if args.ingest else f", runs {args.run_s}s, ~{args.running_fraction:.0%} busy")
+    )
+    print("\n".join(rec.table(ENDPOINTS)))
+    split = ", ".join(
+        f"{k} p50 {rec.p(k, 50):.0f} / p99 {rec.p(k, 99):.0f} ms"
+        for k in ("ready-claim", "claim-reply")
+    )
+    print(f"lease-run split: {split}")
+    print(
+        f"throughput: {requests / window_s:.0f} requests/s, {load.results / window_s:.1f} "
+        f"results/s ({load.results} results, {len(load.leases)} leases)"
+    )
+    failures = ", ".join(f"{e} {s}: {n}" for (e, s), n in sorted(rec.errors.items()))
+    print(f"errors: {sum(rec.errors.values())}" + (f" ({failures})" if failures else ""))
+    for (endpoint, what), example in sorted(rec.examples.items()):
+        print(f"  first {endpoint} {what}: {example}")
+    print(
+        (
+            f"leases lost: {lost['unexpected']} while their agent was heartbeating, "
+            f"{lost['given_up']} after it gave up its result"
+            if lost
+            else "leases lost: unknown (the database was unreachable at the end)"
+        )
+        + f"; heartbeats answered lease_valid=false: {load.lease_invalid}; "
+        f"results not counted: {load.uncounted_results}"
+    )
+
+
+def _print_processes(
+    sampler: ProcSampler, *, window_s: float, generator_cpu: float, lags: list[float]
+) -> float:
+    """Print CPU and memory per process; return the CPU seconds other processes
+    of the machine used meanwhile (it is shared)."""
+    for name in [*(n for n in sampler.pids if n.startswith("api-")), "worker", "beat"]:
+        cpu = sampler.cpu_s(name)
+        print(
+            f"{name}: {cpu:.1f} CPU s ({cpu / window_s:.0%} of a core), "
+            f"max RSS {sampler.rss_mb(name):.0f} MB"
+        )
+    print(
+        f"postgres: {sampler.postgres_cpu_s:.1f} CPU s in this database's backends; backends max "
+        f"{sampler.backends_max} here, {sampler.server_backends_max} on the server "
+        f"(max_connections {sampler.max_connections})"
+        + (f"; {sampler.missed_counts} samples without a count" if sampler.missed_counts else "")
+    )
+    cores = os.cpu_count() or 1
+    ours = sum(sampler.cpu_s(n) for n in sampler.pids) + sampler.postgres_cpu_s + generator_cpu
+    others = max(0.0, sampler.machine_busy_s - ours)
+    print(
+        f"generator: {generator_cpu:.1f} CPU s = {generator_cpu / window_s / cores:.0%} of the "
+        f"machine ({cores} cores); machine busy {sampler.machine_busy:.0%}, of which "
+        f"{others:.0f} CPU s ({others / window_s / cores:.0%}) by processes outside this "
+        f"benchmark; event-loop lag p99 {percentile(lags, 99):.0f} ms, "
+        f"max {percentile(lags, 100):.0f} ms"
+    )
+    return others
+
+
+def _nan0(x: float) -> float:
+    return 0.0 if x != x else x
