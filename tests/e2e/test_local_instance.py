@@ -78,7 +78,15 @@ def test_up_then_submit_and_stats_contract(up):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["status"] == "done"
-    assert set(report["runs"]) == {"passed", "hung", "failed", "error", "lost", "cancelled"}
+    assert set(report["runs"]) == {
+        "passed",
+        "hung",
+        "failed",
+        "error",
+        "lost",
+        "cancelled",
+        "expired",
+    }
     assert report["runs"]["hung"] == 4
     stats = cli(up, "stats", "--json", "--group-by", "hardware,cpus,affinity,go_version,scenario")
     assert stats.returncode == 0, stats.stderr
