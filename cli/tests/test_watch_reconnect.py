@@ -134,7 +134,7 @@ def test_watch_gives_up_after_its_reconnect_timeout_with_exit_code_3(controller,
         wait_for("watch to poll", lambda: proxy.accepted >= 1, timeout=60, every=0.1)
         controller.kill()
         started = time.monotonic()
-        out, _ = follower.communicate(timeout=60)
+        out, _ = follower.communicate(timeout=180)  # a request in flight may wait out its own
         waited = time.monotonic() - started
     err = stderr.read_text()
     assert follower.returncode == 3, err

@@ -98,7 +98,7 @@ def test_a_killed_agent_loses_its_run_which_reruns_elsewhere_counted_once(farm):
 
 
 # Leases outlast the api restart (a few seconds), as the default 60 s ones do.
-@pytest.mark.parametrize("farm", [{"lease_s": 30.0}], indirect=True)
+@pytest.mark.parametrize("farm", [{"lease_s": 60.0}], indirect=True)
 def test_redis_and_api_restarts_during_a_job_lose_nothing(farm):
     farm.start_agent("steady", ["lab"])
     wait_for("agent", lambda: len(farm.call("GET", "/api/v1/agents")) == 1, timeout=60)
