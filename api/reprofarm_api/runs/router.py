@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from reprofarm_db.errors import NotFound
 from reprofarm_db.models import Artifact, Run
 from reprofarm_protocol.jobs import RunState
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from reprofarm_api.deps import JobId, RunId, SessionDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED, errors
@@ -96,6 +98,11 @@ class RunRead(BaseModel):
         )
 
 
+def runs_read(session: Session, runs: Iterable[Run]) -> list[RunRead]:
+    """Runs as the api shows them, each with its artifacts."""
+    return [RunRead.of(r, artifacts_.for_run(session, run_id=r.id)) for r in runs]
+
+
 @router.get(
     "/jobs/{job_id}/runs",
     response_model=list[RunRead],
@@ -112,7 +119,7 @@ def job_runs(
     query = select(Run).where(Run.job_id == job_id).order_by(Run.id)
     if status is not None:
         query = query.where(Run.status == status)
-    return [RunRead.of(r, artifacts_.for_run(session, run_id=r.id)) for r in session.scalars(query)]
+    return runs_read(session, session.scalars(query))
 
 
 @router.get(

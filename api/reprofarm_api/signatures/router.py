@@ -18,7 +18,7 @@ from reprofarm_protocol.limits import INT64_MAX
 
 from reprofarm_api.deps import ArtifactId, SessionDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED, errors, json_errors
-from reprofarm_api.runs.router import RunRead
+from reprofarm_api.runs.router import RunRead, runs_read
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"], responses=AUTHENTICATED)
 
@@ -126,4 +126,4 @@ def signature_runs(
     runs = analyses.runs_of_signature(session, key=key, limit=limit, offset=offset)
     if not runs and offset == 0:
         raise NotFound(f"no run has signature {key}")
-    return [RunRead.of(r, artifacts_.for_run(session, run_id=r.id)) for r in runs]
+    return runs_read(session, runs)
