@@ -26,7 +26,7 @@ from reprofarm_protocol.jobs import RunState
 from reprofarm_protocol.rates import wilson_interval
 from scipy.special import chdtrc  # type: ignore[import-untyped]
 from scipy.stats import fisher_exact  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, and_, case, func, select, true
+from sqlalchemy import ColumnElement, Float, Subquery, and_, case, cast, func, select, true
 from sqlalchemy.orm import Session
 
 from reprofarm_db.analyses import signature_key
@@ -74,10 +74,55 @@ class Counts:
 
 
 @dataclass
+class Spread:
+    """A group's per-agent (hangs, runs), reduced to the sums the test of "these
+    agents share one hit rate" needs, so that the database can fold thousands of
+    per-agent rows into one row per group.
+
+    For agents with n_i > 0 runs and h_i hangs (H and N the totals, M = N - H),
+    Pearson's statistic on the agents x (hang, no hang) table is
+    X^2 = N^2 / (H M) * (sum h_i^2 / n_i - H^2 / N). With two agents every cell is
+    off its expectation by the same d, and d^2 = (sum h_i^2/n_i - H^2/N) / sum 1/n_i,
+    which is what Yates' correction needs."""
+
+    agents: int = 0
+    hangs_sq_per_run: float = 0.0  # sum of h_i^2 / n_i
+    inverse_runs: float = 0.0  # sum of 1 / n_i
+
+    def add(self, hangs: int, runs: int) -> None:
+        if runs > 0:
+            self.agents += 1
+            self.hangs_sq_per_run += hangs * hangs / runs
+            self.inverse_runs += 1 / runs
+
+    @classmethod
+    def of(cls, per_agent: Sequence[tuple[int, int]]) -> Spread:
+        spread = cls()
+        for hangs, runs in per_agent:
+            spread.add(hangs, runs)
+        return spread
+
+    def p_value(self, hangs: int, runs: int) -> float | None:
+        """p of "these agents share one hit rate"; None when untestable. The same
+        numbers as scipy's ``chi2_contingency`` (Yates for two agents)."""
+        others = runs - hangs
+        if self.agents < 2 or hangs == 0 or others == 0:
+            return None
+        spread = max(0.0, self.hangs_sq_per_run - hangs * hangs / runs)
+        scale = runs * runs / (hangs * others)
+        if self.agents == 2:
+            d = math.sqrt(spread / self.inverse_runs)
+            stat = scale * (d - min(0.5, d)) ** 2 * self.inverse_runs
+        else:
+            stat = scale * spread
+        return float(chdtrc(self.agents - 1, stat))
+
+
+@dataclass
 class GroupRow:
     keys: dict[str, Any]
     counts: Counts
-    per_agent: list[tuple[int, int]] = field(default_factory=list)  # (hangs, runs)
+    spread: Spread = field(default_factory=Spread)
 
     def as_dict(self) -> dict[str, Any]:
         c = self.counts
@@ -97,8 +142,8 @@ class GroupRow:
         out["hangs_per_million_iterations"] = c.hangs / c.iterations * 1e6 if c.iterations else None
         out["hangs_per_run_hour"] = c.hangs / (c.run_seconds / 3600) if c.run_seconds else None
         out["runs_for_95pct"] = runs_for_95pct(rate)
-        p = agents_disagree_p(self.per_agent)
-        out["agents"] = len(self.per_agent)
+        p = self.spread.p_value(c.hangs, c.runs)
+        out["agents"] = self.spread.agents
         out["agents_disagree_p"] = p
         out["agents_disagree"] = p is not None and p < DISAGREE_P
         return out
@@ -113,29 +158,10 @@ def runs_for_95pct(rate: float | None) -> int | None:
 
 
 def agents_disagree_p(per_agent: Sequence[tuple[int, int]]) -> float | None:
-    """p-value of "these agents share one hit rate"; None when untestable.
-
-    Pearson's chi-square test of homogeneity on the agents x (hang, no hang) table,
-    with Yates' correction for two agents: the same numbers as scipy's
-    ``chi2_contingency``, computed directly because a grouping with hundreds of
-    groups called that function hundreds of times (most of a stats request)."""
-    rows = [(h, n - h) for h, n in per_agent if n > 0]
-    hangs = sum(h for h, _ in rows)
-    others = sum(m for _, m in rows)
-    if len(rows) < 2 or hangs == 0 or others == 0:
-        return None
-    total = hangs + others
-    yates = len(rows) == 2
-    stat = 0.0
-    for h, m in rows:
-        n = h + m
-        for observed, column in ((h, hangs), (m, others)):
-            expected = n * column / total
-            diff = abs(observed - expected)
-            if yates:
-                diff = max(0.0, diff - min(0.5, diff))
-            stat += diff * diff / expected
-    return float(chdtrc(len(rows) - 1, stat))
+    """p-value of "these agents share one hit rate" from (hangs, runs) per agent."""
+    hangs = sum(h for h, n in per_agent if n > 0)
+    runs = sum(n for _, n in per_agent if n > 0)
+    return Spread.of(per_agent).p_value(hangs, runs)
 
 
 def fisher_p(a: Counts, b: Counts) -> float:
@@ -231,10 +257,16 @@ _ROLLUP_COLUMNS: dict[str, Any] = {
 _NONE_SENTINEL: dict[str, Any] = {"hardware": 0, "cpus": 0, "pool": "", "agent": 0, "label": ""}
 
 
+def _integer_sum(column: Any) -> Any:
+    """A sum of 64-bit counters as a double: Postgres sums bigints as ``numeric``,
+    which doubled the time of a five-key grouping; a double holds every integer
+    up to 2^53 exactly, far beyond any counter here."""
+    return func.sum(cast(column, Float))
+
+
 def _from_rollups(
     session: Session, *, group_by: Sequence[str], label: str | None, signature: str | None
 ) -> list[GroupRow]:
-    cols = [_ROLLUP_COLUMNS[k].label(k) for k in group_by]
     r = RunRollup
     this_hang: ColumnElement[bool] = true()
     if label is not None:
@@ -242,41 +274,23 @@ def _from_rollups(
     if signature is not None:
         key = signature if signature == PENDING_LABEL else signature_key(signature)
         this_hang = and_(this_hang, r.signature_key == key)
-    hangs = func.sum(case((this_hang, r.hung), else_=0))
-    runs = func.sum(r.passed + r.hung + r.failed)
-    query = select(
-        *cols,
-        r.agent_id,
-        hangs,
-        runs,
-        func.sum(r.failed),
-        func.sum(r.passed),
-        func.sum(r.errors),
-        func.sum(r.lost),
-        func.sum(r.iterations),
-        func.sum(r.run_seconds),
-    ).group_by(*cols, r.agent_id)
-    rows: dict[tuple[Any, ...], GroupRow] = {}
-    for rec in session.execute(query):
-        keys = tuple(rec[: len(cols)])
-        _agent, h, n, failed, passed, errors, lost, iterations, seconds = rec[len(cols) :]
-        row = rows.get(keys)
-        if row is None:
-            row = rows[keys] = GroupRow(
-                keys=dict(zip(group_by, keys, strict=True)), counts=Counts()
-            )
-        c = row.counts
-        c.runs += int(n)
-        c.hangs += int(h)
-        c.failed += int(failed)
-        c.passed += int(passed)
-        c.errors += int(errors)
-        c.lost += int(lost)
-        c.iterations += int(iterations)
-        c.run_seconds += float(seconds)
-        if n:
-            row.per_agent.append((int(h), int(n)))
-    result = [r for r in rows.values() if r.counts.runs or r.counts.errors or r.counts.lost]
+    cols = [_ROLLUP_COLUMNS[k].label(k) for k in group_by]
+    per_agent = (
+        select(
+            *cols,
+            _integer_sum(case((this_hang, r.hung), else_=0)).label("_hangs"),
+            _integer_sum(r.passed + r.hung + r.failed).label("_runs"),
+            _integer_sum(r.failed).label("_failed"),
+            _integer_sum(r.passed).label("_passed"),
+            _integer_sum(r.errors).label("_errors"),
+            _integer_sum(r.lost).label("_lost"),
+            _integer_sum(r.iterations).label("_iterations"),
+            func.sum(r.run_seconds).label("_seconds"),
+        )
+        .group_by(*cols, r.agent_id)
+        .subquery()
+    )
+    result = _groups(session, per_agent, group_by)
     for row in result:
         for k, none in _NONE_SENTINEL.items():
             if row.keys.get(k, None) == none and k in row.keys:
@@ -285,6 +299,48 @@ def _from_rollups(
         _signature_texts(session, result)
     _label_keys(session, result)
     return result
+
+
+def _groups(session: Session, per_agent: Subquery, group_by: Sequence[str]) -> list[GroupRow]:
+    """Fold per-(group, agent) counts into one row per group inside the database,
+    with the sums ``Spread`` needs: Python then sees hundreds of rows, not the
+    tens of thousands a grouping by five keys and agent makes at a million runs."""
+    c = per_agent.c
+    keys = [c[k] for k in group_by]
+    counted = c._runs > 0
+    query = select(
+        *keys,
+        func.sum(c._hangs),
+        func.sum(c._runs),
+        func.sum(c._failed),
+        func.sum(c._passed),
+        func.sum(c._errors),
+        func.sum(c._lost),
+        func.sum(c._iterations),
+        func.sum(c._seconds),
+        func.sum(case((counted, 1), else_=0)),
+        func.sum(case((counted, cast(c._hangs, Float) * c._hangs / c._runs), else_=0.0)),
+        func.sum(case((counted, 1.0 / cast(c._runs, Float)), else_=0.0)),
+    ).group_by(*keys)
+    rows = []
+    for rec in session.execute(query):
+        hangs, runs, failed, passed, errors, lost, iterations, seconds = rec[len(keys) : -3]
+        agents, hangs_sq_per_run, inverse_runs = rec[-3:]
+        counts = Counts(
+            runs=int(runs or 0),
+            hangs=int(hangs or 0),
+            failed=int(failed or 0),
+            passed=int(passed or 0),
+            errors=int(errors or 0),
+            lost=int(lost or 0),
+            iterations=int(iterations or 0),
+            run_seconds=float(seconds or 0.0),
+        )
+        if not (counts.runs or counts.errors or counts.lost):
+            continue
+        spread = Spread(int(agents or 0), float(hangs_sq_per_run or 0), float(inverse_runs or 0))
+        rows.append(GroupRow(dict(zip(group_by, rec[: len(keys)], strict=True)), counts, spread))
+    return rows
 
 
 def _signature_texts(session: Session, rows: list[GroupRow]) -> None:
@@ -315,55 +371,30 @@ def _scan(
     if signature is not None:
         is_hang = and_(is_hang, SIGNATURE == signature)  # noqa: SIM300
 
-    def n(state: RunState) -> Any:
-        condition = is_hang if state == RunState.HUNG else Run.status == state
+    def n(condition: ColumnElement[bool]) -> Any:
         return func.sum(case((condition, 1), else_=0))
 
     counted = Run.status.in_(COUNTED)
     where: list[ColumnElement[bool]] = [Run.status.in_((*COUNTED, RunState.ERROR, RunState.LOST))]
     if job_id is not None:
         where.append(Run.job_id == job_id)
-    query = (
+    per_agent = (
         select(
             *cols,
-            n(RunState.HUNG),
-            n(RunState.FAILED),
-            n(RunState.PASSED),
-            n(RunState.ERROR),
-            n(RunState.LOST),
-            func.sum(case((and_(Run.status == RunState.HUNG, ~is_hang), 1), else_=0)),
-            func.sum(case((counted, Run.iterations), else_=0)),
-            func.sum(case((counted, Run.duration_s), else_=0.0)),
+            n(is_hang).label("_hangs"),
+            n(counted).label("_runs"),
+            n(Run.status == RunState.FAILED).label("_failed"),
+            n(Run.status == RunState.PASSED).label("_passed"),
+            n(Run.status == RunState.ERROR).label("_errors"),
+            n(Run.status == RunState.LOST).label("_lost"),
+            _integer_sum(case((counted, Run.iterations), else_=0)).label("_iterations"),
+            func.sum(case((counted, Run.duration_s), else_=0.0)).label("_seconds"),
         )
         .where(*where)
-        .group_by(*cols)
-    )
-    rows: dict[tuple[Any, ...], GroupRow] = {}
-    for rec in session.execute(query):
-        keys = tuple(rec[: len(cols)])
-        hung, failed, passed, errors, lost, other_hangs, iterations, seconds = rec[len(cols) :]
-        c = Counts(
-            runs=hung + failed + passed + other_hangs,
-            hangs=hung,
-            failed=failed,
-            passed=passed,
-            errors=errors,
-            lost=lost,
-            iterations=int(iterations or 0),
-            run_seconds=float(seconds or 0.0),
-        )
-        rows[keys] = GroupRow(keys=dict(zip(group_by, keys, strict=True)), counts=c)
-    per_agent: dict[tuple[Any, ...], list[tuple[int, int]]] = defaultdict(list)
-    agent_query = (
-        select(*cols, Run.agent_id, n(RunState.HUNG), func.count())
-        .where(counted, *where[1:])
         .group_by(*cols, Run.agent_id)
+        .subquery()
     )
-    for rec in session.execute(agent_query):
-        per_agent[tuple(rec[: len(cols)])].append((int(rec[-2]), int(rec[-1])))
-    for keys, row in rows.items():
-        row.per_agent = per_agent.get(keys, [])
-    result = [r for r in rows.values() if r.counts.runs or r.counts.errors or r.counts.lost]
+    result = _groups(session, per_agent, group_by)
     _label_keys(session, result)
     return result
 

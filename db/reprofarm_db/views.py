@@ -68,8 +68,8 @@ class Tally:
     per_agent: dict[int | None, list[int]] = field(default_factory=dict)  # [hangs, runs]
 
     def row(self) -> stats.GroupRow:
-        agents = [(h, n) for h, n in self.per_agent.values() if n]
-        return stats.GroupRow(keys=dict(self.keys), counts=self.counts, per_agent=agents)
+        spread = stats.Spread.of([(h, n) for h, n in self.per_agent.values()])
+        return stats.GroupRow(keys=dict(self.keys), counts=self.counts, spread=spread)
 
 
 def _where(session: Session, f: RunFilter) -> list[ColumnElement[bool]]:

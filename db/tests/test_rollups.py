@@ -47,7 +47,9 @@ def _rows(rows):
             r.counts.lost,
             r.counts.iterations,
             round(r.counts.run_seconds, 6),
-            tuple(sorted(r.per_agent)),
+            r.spread.agents,
+            round(r.spread.hangs_sq_per_run, 6),
+            round(r.spread.inverse_runs, 9),
         )
         for r in rows
     )
