@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from reprofarm_db.engine import make_engine, make_sessionmaker
@@ -18,6 +19,7 @@ from reprofarm_api.artifacts.router import router as artifacts_router
 from reprofarm_api.artifacts.store import ArtifactStore
 from reprofarm_api.body_limit import BodyLimit
 from reprofarm_api.builds.router import router as builds_router
+from reprofarm_api.db_slots import DatabaseSlots, pool_size
 from reprofarm_api.install.router import router as install_router
 from reprofarm_api.jobs.router import router as jobs_router
 from reprofarm_api.live.router import router as live_router
@@ -46,7 +48,9 @@ bodies are limited (413), artifact uploads excepted (they stream, with their own
 
 def create_app(settings: ControllerSettings | None = None, *, relay: bool = True) -> FastAPI:
     settings = settings or ControllerSettings()
-    engine = make_engine(settings.db_url)
+    slots = DatabaseSlots(settings.db_request_slots)
+    # A little overflow for anything outside the slots; the slots never need it.
+    engine = make_engine(settings.db_url, pool_size=pool_size(slots.request_slots), max_overflow=4)
     sessions = make_sessionmaker(engine)
     sender = TaskSender(settings)
     outbox_relay = OutboxRelay(sessions, sender)
@@ -54,6 +58,9 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Every slot holder can have a worker thread, whatever the slot count.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, pool_size(slots.request_slots))
         if relay:
             outbox_relay.start()
         await work.start()
@@ -66,6 +73,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     app = FastAPI(title="reprofarm", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.sessions = sessions
+    app.state.db_slots = slots
     app.state.artifacts = ArtifactStore(settings.artifact_dir)
     app.state.work = work
     errors.install(app)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request
@@ -14,10 +14,12 @@ from reprofarm_db.settings import ControllerSettings
 from reprofarm_db.tokens import Role
 from sqlalchemy.orm import Session, sessionmaker
 
+from reprofarm_api.db_slots import DatabaseSlots
+
 _bearer = HTTPBearer(auto_error=False, description="a token from `reprofarm token create`")
 
 
-def get_settings(request: Request) -> ControllerSettings:
+async def get_settings(request: Request) -> ControllerSettings:
     settings: ControllerSettings = request.app.state.settings
     return settings
 
@@ -27,10 +29,24 @@ def get_factory(request: Request) -> sessionmaker[Session]:
     return factory
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def get_db_slots(request: Request) -> DatabaseSlots:
+    slots: DatabaseSlots = request.app.state.db_slots
+    return slots
+
+
+async def _database_slot(request: Request) -> AsyncIterator[None]:
+    async with get_db_slots(request).request():
+        yield
+
+
+def get_session(
+    request: Request, _slot: Annotated[None, Depends(_database_slot, scope="function")]
+) -> Iterator[Session]:
     """One transaction per request, committed when the handler returns and
     *before* the response is sent (``scope="function"``): a commit that fails
-    becomes an error answer, never a 200 for something that was not stored."""
+    becomes an error answer, never a 200 for something that was not stored.
+    It runs in a database slot (reprofarm_api.db_slots), taken before and given
+    back after."""
     with get_factory(request)() as session, session.begin():
         yield session
 
@@ -39,7 +55,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[ControllerSettings, Depends(get_settings)]
 
 
-def _token(
+async def _token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
@@ -50,8 +66,9 @@ def _token(
         raise HTTPException(
             401, {"message": "missing bearer token"}, headers={"WWW-Authenticate": "Bearer"}
         )
-    with transaction(get_factory(request)) as session:
-        token = tokens.authenticate(session, plain=credentials.credentials)
+    token = await get_db_slots(request).authenticate(
+        _authenticate, get_factory(request), credentials.credentials
+    )
     if token is None:
         raise HTTPException(
             401, {"message": "invalid or revoked token"}, headers={"WWW-Authenticate": "Bearer"}
@@ -59,8 +76,13 @@ def _token(
     return token
 
 
-def require(role: Role) -> Callable[..., ApiToken]:
-    def _check(token: Annotated[ApiToken, Depends(_token)]) -> ApiToken:
+def _authenticate(factory: sessionmaker[Session], plain: str) -> ApiToken | None:
+    with transaction(factory) as session:
+        return tokens.authenticate(session, plain=plain)
+
+
+def require(role: Role) -> Callable[..., Awaitable[ApiToken]]:
+    async def _check(token: Annotated[ApiToken, Depends(_token)]) -> ApiToken:
         if not tokens.allows(token.role, role):
             raise HTTPException(
                 403, {"message": f"this needs the {role} role; the token has {token.role}"}
@@ -76,7 +98,7 @@ Admin = Annotated[ApiToken, Depends(require(Role.ADMIN))]
 AgentToken = Annotated[ApiToken, Depends(require(Role.AGENT))]
 
 
-def current_agent_id(token: AgentToken) -> int:
+async def current_agent_id(token: AgentToken) -> int:
     """The calling agent's id; handlers load the agent in their own session."""
     if token.agent_id is None:
         raise HTTPException(403, {"message": "this is an enrollment token: register first"})

@@ -238,8 +238,12 @@ def refresh_status(session: Session, *, job: Job) -> None:
     expired (it waited for agents and none came)."""
     if job.status in FINISHED_JOB_STATES:
         return
-    counts = run_counts(session, job_id=job.id)
-    if not any(counts[state] for state in OPEN_RUN_STATES):
+    # Asked at every result: one probe of (job_id, status), not a count of the job.
+    still_open = session.scalar(
+        select(Run.id).where(Run.job_id == job.id, Run.status.in_(OPEN_RUN_STATES)).limit(1)
+    )
+    if still_open is None:
+        counts = run_counts(session, job_id=job.id)
         expired_only = counts[RunState.EXPIRED] == sum(counts.values())
         job.status = JobState.EXPIRED if expired_only else JobState.DONE
         job.finished_at = utcnow()

@@ -4,8 +4,9 @@ Every lease carries a secret (``lease_token``) handed out once, with the lease;
 heartbeats, uploads and the result must prove it, so an agent's token alone
 cannot touch a run, and a stale attempt cannot pass for the current one.
 
-Postgres: candidate rows are locked with FOR UPDATE SKIP LOCKED, so concurrent
-lease requests never wait on each other nor take the same run. SQLite: every
+Postgres: candidates are read unlocked, and the one chosen is locked with FOR
+UPDATE SKIP LOCKED and re-checked, so concurrent lease requests never wait on each
+other, never take the same run, and never skip runs another request only looked at. SQLite: every
 write transaction begins IMMEDIATE (see engine.py), one writer at a time.
 """
 
@@ -67,10 +68,8 @@ def claim(
     if agent.needs_reboot:
         return None
     query = select(Run).where(*_eligible(agent)).order_by(Run.priority.desc(), Run.id)
-    query = query.limit(_CANDIDATES)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    for run in session.scalars(query):
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for run in session.scalars(query.limit(_CANDIDATES)):
         if any(str(agent.facts.get(k)) != v for k, v in run.selector.items()):
             continue
         if (
@@ -79,6 +78,8 @@ def claim(
             and (now - run.ready_at).total_seconds() < avoid_grace_s
         ):
             continue  # give another agent the first chance at a retried run
+        if postgres and not _lock_if_still_ready(session, run):
+            continue
         build = builds.newest(session, go_version=run.go_version, target=agent.target)
         if build is None:
             # A job that waited for agents did not know this target: build it now.
@@ -95,6 +96,21 @@ def claim(
         agent.current_run_id = run.id
         return run, build, secret
     return None
+
+
+def _lock_if_still_ready(session: Session, run: Run) -> bool:
+    """Lock the one run about to be leased, if it is still ready and nobody else
+    holds it. Candidates are read unlocked: locking all of them made agents woken
+    together skip each other's twenty candidates and go back to waiting while runs
+    were ready. FOR UPDATE re-reads the row as committed, so a run leased since
+    is not returned."""
+    locked = session.scalar(
+        select(Run)
+        .where(Run.id == run.id, Run.status == RunState.READY)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return locked is not None
 
 
 def lease_for(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -175,6 +176,15 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_status_priority", "status", "priority", "id"),
         Index("ix_runs_stats", "status", "hardware_config_id", "go_version"),
+        # The lease queue's order, over ready runs only (migration 0006 says why).
+        Index(
+            "ix_runs_ready_queue",
+            text("priority DESC"),
+            "id",
+            postgresql_where=text("status = 'ready'"),
+            sqlite_where=text("status = 'ready'"),
+        ),
+        Index("ix_runs_job_status", "job_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

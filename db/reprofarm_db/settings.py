@@ -29,6 +29,13 @@ class ControllerSettings(BaseSettings):
     max_body_bytes: int = Field(
         1 << 20, gt=0, description="largest request body, artifact uploads excepted (they stream)"
     )
+    db_request_slots: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="requests of one api process that use the database at once; its "
+        "connection pool is this plus 4 (token checks, the outbox relay, the work re-check)",
+    )
     sweep_interval_s: float = Field(5.0, gt=0)
     work_recheck_s: float = Field(
         2.0,

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from reprofarm_db import agents, leases
 from reprofarm_db.engine import transaction
@@ -140,7 +139,7 @@ async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) 
     deadline = time.monotonic() + body.wait_s
     work: WorkSignal = request.app.state.work
     while True:
-        leased = await run_in_threadpool(_try_claim, request, agent_id)
+        leased = await request.app.state.db_slots.run(_try_claim, request, agent_id)
         if leased is not None:
             return leased
         remaining = deadline - time.monotonic()

@@ -28,6 +28,7 @@ from reprofarm_protocol.runs import ArtifactKind
 from sqlalchemy.orm import Session, sessionmaker
 
 from reprofarm_api.artifacts.store import ArtifactStore, UploadBusy
+from reprofarm_api.db_slots import DatabaseSlots
 from reprofarm_api.deps import ArtifactId, CurrentAgentId, LeaseToken, RunId, SessionDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED, errors
 
@@ -113,6 +114,7 @@ async def upload(
     _validate(x_artifact_kind, x_artifact_sha256, x_artifact_size, settings.max_artifact_bytes)
     upload = _Upload(
         sessions=request.app.state.sessions,
+        slots=request.app.state.db_slots,
         store=store,
         agent_id=agent_id,
         run_id=run_id,
@@ -143,6 +145,7 @@ class _Upload:
     database work happen in threads; only reading the body is async."""
 
     sessions: sessionmaker[Session]
+    slots: DatabaseSlots
     store: ArtifactStore
     agent_id: int
     run_id: int
@@ -158,12 +161,12 @@ class _Upload:
         return self.store.partial(self.run_id, self.name)
 
     async def run(self, body: AsyncIterator[bytes]) -> UploadState:
-        artifact_id, received, complete, created = await run_in_threadpool(self._open)
+        artifact_id, received, complete, created = await self.slots.run(self._open)
         if complete:
             return UploadState(name=self.name, received=self.size, bytes=self.size, complete=True)
         if self.start != received:
             if created:
-                await run_in_threadpool(self._forget, artifact_id)
+                await self.slots.run(self._forget, artifact_id)
             raise HTTPException(
                 409,
                 {
@@ -182,10 +185,10 @@ class _Upload:
         except BaseException:
             await run_in_threadpool(f.close)
             if received == 0:
-                await run_in_threadpool(self._forget, artifact_id)
+                await self.slots.run(self._forget, artifact_id)
             raise
         await run_in_threadpool(f.close)
-        return await run_in_threadpool(self._record, artifact_id, written)
+        return await self.slots.run(self._record, artifact_id, written)
 
     def _open(self) -> tuple[int, int, bool, bool]:
         with transaction(self.sessions) as session:
