@@ -89,7 +89,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--running-fraction", type=float, default=0.1, help="agents kept busy")
     p.add_argument("--heartbeat-s", type=float, default=15, help="heartbeat period; lease = 4x")
     p.add_argument("--run-s", default="30,90", help="simulated run length: MIN,MAX seconds")
-    p.add_argument("--wait-s", type=float, default=20, help="lease long-poll wait")
+    p.add_argument(
+        "--wait-s", type=float, default=50, help="lease long-poll wait (the agent's default)"
+    )
     p.add_argument(
         "--ramp-s", type=float, help="spread registrations over this (default N/10, <= S/2)"
     )

@@ -78,7 +78,9 @@ class AgentService:
     settings: AgentSettings
     name: str
     pools: list[str]
-    lease_wait_s: float = 20.0
+    # Each idle agent costs the api one long-poll per wait: 50 s keeps 10,000 idle
+    # agents at 200 polls/s, under the 60 s idle timeout of most proxies.
+    lease_wait_s: float = 50.0
     sleep: Callable[[float], None] = time.sleep
     agent_id: int | None = None
     needs_reboot: bool = False

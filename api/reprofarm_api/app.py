@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from reprofarm_db.engine import make_engine, make_sessionmaker
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_web import STATIC_DIR
 
 from reprofarm_api import errors
+from reprofarm_api.after_commit import AfterCommit
 from reprofarm_api.agents.router import router as agents_router
 from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.artifacts.router import router as artifacts_router
@@ -92,17 +93,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     ):
         app.include_router(router)
 
-    @app.middleware("http")
-    async def _poke_relay(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if getattr(request.state, "poke_relay", False):
-            outbox_relay.poke()  # send the new job's task now, not at the next pass
-        if ready := getattr(request.state, "runs_ready", 0):
-            work.runs_ready(ready)  # committed: wake idle agents here and elsewhere
-        return response
-
+    app.add_middleware(AfterCommit, poke_relay=outbox_relay.poke, runs_ready=work.runs_ready)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
     return app

@@ -145,7 +145,10 @@ async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) 
         remaining = deadline - time.monotonic()
         if remaining <= 0 or await request.is_disconnected():
             return Response(status_code=204)
-        await work.wait(remaining)  # woken when runs become ready, not by polling
+        # Woken when runs become ready, not by polling. A wait that ran out ends
+        # without claiming again: the agent's next long-poll claims at once.
+        if not await work.wait(remaining):
+            return Response(status_code=204)
 
 
 @router.post(

@@ -54,14 +54,15 @@ class WorkSignal:
 
     # -- waiting ---------------------------------------------------------------
 
-    async def wait(self, timeout: float) -> None:
-        """Sleep until woken or ``timeout`` seconds pass."""
+    async def wait(self, timeout: float) -> bool:
+        """Sleep until woken (True) or ``timeout`` seconds pass (False)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            return True
         except TimeoutError:
-            pass
+            return False
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
