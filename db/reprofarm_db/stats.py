@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,9 +226,14 @@ def group_runs(
     label: str | None = None,
     signature: str | None = None,
     source: str = "auto",
+    only: Mapping[str, str] | None = None,
 ) -> list[GroupRow]:
     """One row per combination of the keys: counts, plus per-agent counts for the
     disagreement test.
+
+    ``only`` keeps the runs whose ``scenario`` / ``go_version`` is the one given
+    (a filter in the query itself, so a filtered dashboard map reads a fraction
+    of the rollups).
 
     ``label`` / ``signature`` narrow what counts as a hang (the hit rate of *this*
     bug): other hangs still count as runs, as runs where this bug did not show.
@@ -236,11 +241,22 @@ def group_runs(
     millions of runs), ``scan`` aggregates the runs table (needed to filter by
     job), ``auto`` picks rollups unless a job is named. Both give the same rows."""
     _check_keys(group_by, "group_by")
+    only = dict(only or {})
+    for key in only:
+        if key not in FILTER_KEYS:
+            raise Invalid(key, f"only {', '.join(FILTER_KEYS)} filter this way")
     if source == "rollups" or (source == "auto" and job_id is None):
         if job_id is not None:
             raise Invalid("job_id", "the rollups have no job: use the scan")
-        return _from_rollups(session, group_by=group_by, label=label, signature=signature)
-    return _scan(session, group_by=group_by, job_id=job_id, label=label, signature=signature)
+        return _from_rollups(
+            session, group_by=group_by, label=label, signature=signature, only=only
+        )
+    return _scan(
+        session, group_by=group_by, job_id=job_id, label=label, signature=signature, only=only
+    )
+
+
+FILTER_KEYS = ("scenario", "go_version")
 
 
 _ROLLUP_COLUMNS: dict[str, Any] = {
@@ -265,7 +281,12 @@ def _integer_sum(column: Any) -> Any:
 
 
 def _from_rollups(
-    session: Session, *, group_by: Sequence[str], label: str | None, signature: str | None
+    session: Session,
+    *,
+    group_by: Sequence[str],
+    label: str | None,
+    signature: str | None,
+    only: Mapping[str, str],
 ) -> list[GroupRow]:
     r = RunRollup
     this_hang: ColumnElement[bool] = true()
@@ -287,6 +308,7 @@ def _from_rollups(
             _integer_sum(r.iterations).label("_iterations"),
             func.sum(r.run_seconds).label("_seconds"),
         )
+        .where(*(_ROLLUP_COLUMNS[k] == v for k, v in only.items()))
         .group_by(*cols, r.agent_id)
         .subquery()
     )
@@ -363,6 +385,7 @@ def _scan(
     job_id: int | None,
     label: str | None,
     signature: str | None,
+    only: Mapping[str, str],
 ) -> list[GroupRow]:
     cols = [GROUP_KEYS[k].label(k) for k in group_by]
     is_hang: ColumnElement[bool] = Run.status == RunState.HUNG
@@ -378,6 +401,7 @@ def _scan(
     where: list[ColumnElement[bool]] = [Run.status.in_((*COUNTED, RunState.ERROR, RunState.LOST))]
     if job_id is not None:
         where.append(Run.job_id == job_id)
+    where.extend(GROUP_KEYS[k] == v for k, v in only.items())
     per_agent = (
         select(
             *cols,

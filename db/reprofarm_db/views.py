@@ -174,27 +174,20 @@ def _name_hardware(session: Session, found: Sequence[Tally]) -> None:
 
 def rates(session: Session, *, group_by: Sequence[str], where: RunFilter) -> list[stats.GroupRow]:
     """Hit rates per group under a filter. ``stats.group_runs`` answers (from its
-    rollups unless a job is named) when it can: a key the filter pins (scenario,
-    Go version) is grouped by and the other groups dropped, which leaves exactly
-    the groups of the filtered runs. One hardware configuration (a few thousand
+    rollups unless a job is named, with the scenario and Go version filters in its
+    query) when it can. One hardware configuration (a few thousand
     runs, on an index) or a time range (the rollups have no time) is a ``tally``
     of the runs themselves. Both give the same rows for the same runs
     (db/tests/test_views.py pins it)."""
     if where.submitted_since is None and where.hardware is None:
-        pinned = where.pinned()
-        extra = [k for k in pinned if k not in group_by]
-        rows = stats.group_runs(
+        return stats.group_runs(
             session,
-            group_by=[*group_by, *extra],
+            group_by=group_by,
             job_id=where.job_id,
             label=where.label,
             signature=where.signature,
+            only=where.pinned(),
         )
-        kept = [r for r in rows if all(r.keys.get(k) == v for k, v in pinned.items())]
-        for r in kept:
-            for k in extra:
-                r.keys.pop(k)
-        return kept
     rows = [t.row() for t in tally(session, group_by=group_by, where=where)]
     return [r for r in rows if r.counts.runs or r.counts.errors or r.counts.lost]
 
