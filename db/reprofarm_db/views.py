@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -192,15 +192,11 @@ def rates(session: Session, *, group_by: Sequence[str], where: RunFilter) -> lis
     return [r for r in rows if r.counts.runs or r.counts.errors or r.counts.lost]
 
 
-_COUNT_FIELDS = tuple(f.name for f in fields(stats.Counts))
-
-
 def fold(counts: Iterable[stats.Counts]) -> stats.Counts:
     """The counts of a union of disjoint groups (a map row's total)."""
     total = stats.Counts()
     for c in counts:
-        for name in _COUNT_FIELDS:
-            setattr(total, name, getattr(total, name) + getattr(c, name))
+        total.add(c)
     return total
 
 
