@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,13 +242,15 @@ def group_runs(
     signature: str | None = None,
     source: str = "auto",
     only: Mapping[str, str] | None = None,
+    hardware_ids: Collection[int] | None = None,
 ) -> list[GroupRow]:
     """One row per combination of the keys: counts, plus per-agent counts for the
     disagreement test.
 
     ``only`` keeps the runs whose ``scenario`` / ``go_version`` is the one given
     (a filter in the query itself, so a filtered dashboard map reads a fraction
-    of the rollups).
+    of the rollups); ``hardware_ids`` keeps the runs of those configurations (a
+    page of the map).
 
     ``label`` / ``signature`` narrow what counts as a hang (the hit rate of *this*
     bug): other hangs still count as runs, as runs where this bug did not show.
@@ -264,10 +266,21 @@ def group_runs(
         if job_id is not None:
             raise Invalid("job_id", "the rollups have no job: use the scan")
         return _from_rollups(
-            session, group_by=group_by, label=label, signature=signature, only=only
+            session,
+            group_by=group_by,
+            label=label,
+            signature=signature,
+            only=only,
+            hardware_ids=hardware_ids,
         )
     return _scan(
-        session, group_by=group_by, job_id=job_id, label=label, signature=signature, only=only
+        session,
+        group_by=group_by,
+        job_id=job_id,
+        label=label,
+        signature=signature,
+        only=only,
+        hardware_ids=hardware_ids,
     )
 
 
@@ -302,6 +315,7 @@ def _from_rollups(
     label: str | None,
     signature: str | None,
     only: Mapping[str, str],
+    hardware_ids: Collection[int] | None,
 ) -> list[GroupRow]:
     r = RunRollup
     this_hang: ColumnElement[bool] = true()
@@ -324,6 +338,7 @@ def _from_rollups(
             func.sum(r.run_seconds).label("_seconds"),
         )
         .where(*(_ROLLUP_COLUMNS[k] == v for k, v in only.items()))
+        .where(*([] if hardware_ids is None else [r.hardware_config_id.in_(hardware_ids)]))
         .group_by(*cols, r.agent_id)
         .subquery()
     )
@@ -401,6 +416,7 @@ def _scan(
     label: str | None,
     signature: str | None,
     only: Mapping[str, str],
+    hardware_ids: Collection[int] | None,
 ) -> list[GroupRow]:
     cols = [GROUP_KEYS[k].label(k) for k in group_by]
     is_hang: ColumnElement[bool] = Run.status == RunState.HUNG
@@ -417,6 +433,8 @@ def _scan(
     if job_id is not None:
         where.append(Run.job_id == job_id)
     where.extend(GROUP_KEYS[k] == v for k, v in only.items())
+    if hardware_ids is not None:
+        where.append(Run.hardware_config_id.in_(hardware_ids))
     per_agent = (
         select(
             *cols,

@@ -42,7 +42,8 @@ class RunFilter:
     """Which runs a rate counts. ``submitted_since`` keeps the runs of jobs
     submitted since then (a job's runs are created with it, so this is a range of
     job ids, on an index); ``label``/``signature`` narrow what counts as a hang,
-    as in ``stats.group_runs``; ``hardware`` is a fingerprint."""
+    as in ``stats.group_runs``; ``hardware`` is a fingerprint, ``hardware_in``
+    several (the configurations on a page of the map)."""
 
     job_id: int | None = None
     scenario: str | None = None
@@ -51,6 +52,7 @@ class RunFilter:
     submitted_since: datetime | None = None
     label: str | None = None
     signature: str | None = None
+    hardware_in: tuple[str, ...] | None = None  # fingerprints: a page of the map
 
     def pinned(self) -> dict[str, str]:
         """The statistics keys this filter fixes to one value."""
@@ -85,10 +87,22 @@ def _where(session: Session, f: RunFilter) -> list[ColumnElement[bool]]:
             select(HardwareConfig.id).where(HardwareConfig.fingerprint == f.hardware)
         )
         where.append(Run.hardware_config_id == config if config is not None else false())
+    if f.hardware_in is not None:
+        where.append(Run.hardware_config_id.in_(_hardware_ids(session, f.hardware_in)))
     if f.submitted_since is not None:
         first = session.scalar(select(func.min(Job.id)).where(Job.created_at >= f.submitted_since))
         where.append(Run.job_id >= first if first is not None else false())
     return where
+
+
+def _hardware_ids(session: Session, fingerprints: Sequence[str]) -> list[int]:
+    if not fingerprints:
+        return []
+    return list(
+        session.scalars(
+            select(HardwareConfig.id).where(HardwareConfig.fingerprint.in_(set(fingerprints)))
+        )
+    )
 
 
 def tally(session: Session, *, group_by: Sequence[str], where: RunFilter) -> list[Tally]:
@@ -187,6 +201,9 @@ def rates(session: Session, *, group_by: Sequence[str], where: RunFilter) -> lis
             label=where.label,
             signature=where.signature,
             only=where.pinned(),
+            hardware_ids=(
+                None if where.hardware_in is None else _hardware_ids(session, where.hardware_in)
+            ),
         )
     rows = [t.row() for t in tally(session, group_by=group_by, where=where)]
     return [r for r in rows if r.counts.runs or r.counts.errors or r.counts.lost]

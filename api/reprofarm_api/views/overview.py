@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from reprofarm_db import views
 from reprofarm_db.errors import Invalid
-from reprofarm_db.stats import Counts, GroupRow
+from reprofarm_db.stats import Counts
 from sqlalchemy.orm import Session
 
 from reprofarm_api.views.schemas import HardwareRead, MapRow, OverviewRead, RateCell
@@ -53,39 +54,42 @@ def overview(
 ) -> OverviewRead:
     if sort not in SORTS:
         raise Invalid("sort", f"{sort[:40]!r} is not one of {', '.join(SORTS)}")
-    rows = views.rates(session, group_by=["hardware", *axes], where=where)
-    by_hardware: dict[str, list[GroupRow]] = defaultdict(list)
+    # Three small questions instead of every (configuration, column) cell: totals
+    # per configuration (to search, sort and page), the columns, and the cells of
+    # the page's configurations only. Counts add up, so a total is the sum of its
+    # row's cells and the columns are those of any configuration.
+    totals: dict[str, Counts] = {}
     labels: dict[str, str] = {}
-    for r in rows:
+    for r in views.rates(session, group_by=["hardware"], where=where):
         fingerprint = r.keys["hardware"]
         if fingerprint is None:
             continue  # runs never leased to an agent have no hardware
-        by_hardware[fingerprint].append(r)
+        totals[fingerprint] = r.counts
         labels[fingerprint] = r.keys.get("hardware_label") or fingerprint
     columns = sorted(
-        {tuple(r.keys[a] for a in axes) for r in rows},
+        {tuple(r.keys[a] for a in axes) for r in views.rates(session, group_by=axes, where=where)},
         key=lambda c: [views.order_key(v) for v in c],
     )
     if search:
         needle = search.lower()
-        by_hardware = {f: rs for f, rs in by_hardware.items() if needle in labels[f].lower()}
-    totals = {f: views.fold(r.counts for r in rs) for f, rs in by_hardware.items()}
-    ordered = sorted(by_hardware, key=lambda f: _sort_key(sort, totals[f], labels[f]))
+        totals = {f: c for f, c in totals.items() if needle in labels[f].lower()}
+    ordered = sorted(totals, key=lambda f: _sort_key(sort, totals[f], labels[f]))
     page = ordered[offset : offset + limit]
     configs = {c.fingerprint: c for c in views.hardware_by_fingerprints(session, page)}
-    map_rows = []
-    for fingerprint in page:
-        cells: dict[tuple[Any, ...], RateCell] = {}
-        for r in by_hardware[fingerprint]:
+    cells: dict[str, dict[tuple[Any, ...], RateCell]] = defaultdict(dict)
+    if page:
+        on_page = replace(where, hardware_in=tuple(page))
+        for r in views.rates(session, group_by=["hardware", *axes], where=on_page):
             key = tuple(r.keys[a] for a in axes)
-            cells[key] = RateCell.of({a: r.keys[a] for a in axes}, r.counts)
-        map_rows.append(
-            MapRow(
-                hardware=HardwareRead.of(configs[fingerprint]),
-                total=RateCell.of({"hardware": fingerprint}, totals[fingerprint]),
-                cells=[cells.get(c) for c in columns],
-            )
+            cells[r.keys["hardware"]][key] = RateCell.of({a: r.keys[a] for a in axes}, r.counts)
+    map_rows = [
+        MapRow(
+            hardware=HardwareRead.of(configs[fingerprint]),
+            total=RateCell.of({"hardware": fingerprint}, totals[fingerprint]),
+            cells=[cells[fingerprint].get(c) for c in columns],
         )
+        for fingerprint in page
+    ]
     return OverviewRead(
         columns=list(axes),
         column_values=[list(c) for c in columns],
