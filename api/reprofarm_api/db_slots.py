@@ -1,12 +1,14 @@
 """How many requests of one api process use the database at once.
 
-A sync handler holds its connection across thread hops: the handler runs in one
-worker thread, and the commit (the session dependency's exit) in another. When
-every worker thread waits for a connection while the requests holding the
-connections wait for a thread to commit in, nothing moves until the pool's
-timeout: at 2,000 simulated agents, 30-second stalls and thousands of errors.
-Here a request takes a slot in the event loop, before it touches the database,
-and there are fewer slots than connections, so a thread never waits for one.
+A sync endpoint's session holds its connection until the function-scoped
+dependency commits, and that happens only after FastAPI has validated the
+response, which for a sync endpoint runs in a worker thread of the shared pool
+(``serialize_response``). When every worker thread waits for a connection while
+the requests holding the connections wait for a thread to finish in, nothing
+moves until the pool's timeout: at 2,000 simulated agents, 30-second stalls and
+thousands of errors. Here a request takes a slot in the event loop, before it
+touches the database, and there are fewer slots than connections, so a thread
+never waits for one.
 
 Authentication has slots of its own because it runs in its own short
 transaction, sometimes while the same request already holds a request slot

@@ -249,6 +249,22 @@ def refresh_status(session: Session, *, job: Job) -> None:
         job.finished_at = utcnow()
 
 
+def finish_settled(session: Session) -> list[int]:
+    """Running jobs with no open run left end now. ``refresh_status`` does this at
+    each result, but two last results committed at once each see the other's run
+    still open; the sweep settles such a job within its interval."""
+    still_open = (
+        select(Run.id).where(Run.job_id == Job.id, Run.status.in_(OPEN_RUN_STATES)).exists()
+    )
+    has_runs = select(Run.id).where(Run.job_id == Job.id).exists()
+    settled = list(
+        session.scalars(select(Job).where(Job.status == JobState.RUNNING, has_runs, ~still_open))
+    )
+    for job in settled:
+        refresh_status(session, job=job)
+    return [job.id for job in settled]
+
+
 def expire_waiting(session: Session, *, now: datetime) -> list[int]:
     """Runs of jobs whose wait for agents is over and that no agent took end
     ``expired``, each with the reason of its cell. Once per job: retries of runs

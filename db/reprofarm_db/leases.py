@@ -32,6 +32,9 @@ from reprofarm_db.errors import Conflict, NotFound, Unproven
 from reprofarm_db.models import Agent, Build, Run
 
 _CANDIDATES = 20
+_PASSES = 3
+"""Candidates are read in pages of 20; when other claims held some of them, up to
+two more pages past those are read before the agent goes back to waiting."""
 
 
 def _eligible(agent: Agent) -> list[ColumnElement[bool]]:
@@ -69,33 +72,54 @@ def claim(
         return None
     query = select(Run).where(*_eligible(agent)).order_by(Run.priority.desc(), Run.id)
     postgres = session.get_bind().dialect.name == "postgresql"
-    for run in session.scalars(query.limit(_CANDIDATES)):
-        if any(str(agent.facts.get(k)) != v for k, v in run.selector.items()):
-            continue
-        if (
-            run.avoid_agent_id == agent.id
-            and run.ready_at is not None
-            and (now - run.ready_at).total_seconds() < avoid_grace_s
-        ):
-            continue  # give another agent the first chance at a retried run
-        if postgres and not _lock_if_still_ready(session, run):
-            continue
-        build = builds.newest(session, go_version=run.go_version, target=agent.target)
-        if build is None:
-            # A job that waited for agents did not know this target: build it now.
-            builds.request(session, go_version=run.go_version, target=agent.target, now=now)
-            continue
-        run.status = RunState.LEASED
-        run.agent_id = agent.id
-        run.hardware_config_id = agent.hardware_config_id
-        run.build_id = build.id
-        run.leased_at = now
-        run.lease_expires_at = now + timedelta(seconds=lease_s)
-        secret = tokens.new_secret()
-        run.lease_token_hash = tokens.hash_secret(secret)
-        agent.current_run_id = run.id
-        return run, build, secret
+    seen: list[int] = []
+    for _pass in range(_PASSES):
+        page = query.where(Run.id.not_in(seen)) if seen else query
+        held_elsewhere = False
+        for run in session.scalars(page.limit(_CANDIDATES)):
+            seen.append(run.id)
+            if not _may_take(agent, run, now=now, avoid_grace_s=avoid_grace_s):
+                continue
+            if postgres and not _lock_if_still_ready(session, run):
+                held_elsewhere = True  # another claim holds or took it
+                continue
+            claimed = _lease(session, agent=agent, run=run, now=now, lease_s=lease_s)
+            if claimed is not None:
+                return claimed
+        if not held_elsewhere:
+            return None  # no candidate was skipped for a lock: no later page can help
     return None
+
+
+def _may_take(agent: Agent, run: Run, *, now: datetime, avoid_grace_s: float) -> bool:
+    if any(str(agent.facts.get(k)) != v for k, v in run.selector.items()):
+        return False
+    # A retried run gives another agent the first chance.
+    return not (
+        run.avoid_agent_id == agent.id
+        and run.ready_at is not None
+        and (now - run.ready_at).total_seconds() < avoid_grace_s
+    )
+
+
+def _lease(
+    session: Session, *, agent: Agent, run: Run, now: datetime, lease_s: float
+) -> tuple[Run, Build, str] | None:
+    build = builds.newest(session, go_version=run.go_version, target=agent.target)
+    if build is None:
+        # A job that waited for agents did not know this target: build it now.
+        builds.request(session, go_version=run.go_version, target=agent.target, now=now)
+        return None
+    run.status = RunState.LEASED
+    run.agent_id = agent.id
+    run.hardware_config_id = agent.hardware_config_id
+    run.build_id = build.id
+    run.leased_at = now
+    run.lease_expires_at = now + timedelta(seconds=lease_s)
+    secret = tokens.new_secret()
+    run.lease_token_hash = tokens.hash_secret(secret)
+    agent.current_run_id = run.id
+    return run, build, secret
 
 
 def _lock_if_still_ready(session: Session, run: Run) -> bool:

@@ -34,7 +34,8 @@ class ControllerSettings(BaseSettings):
         ge=1,
         le=1000,
         description="requests of one api process that use the database at once; its "
-        "connection pool is this plus 4 (token checks, the outbox relay, the work re-check)",
+        "connection pool is this plus 4 (token checks, the outbox relay, the work re-check), "
+        "with 4 more in overflow",
     )
     sweep_interval_s: float = Field(5.0, gt=0)
     work_recheck_s: float = Field(

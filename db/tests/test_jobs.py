@@ -97,3 +97,33 @@ def test_offline_agents_get_no_runs(sessions):
         job, _ = jobs.create(s, spec=spec, idempotency_key=None, max_runs=10, online_since=since)
         owners = s.scalars(select(Run.required_agent_id).where(Run.job_id == job.id)).all()
         assert owners == [fresh.id]
+
+
+def test_the_sweep_settles_a_running_job_whose_last_results_crossed(sessions):
+    """Two last results committed at once each saw the other's run open: the job
+    stayed running. finish_settled ends it; a job with an open run stays."""
+    from reprofarm_db.models import Job, Run
+    from reprofarm_protocol.jobs import JobState, RunState
+
+    with transaction(sessions) as s:
+        done, busy = Job(spec={}, status=JobState.RUNNING), Job(spec={}, status=JobState.RUNNING)
+        s.add_all([done, busy])
+        s.flush()
+        for job, states in ((done, ("passed", "hung")), (busy, ("passed", "leased"))):
+            for state in states:
+                s.add(
+                    Run(
+                        job_id=job.id,
+                        status=state,
+                        scenario="pipe-close-race",
+                        go_version="1.27.3",
+                        affinity="compact",
+                        selector={},
+                    )
+                )
+    with transaction(sessions) as s:
+        assert jobs.finish_settled(s) == [done.id]
+    with transaction(sessions) as s:
+        assert s.get(Job, done.id).status == JobState.DONE
+        assert s.get(Job, busy.id).status == JobState.RUNNING
+        assert RunState.LEASED in {r.status for r in s.query(Run).filter_by(job_id=busy.id)}

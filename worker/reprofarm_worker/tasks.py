@@ -68,11 +68,12 @@ def build(
 
 def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) -> list[int]:
     """Expired leases become lost runs (re-queued); jobs whose wait for agents is
-    over expire the runs no agent took."""
+    over expire the runs no agent took; running jobs with nothing open end."""
     now = datetime.now(UTC)
     with transaction(sessions) as session:
         lost = leases.sweep(session, now=now, max_attempts=settings.max_attempts)
         expired = jobs.expire_waiting(session, now=now)
+        jobs.finish_settled(session)
     if lost:
         log.warning("runs lost (agent silent), re-queued: %s", lost)
         wakeups.publish(settings.wakeup_redis_url, len(lost))  # their retries are ready

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from reprofarm_db import agents, leases
 from reprofarm_db.engine import transaction
@@ -139,7 +140,12 @@ async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) 
     deadline = time.monotonic() + body.wait_s
     work: WorkSignal = request.app.state.work
     while True:
-        leased = await request.app.state.db_slots.run(_try_claim, request, agent_id)
+        async with request.app.state.db_slots.request():
+            # An overloaded api may give the slot after the agent gave up: a
+            # claim then would lease a run to nobody.
+            if await request.is_disconnected():
+                return Response(status_code=204)
+            leased = await run_in_threadpool(_try_claim, request, agent_id)
         if leased is not None:
             return leased
         remaining = deadline - time.monotonic()

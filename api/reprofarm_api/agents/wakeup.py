@@ -62,7 +62,7 @@ class WorkSignal:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
             return True
         except TimeoutError:
-            return False
+            return waiter.done()  # woken in the same pass as the timeout: still a wake-up
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
@@ -91,7 +91,9 @@ class WorkSignal:
             return
         loop.call_soon_threadsafe(self.wake, runs)
         if self._redis_url:
-            publish(self._redis_url, runs)
+            # A blocking connect-and-publish (up to its timeout with Redis away)
+            # must not hold the event loop: a worker thread sends it.
+            loop.call_soon_threadsafe(loop.run_in_executor, None, publish, self._redis_url, runs)
 
     # -- background ------------------------------------------------------------
 
