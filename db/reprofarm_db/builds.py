@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from reprofarm_protocol.builds import BuildManifest
-from reprofarm_protocol.jobs import JobState, RunState
+from reprofarm_protocol.jobs import FINISHED_JOB_STATES, JobState, RunState
 from reprofarm_protocol.queues import TASK_BUILD
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -109,6 +109,13 @@ def mark_ready_if_built(session: Session, *, job: Job, now: datetime | None = No
 
 
 def _make_ready(session: Session, *, job: Job, missing_versions: set[str], now: datetime) -> int:
+    # The job's row is locked and read again first: a sweep that expired the job,
+    # or a cancel, committed meanwhile must win. Without the lock, planning wrote
+    # READY over runs the sweep had just expired and RUNNING over the job, which
+    # then waited forever for agents that were never coming.
+    session.refresh(job, with_for_update=True)
+    if job.status in FINISHED_JOB_STATES:
+        return 0
     missing = missing_versions
     ready = 0
     for run in session.scalars(

@@ -127,3 +127,52 @@ def test_the_sweep_settles_a_running_job_whose_last_results_crossed(sessions):
         assert s.get(Job, done.id).status == JobState.DONE
         assert s.get(Job, busy.id).status == JobState.RUNNING
         assert RunState.LEASED in {r.status for r in s.query(Run).filter_by(job_id=busy.id)}
+
+
+def test_planning_that_read_the_job_before_its_expiry_does_not_revive_it(postgres_url):
+    """The sweep expires a waiting job while the worker's planning holds it, read
+    as queued: planning must not write READY and RUNNING over the expiry (the job
+    then waited forever; seen in CI as a job that never expired)."""
+    from datetime import UTC, datetime, timedelta
+
+    from reprofarm_db import builds
+    from reprofarm_db.engine import make_engine, make_sessionmaker
+    from reprofarm_db.migrate import upgrade
+    from reprofarm_db.models import Job
+    from reprofarm_protocol.jobs import JobState, RunState
+
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    sessions = make_sessionmaker(engine)
+    now = datetime.now(UTC)
+    with transaction(sessions) as s:
+        job = Job(
+            spec={"wait_for_agents_s": 3},
+            status=JobState.QUEUED,
+            expires_at=now - timedelta(seconds=1),
+        )
+        s.add(job)
+        s.flush()
+        s.add(
+            Run(
+                job_id=job.id,
+                status=RunState.PENDING,
+                scenario="pipe-close-race",
+                go_version="1.27.3",
+                affinity="compact",
+                selector={},
+                pool="away",
+            )
+        )
+    with transaction(sessions) as planning:
+        seen = planning.get(Job, job.id)
+        assert seen.status == JobState.QUEUED
+        with transaction(sessions) as sweep:
+            assert jobs.expire_waiting(sweep, now=now) == [job.id]
+        assert builds._make_ready(planning, job=seen, missing_versions=set(), now=now) == 0
+    with transaction(sessions) as s:
+        assert s.get(Job, job.id).status == JobState.EXPIRED
+        assert {r.status for r in s.scalars(select(Run).where(Run.job_id == job.id))} == {
+            RunState.EXPIRED
+        }
+    engine.dispose()
