@@ -113,7 +113,14 @@ def _make_ready(session: Session, *, job: Job, missing_versions: set[str], now: 
     # or a cancel, committed meanwhile must win. Without the lock, planning wrote
     # READY over runs the sweep had just expired and RUNNING over the job, which
     # then waited forever for agents that were never coming.
-    session.refresh(job, with_for_update=True)
+    # A locking query with populate_existing (as a lease's claim does) rather than
+    # refresh(): the query autoflushes the caller's pending changes first.
+    session.scalar(
+        select(Job)
+        .where(Job.id == job.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if job.status in FINISHED_JOB_STATES:
         return 0
     missing = missing_versions

@@ -83,10 +83,7 @@ def _where(session: Session, f: RunFilter) -> list[ColumnElement[bool]]:
     if f.go_version is not None:
         where.append(Run.go_version == f.go_version)
     if f.hardware is not None:
-        config = session.scalar(
-            select(HardwareConfig.id).where(HardwareConfig.fingerprint == f.hardware)
-        )
-        where.append(Run.hardware_config_id == config if config is not None else false())
+        where.append(Run.hardware_config_id.in_(_hardware_ids(session, [f.hardware])))
     if f.hardware_in is not None:
         where.append(Run.hardware_config_id.in_(_hardware_ids(session, f.hardware_in)))
     if f.submitted_since is not None:
