@@ -12,7 +12,7 @@ from reprofarm_agent.settings import AgentSettings
 from reprofarm_agent.toolchains import bundled_toolchain
 from reprofarm_protocol.builds import BuildManifest
 
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["tests.fixtures", "tests.capabilities"]
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,7 @@ def test_pipe_close_race_passes_on_one_cpu_reported_by_the_child(hangtest_binary
     assert [a.kind for a in result.artifacts] == [ArtifactKind.STDOUT]
 
 
+@pytest.mark.needs("gcore")  # asserts core dumps
 def test_control_deadlock_hangs_with_goroutine_dump_and_core(hangtest_binary, tmp_path):
     run = spec(
         hangtest_binary,
@@ -72,6 +73,7 @@ def test_control_deadlock_hangs_with_goroutine_dump_and_core(hangtest_binary, tm
 
 
 @linux_only
+@pytest.mark.needs("gcore")  # the stopped process is dumped from outside
 def test_outer_watchdog_catches_a_process_that_stops_talking(hangtest_binary, tmp_path):
     """A stopped process is what a runtime stuck as a whole looks like: no
     event at all, hangtest's own watchdog included."""

@@ -19,16 +19,11 @@ from reprofarm_analyzer.analysis import (
 from reprofarm_analyzer.errors import AnalyzerError, NotADumpError
 from reprofarm_protocol.analysis import Analysis, DumpKind, Label
 
+from tests.minidump_writer import known_x64_crash
+
 CORPUS = Path(__file__).parent / "corpus" / "goroutines"
 CONTROL = CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt"
 HEALTHY = CORPUS / "hangtest-pipe-close-race-sigquit-go1.27-linux.txt"
-PUBLIC_MINIDUMP = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "fixtures"
-    / "minidumps"
-    / "breakpad-thread_name_list.dmp"
-)
 
 
 def elf_header(e_type: int) -> bytes:
@@ -146,10 +141,8 @@ def test_combine_needs_an_analysis() -> None:
 
 def test_run_folder_hands_a_minidump_its_export_sidecar(tmp_path: Path) -> None:
     module = pytest.importorskip("reprofarm_analyzer.minidump_analysis")
-    if not PUBLIC_MINIDUMP.is_file():
-        pytest.skip(f"the public minidump fixture is not at {PUBLIC_MINIDUMP}")
     dump = tmp_path / "process-1.dmp"
-    shutil.copy(PUBLIC_MINIDUMP, dump)
+    dump.write_bytes(known_x64_crash())
     sidecar = tmp_path / "process-1.dmp.exports.json"
     sidecar.write_text("not a sidecar")
     (analysis,) = analyze_run_folder(tmp_path)

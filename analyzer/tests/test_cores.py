@@ -3,7 +3,6 @@ gcore (as the agent does on Linux) into tmp_path, and reads it back."""
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 import sys
@@ -28,7 +27,7 @@ print("ready", flush=True)
 time.sleep(60)
 """
 
-needs_gcore = pytest.mark.skipif(shutil.which("gcore") is None, reason="gcore (gdb) not installed")
+needs_gcore = pytest.mark.needs("gcore")
 
 
 @pytest.fixture(scope="module")

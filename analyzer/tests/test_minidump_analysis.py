@@ -1,16 +1,15 @@
 """Minidump triage: roles, labels, signatures, symbolisation and the hardware cross-check.
 
 Which inputs are real: the public fixtures (shared/fixtures/minidumps) and Wine's real
-``ntdll.dll`` (when the trixie Wine root is built here). ``build_minidump`` makes synthetic
-dumps for rule tests, and where a synthetic dump is paired with Wine's ntdll it records that
-DLL's own TimeDateStamp and SizeOfImage: it describes a process that loaded that very file.
+``ntdll.dll`` (when the trixie Wine root is built here). ``build_minidump``
+(tests/minidump_writer.py) makes synthetic dumps for rule tests, and where a synthetic dump
+is paired with Wine's ntdll it records that DLL's own TimeDateStamp and SizeOfImage: it
+describes a process that loaded that very file.
 The export names in the rule tests' sidecars are made up, and said to be.
 """
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,132 +32,23 @@ from reprofarm_analyzer.sidecar import (
 from reprofarm_protocol.analysis import Label
 from reprofarm_protocol.hardware import CpuInfo, HardwareInfo
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "minidumps"
+from tests.capabilities import WINE_ROOT, public_minidumps, require
+from tests.minidump_writer import (
+    NTDLL_BASE,
+    FakeDump,
+    FakeModule,
+    amd64_context,
+    arm64_context,
+    build_minidump,
+    known_x64_crash,
+    ntdll,
+)
+
+FIXTURES = public_minidumps()
 WINE_NTDLL = [
-    Path("/var/cache/reprofarm/wine-trixie/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/ntdll.dll"),
-    Path("/var/cache/reprofarm/wine-trixie/usr/lib/x86_64-windows/ntdll.dll"),
+    WINE_ROOT / "usr/lib/x86_64-linux-gnu/wine/x86_64-windows/ntdll.dll",
+    WINE_ROOT / "usr/lib/x86_64-windows/ntdll.dll",
 ]
-NTDLL_BASE = 0x7FFB_0B13_0000
-
-
-# --- a minidump writer for tests -------------------------------------------------------
-
-
-@dataclass
-class FakeModule:
-    path: str
-    base: int
-    size: int
-    timestamp: int
-
-
-@dataclass
-class FakeDump:
-    arch: int = 9  # AMD64
-    build: int = 22631
-    processors: int = 8
-    platform: int = 2  # VER_PLATFORM_WIN32_NT
-    modules: list[FakeModule] = field(default_factory=list)
-    threads: list[tuple[int, bytes]] = field(default_factory=list)
-    memory: list[tuple[int, bytes]] = field(default_factory=list)  # Memory64List ranges
-    exception: tuple[int, int, int] | None = None  # thread id, code, address
-
-
-def amd64_context(rip: int) -> bytes:
-    raw = bytearray(0x4D0)
-    struct.pack_into("<I", raw, 0x30, 0x0010_001F)  # CONTEXT_AMD64 | CONTEXT_ALL
-    struct.pack_into("<QQ", raw, 0x98, 0xE0_0000_1000, 0xE0_0000_1080)
-    struct.pack_into("<Q", raw, 0xF8, rip)
-    return bytes(raw)
-
-
-def arm64_context(pc: int) -> bytes:
-    """ARM64_NT_CONTEXT laid out from winnt.h (see test_minidump_contexts.py)."""
-    head = struct.pack("<II29QQQQQ", 0x0040_0007, 0, *[0] * 29, 0xE0_1080, 0x10, 0xE0_1000, pc)
-    return head + bytes(512) + struct.pack("<II8I8Q2I2Q", *[0] * 22)
-
-
-def build_minidump(spec: FakeDump) -> bytes:
-    """Header, directory, then each stream, laid out the way MiniDumpWriteDump does."""
-    out = bytearray(32 + 12 * 5)
-    streams: list[tuple[int, int, int]] = []
-
-    def put(blob: bytes) -> int:
-        at = len(out)
-        out.extend(blob)
-        return at
-
-    def string(text: str) -> int:
-        raw = text.encode("utf-16-le")
-        return put(struct.pack("<I", len(raw)) + raw + b"\0\0")
-
-    def stream(kind: int, blob: bytes) -> None:
-        streams.append((kind, len(blob), put(blob)))
-
-    csd = string("")
-    stream(
-        7,
-        struct.pack(
-            "<HHHBBIIIIIHH24x",
-            spec.arch,
-            6,
-            0,
-            spec.processors,
-            1,
-            10,
-            0,
-            spec.build,
-            spec.platform,
-            csd,
-            0,
-            0,
-        ),
-    )
-    names = [string(m.path) for m in spec.modules]
-    body = struct.pack("<I", len(spec.modules))
-    for module, name in zip(spec.modules, names, strict=True):
-        body += struct.pack(
-            "<QIIII13I8x8x16x", module.base, module.size, 0, module.timestamp, name, *[0] * 13
-        )
-    stream(4, body)
-    contexts = [put(context) for _, context in spec.threads]
-    body = struct.pack("<I", len(spec.threads))
-    for (tid, context), at in zip(spec.threads, contexts, strict=True):
-        body += struct.pack("<IIIIQQIIII", tid, 0, 0x20, 0, 0, 0, 0, 0, len(context), at)
-    stream(3, body)
-    if spec.exception:
-        tid, code, address = spec.exception
-        context = put(spec.threads[0][1])
-        stream(
-            6,
-            struct.pack(
-                "<IIIIQQI4x15QII",
-                tid,
-                0,
-                code,
-                1,
-                0,
-                address,
-                0,
-                *[0] * 15,
-                len(spec.threads[0][1]),
-                context,
-            ),
-        )
-    if spec.memory:
-        listing = 16 + 16 * len(spec.memory)
-        base = len(out) + listing
-        body = struct.pack("<QQ", len(spec.memory), base)
-        body += b"".join(struct.pack("<QQ", start, len(data)) for start, data in spec.memory)
-        stream(9, body + b"".join(data for _, data in spec.memory))
-    struct.pack_into("<4sIIIIIQ", out, 0, b"MDMP", 0xA793, len(streams), 32, 0, 0, 0)
-    for i, (kind, size, rva) in enumerate(streams):
-        struct.pack_into("<III", out, 32 + 12 * i, kind, size, rva)
-    return bytes(out)
-
-
-def ntdll(timestamp: int = 0x1234_5678, size: int = 0x1F8000) -> FakeModule:
-    return FakeModule(r"C:\Windows\System32\ntdll.dll", NTDLL_BASE, size, timestamp)
 
 
 def made_up_sidecar(timestamp: int = 0x1234_5678, size: int = 0x1F8000) -> bytes:
@@ -297,7 +187,7 @@ def test_unparseable_dump_is_reported_not_raised() -> None:
 
 # --- real fixtures ----------------------------------------------------------------------
 
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no fixtures at {FIXTURES}")
+needs_fixtures = pytest.mark.needs("public-minidumps")
 
 
 @needs_fixtures
@@ -315,6 +205,24 @@ needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no fixtures 
 def test_public_dumps_get_their_label(name: str, label: Label, signature: str) -> None:
     analysis = analyze_minidump((FIXTURES / name).read_bytes())
     assert (analysis.label, analysis.signature) == (label, signature)
+
+
+def test_a_written_crash_without_export_tables_has_module_offsets_as_tops() -> None:
+    analysis = analyze_minidump(known_x64_crash())
+    assert (analysis.label, analysis.signature) == (
+        Label.NO_HANG,
+        "no-hang:crash:0xc000000d:ntdll",  # the fault is in ntdll, which has no export names
+    )
+    assert [t.top for t in analysis.threads] == [
+        "ntdll+0x99f74",
+        "ntdll+0x9bc44",
+        "ntdll+0x9d844",
+        "ntdll+0x9d844",
+        "ntdll+0x9d844",
+        "ntdll+0x9d844",
+    ]
+    assert (analysis.arch, analysis.os_build, analysis.processors) == ("amd64", "10.0.17134", 16)
+    assert any(p.startswith("ntdll: no export table") for p in analysis.problems)
 
 
 @needs_fixtures
@@ -342,16 +250,24 @@ def test_fixture_dumps_do_not_hold_any_module_image() -> None:
         assert all(dump.memory.read(m.base, 2) is None for m in dump.modules), path.name
 
 
+def mutation_sources() -> dict[str, bytes]:
+    """Dumps written here (always), and the public fixtures where they are present."""
+    sources = {"written: known x64 crash": known_x64_crash(), "written: hang": hang(CANCEL, READ)}
+    if FIXTURES.is_dir():
+        sources |= {p.name: p.read_bytes() for p in sorted(FIXTURES.glob("*.dmp"))}
+    return sources
+
+
+MUTATION_SOURCES = mutation_sources()
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    name=st.sampled_from(sorted(p.name for p in FIXTURES.glob("*.dmp")) or ["missing"]),
+    name=st.sampled_from(sorted(MUTATION_SOURCES)),
     edits=st.lists(st.tuples(st.integers(0, 20_000), st.integers(0, 255)), max_size=12),
 )
-def test_mutated_fixtures_never_make_the_triage_raise(
-    name: str, edits: list[tuple[int, int]]
-) -> None:
-    path = FIXTURES / name
-    data = bytearray(path.read_bytes() if path.is_file() else b"")
+def test_mutated_dumps_never_make_the_triage_raise(name: str, edits: list[tuple[int, int]]) -> None:
+    data = bytearray(MUTATION_SOURCES[name])
     for at, value in edits:
         if at < len(data):
             data[at] = value
@@ -362,10 +278,10 @@ def test_mutated_fixtures_never_make_the_triage_raise(
 
 
 def wine_ntdll() -> Path:
-    for path in WINE_NTDLL:
-        if path.is_file():
-            return path
-    pytest.skip("Wine's ntdll.dll is not here: the trixie Wine root is not built on this machine")
+    require("wine-root")
+    found = [path for path in WINE_NTDLL if path.is_file()]
+    assert found, f"the Wine root has no x64 ntdll.dll at {WINE_NTDLL}"
+    return found[0]
 
 
 def test_sidecar_from_wine_ntdll_names_a_thread_of_a_process_that_loaded_it() -> None:

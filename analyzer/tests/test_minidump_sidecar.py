@@ -22,18 +22,21 @@ from reprofarm_analyzer.sidecar import (
     load_sidecar,
 )
 
+from tests.capabilities import WINE_ROOT, require
+
 WINE_FOLDERS = [
-    Path("/var/cache/reprofarm/wine-trixie/usr/lib/x86_64-linux-gnu/wine/x86_64-windows"),
-    Path("/var/cache/reprofarm/wine-trixie/usr/lib/x86_64-windows"),
+    WINE_ROOT / "usr/lib/x86_64-linux-gnu/wine/x86_64-windows",
+    WINE_ROOT / "usr/lib/x86_64-windows",
 ]
 
 
 def wine_system_dlls() -> list[Path]:
+    require("wine-root")
     for folder in WINE_FOLDERS:
         paths = [folder / name for name in SYSTEM_DLLS]
         if all(p.is_file() for p in paths):
             return paths
-    pytest.skip("Wine's system DLLs are not here: the trixie Wine root is not built")
+    raise AssertionError(f"the Wine root lacks {SYSTEM_DLLS} in {WINE_FOLDERS}")
 
 
 def mingw_exe() -> Path:

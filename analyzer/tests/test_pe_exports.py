@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -21,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reprofarm_analyzer.pe_exports import PeError, parse_mapped_pe, parse_pe, read_pe_file
 
-WINE_ROOT = Path("/var/cache/reprofarm/wine-trixie")
+from tests.capabilities import WINE_ROOT, require
+
 WINE_DLLS = [
     WINE_ROOT / "usr/lib/x86_64-linux-gnu/wine/x86_64-windows",  # Debian's multiarch layout
     WINE_ROOT / "usr/lib/x86_64-windows",
@@ -31,10 +31,10 @@ RAW = {TEXT: 0x400, EDATA: 0x1400, RSRC: 0x2400}  # and their file offsets: not 
 
 
 def wine_dll(name: str) -> Path:
-    for folder in WINE_DLLS:
-        if (folder / name).is_file():
-            return folder / name
-    pytest.skip(f"Wine's {name} is not here: the trixie Wine root ({WINE_ROOT}) is not built")
+    require("wine-root")
+    found = [folder / name for folder in WINE_DLLS if (folder / name).is_file()]
+    assert found, f"the Wine root has no {name} in {WINE_DLLS}"
+    return found[0]
 
 
 def build_pe(
@@ -298,8 +298,7 @@ def objdump_exports(path: Path) -> tuple[dict[str, int], dict[int, str]]:
 
 def test_wine_ntdll_exports_match_objdump() -> None:
     path = wine_dll("ntdll.dll")
-    if shutil.which("objdump") is None:
-        pytest.skip("binutils' objdump is not installed: no independent reading to compare")
+    require("objdump")
     image = read_pe_file(path).image
     ours = {e.name: e.rva for e in image.exports if e.name and not e.forwarder}
     theirs, _ = objdump_exports(path)
@@ -311,8 +310,7 @@ def test_wine_ntdll_exports_match_objdump() -> None:
 
 def test_wine_kernel32_forwarders_match_objdump() -> None:
     path = wine_dll("kernel32.dll")
-    if shutil.which("objdump") is None:
-        pytest.skip("binutils' objdump is not installed: no independent reading to compare")
+    require("objdump")
     image = read_pe_file(path).image
     _, theirs = objdump_exports(path)
     ours = {e.ordinal: e.forwarder for e in image.exports if e.forwarder}

@@ -4,19 +4,17 @@ and points REPROFARM_WINE_MINIDUMPS at them). Real Windows-format dumps of Go's
 threads: the full-memory one holds ntdll's image, so frames get export names
 without any sidecar."""
 
-import os
-from pathlib import Path
-
 import pytest
 from reprofarm_analyzer.analysis import analyze_path
 from reprofarm_protocol.analysis import DumpKind, Label
 
-FOLDER = Path(os.environ.get("REPROFARM_WINE_MINIDUMPS", "/var/cache/reprofarm/wine-minidumps"))
-FULL = sorted(FOLDER.glob("go*/hangtest-go*-full.dmp"))
+from tests.capabilities import wine_minidumps
 
-pytestmark = pytest.mark.skipif(
-    not FULL, reason=f"no Wine minidumps in {FOLDER}: run agent-windows/wine/make-minidumps.sh"
-)
+FOLDER = wine_minidumps()
+# One placeholder where none are made, so the test is reported as skipped for lack of them.
+FULL = sorted(FOLDER.glob("go*/hangtest-go*-full.dmp")) or [FOLDER / "none" / "none.dmp"]
+
+pytestmark = pytest.mark.needs("wine-minidumps")
 
 
 @pytest.mark.parametrize("dump", FULL, ids=lambda p: p.parent.name)

@@ -159,7 +159,7 @@ def test_only_the_release_wheels_are_served_and_only_to_agent_tokens(api, contro
         assert not refused.content.startswith(b"PK"), name
 
 
-@pytest.mark.skipif(UV is None, reason="needs uv")
+@pytest.mark.needs("uv")
 def test_the_served_wheels_install_alone_and_the_agent_runs(api, controller, tmp_path):
     release = api.get("/api/v1/agent/release", headers=bearer(controller.enrollment)).json()
     downloads = []
@@ -219,7 +219,7 @@ def test_the_version_follows_the_sources(tmp_path):
     assert wheels.source_version(copy) != wheels.source_version(WORKSPACE)
 
 
-@pytest.mark.skipif(UV is None, reason="needs uv")
+@pytest.mark.needs("uv")
 def test_two_processes_building_at_once_leave_one_complete_release(tmp_path):
     cache = tmp_path / "cache"
     builders = [

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.capabilities import public_minidumps
+from tests.minidump_writer import KNOWN_THREAD_IDS, known_x64_crash
+
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "analyzer" / "tests" / "corpus" / "goroutines"
-MINIDUMPS = ROOT.parent / "shared" / "fixtures" / "minidumps"
 LABELS = {"cancelioex-sync-io", "close-waits-sync-io", "control-deadlock", "other-hang", "no-hang"}
 
 
@@ -47,8 +51,25 @@ def test_several_files_give_a_list_and_a_gzipped_dump_reads_like_the_plain_one(t
     assert all(r["label"] in LABELS for r in reports)
 
 
-def test_a_minidump_has_arch_os_build_and_threads_placed_in_modules():
-    done = analyze(MINIDUMPS / "rust-minidump-invalid-parameter.dmp", "--json")
+def test_a_minidump_has_arch_os_build_and_threads_placed_in_modules(tmp_path):
+    dump = tmp_path / "process-1.dmp"
+    dump.write_bytes(known_x64_crash())
+    done = analyze(dump, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["kind"], report["arch"], report["os_build"]) == (
+        "minidump",
+        "amd64",
+        "10.0.17134",
+    )
+    assert [t["id"] for t in report["threads"]] == list(KNOWN_THREAD_IDS)
+    assert all(t["top"].startswith("ntdll+0x") for t in report["threads"])
+    assert report["label"] == "no-hang"
+
+
+@pytest.mark.needs("public-minidumps")
+def test_a_public_minidump_has_arch_os_build_and_threads_placed_in_modules():
+    done = analyze(public_minidumps() / "rust-minidump-invalid-parameter.dmp", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["kind"], report["arch"], report["os_build"]) == (

@@ -100,6 +100,7 @@ def test_run_json_prints_only_json_with_runs_and_summary(hangtest_binary, tmp_pa
     assert "run 1/1" in done.stderr
 
 
+@pytest.mark.needs("gcore")  # asserts core dumps
 def test_control_deadlock_runs_hang_with_dumps_and_cores(hangtest_binary, tmp_path):
     done = reprofarm(
         "run",

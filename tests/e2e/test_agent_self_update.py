@@ -43,7 +43,7 @@ from tests.e2e.farm import free_port, wait_for
 
 WORKSPACE = Path(__file__).resolve().parents[2]
 UV = shutil.which("uv")
-pytestmark = pytest.mark.skipif(UV is None, reason="needs uv")
+pytestmark = pytest.mark.needs("uv")
 
 
 def start_variants(root: Path, specs: dict[str, str | None]) -> dict[str, subprocess.Popen[bytes]]:

@@ -137,6 +137,9 @@ def _nav(page: Any, name: str) -> None:
     page.click(f"header nav a[data-nav='{name}']")
 
 
+pytestmark = pytest.mark.needs("chromium")  # decided before the farm starts
+
+
 def test_a_control_job_appears_live_and_its_hangs_turn_its_cells_red(farm, control_job):
     page, job_id = control_job["overview"], control_job["job"]["id"]
     page.wait_for_selector(f"#jobs a[href='#/jobs/{job_id}']", timeout=30_000)

@@ -8,6 +8,7 @@ import pytest
 from tests.e2e.farm import wait_for
 
 
+@pytest.mark.needs("gcore")  # asserts core dumps
 def test_control_deadlock_job_across_two_pools_gives_dumps_and_rates(farm):
     farm.start_agent("arm-like", ["pool-a"])
     farm.start_agent("vm-like", ["pool-b"])

@@ -125,6 +125,7 @@ def test_up_then_submit_and_stats_contract(up):
     assert "HTTP 401" in bad.stderr
 
 
+@pytest.mark.needs("chromium")
 def test_dashboard_shows_rates_and_jobs_in_chromium(up):
     from playwright.sync_api import sync_playwright
 

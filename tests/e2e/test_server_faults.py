@@ -9,13 +9,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from tests.capabilities import postgres_cluster
 from tests.e2e.farm import Farm, RedisServer, wait_for
 from tests.e2e.tcp_proxy import TcpProxy
 from tests.fixtures import PG_ADMIN
@@ -78,8 +78,7 @@ def stats_row(farm: Farm, job_id: int) -> dict[str, Any]:
 
 # -- Postgres restarted mid-job ---------------------------------------------------
 
-PG_VERSION = next(iter(sorted(p.name for p in Path("/etc/postgresql").glob("*"))), "")
-PG_CTL = ["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main"]
+PG_CTL = ["pg_ctlcluster", "--skip-systemctl-redirect", postgres_cluster() or "", "main"]
 
 
 def _postgres_accepts() -> bool:
@@ -102,7 +101,7 @@ def postgres_stopped() -> Iterator[None]:
         wait_for("postgres", _postgres_accepts, timeout=60, every=0.2)
 
 
-@pytest.mark.skipif(not PG_VERSION, reason="needs a local Postgres cluster to restart")
+@pytest.mark.needs("postgres-cluster")
 @pytest.mark.parametrize("fault_farm", [{"lease_s": 20.0}], indirect=True)
 def test_postgres_restart_mid_job_answers_503_then_recovers_counting_each_run_once(fault_farm):
     farm = fault_farm
@@ -193,6 +192,7 @@ def test_worker_killed_mid_build_redoes_it_once_and_the_job_completes(fault_farm
 # -- the network between one agent and the api cut for longer than a lease --------
 
 
+@pytest.mark.needs("gcore")  # asserts core dumps
 @pytest.mark.parametrize("fault_farm", [{"lease_s": 4.0}], indirect=True)
 def test_agent_cut_off_past_its_lease_loses_the_run_then_delivers_its_late_evidence(fault_farm):
     farm = fault_farm

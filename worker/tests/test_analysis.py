@@ -19,7 +19,9 @@ from reprofarm_protocol.queues import TASK_ANALYZE_ARTIFACT
 from reprofarm_worker.analysis import analyze_artifact, reanalyze
 from sqlalchemy import select
 
+from tests.capabilities import public_minidumps
 from tests.factories import FAKE_SOURCE, fake_build, register_agent
+from tests.minidump_writer import known_x64_crash
 
 CORPUS = Path(__file__).resolve().parents[2] / "analyzer" / "tests" / "corpus" / "goroutines"
 CONTROL_DUMP = CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt"
@@ -134,13 +136,21 @@ def test_reanalysis_after_a_rules_change_moves_old_runs_to_the_new_bucket(sessio
         assert analyses.for_artifact(s, artifact_id=artifact_id).rules_version == RULES_VERSION
 
 
-MINIDUMPS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "minidumps"
-
-
-def test_a_minidump_that_contradicts_the_agents_hardware_record_is_flagged(sessions, tmp_path):
-    """The public x64 fixture against an arm64 agent record (tests.factories)."""
+@pytest.mark.parametrize(
+    "source",
+    ["written", pytest.param("public", marks=pytest.mark.needs("public-minidumps"))],
+)
+def test_a_minidump_that_contradicts_the_agents_hardware_record_is_flagged(
+    sessions, tmp_path, source
+):
+    """An x64 dump (written here, or the public fixture of that shape) against an arm64
+    agent record (tests.factories)."""
     agent_id, run_id, secret = leased_run(sessions)
-    dump = MINIDUMPS / "rust-minidump-invalid-parameter.dmp"
+    if source == "written":
+        dump = tmp_path / "written.dmp"
+        dump.write_bytes(known_x64_crash())
+    else:
+        dump = public_minidumps() / "rust-minidump-invalid-parameter.dmp"
     artifact_id = upload(
         sessions, tmp_path, agent_id, run_id, secret, dump, kind="minidump", name="process-1.dmp"
     )
