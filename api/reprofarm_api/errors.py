@@ -24,6 +24,7 @@ from sqlalchemy.exc import (
     StatementError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,16 @@ def install(app: FastAPI) -> None:
         log.info("a concurrent change won: %s", exc.orig)
         return JSONResponse(
             body("a concurrent request changed the same thing first; retry"), status_code=409
+        )
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(_request: Request, exc: StaleDataError) -> JSONResponse:
+        """A write decided on a read another request made stale (a run's status is the
+        version its UPDATE checks, reprofarm_db.states): refused whole, never half done."""
+        log.info("a write based on a stale read was refused: %s", exc)
+        return JSONResponse(
+            body("the run changed while this request ran; read it again and retry"),
+            status_code=409,
         )
 
     @app.exception_handler(DataError)

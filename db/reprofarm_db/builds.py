@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from reprofarm_db import outbox
 from reprofarm_db.errors import NotFound
 from reprofarm_db.models import Build, BuildRequest, Job, Run, utcnow
+from reprofarm_db.states import lock_job, locked_runs, move_job, move_run
 
 REQUEST_AGAIN_AFTER = timedelta(minutes=10)
 """A build asked for and not recorded by then (the worker lost it) is asked again."""
@@ -115,26 +116,16 @@ def _make_ready(session: Session, *, job: Job, missing_versions: set[str], now: 
     # then waited forever for agents that were never coming.
     # A locking query with populate_existing (as a lease's claim does) rather than
     # refresh(): the query autoflushes the caller's pending changes first.
-    session.scalar(
-        select(Job)
-        .where(Job.id == job.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if job.status in FINISHED_JOB_STATES:
+    if lock_job(session, job_id=job.id) is None or job.status in FINISHED_JOB_STATES:
         return 0
     missing = missing_versions
     ready = 0
-    for run in session.scalars(
-        select(Run).where(Run.job_id == job.id, Run.status == RunState.PENDING)
-    ):
-        if run.go_version not in missing:
-            run.status = RunState.READY
-            run.ready_at = now
+    for run in locked_runs(session, Run.job_id == job.id, Run.status == RunState.PENDING):
+        if run.go_version not in missing and move_run(run, RunState.READY, ready_at=now):
             ready += 1
     if job.status == JobState.QUEUED:
-        job.status = JobState.RUNNING
-        job.planned_at = now
+        session.flush()
+        move_job(session, job_id=job.id, to=JobState.RUNNING, now=now)
     return ready
 
 

@@ -36,7 +36,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep the statistics rollups exact at every flush."""
+    """Sessions that keep the statistics rollups exact at every flush, and whose runs and
+    jobs change status only by the steps the state machine allows (states.py)."""
+    import reprofarm_db.states  # noqa: F401 - registers the state machine's checks
     from reprofarm_db.rollups import track  # rollups needs the models, engine does not
 
     factory = sessionmaker(engine, expire_on_commit=False)

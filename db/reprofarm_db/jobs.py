@@ -7,7 +7,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from reprofarm_protocol.jobs import FINISHED_JOB_STATES, FanOut, JobCreate, JobState, RunState
+from reprofarm_protocol.jobs import (
+    FINISHED_JOB_STATES,
+    NOT_STARTED_RUN_STATES,
+    OPEN_RUN_STATES,
+    FanOut,
+    JobCreate,
+    JobState,
+    RunState,
+)
 from reprofarm_protocol.queues import TASK_PLAN_JOB
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,8 +24,7 @@ from reprofarm_db import agents as agents_
 from reprofarm_db import outbox
 from reprofarm_db.errors import Conflict, Invalid, NotFound
 from reprofarm_db.models import Agent, Job, Run, utcnow
-
-OPEN_RUN_STATES = (RunState.PENDING, RunState.READY, RunState.LEASED)
+from reprofarm_db.states import lock_job, locked_runs, move_job, move_run
 
 
 @dataclass(frozen=True)
@@ -233,20 +240,20 @@ def run_counts(session: Session, *, job_id: int) -> dict[str, int]:
     return counts
 
 
-def refresh_status(session: Session, *, job: Job) -> None:
+def refresh_status(session: Session, *, job_id: int) -> None:
     """A job is done once no run of it can still change; ``expired`` if every run
-    expired (it waited for agents and none came)."""
-    if job.status in FINISHED_JOB_STATES:
-        return
+    expired (it waited for agents and none came). A job finished meanwhile (cancelled,
+    or finished by a concurrent result) stays as it is: the step is conditional."""
     # Asked at every result: one probe of (job_id, status), not a count of the job.
     still_open = session.scalar(
-        select(Run.id).where(Run.job_id == job.id, Run.status.in_(OPEN_RUN_STATES)).limit(1)
+        select(Run.id).where(Run.job_id == job_id, Run.status.in_(OPEN_RUN_STATES)).limit(1)
     )
-    if still_open is None:
-        counts = run_counts(session, job_id=job.id)
-        expired_only = counts[RunState.EXPIRED] == sum(counts.values())
-        job.status = JobState.EXPIRED if expired_only else JobState.DONE
-        job.finished_at = utcnow()
+    if still_open is not None:
+        return
+    counts = run_counts(session, job_id=job_id)
+    expired_only = counts[RunState.EXPIRED] == sum(counts.values())
+    to = JobState.EXPIRED if expired_only else JobState.DONE
+    move_job(session, job_id=job_id, to=to, now=utcnow())
 
 
 def finish_settled(session: Session) -> list[int]:
@@ -258,52 +265,62 @@ def finish_settled(session: Session) -> list[int]:
     )
     has_runs = select(Run.id).where(Run.job_id == Job.id).exists()
     settled = list(
-        session.scalars(select(Job).where(Job.status == JobState.RUNNING, has_runs, ~still_open))
+        session.scalars(select(Job.id).where(Job.status == JobState.RUNNING, has_runs, ~still_open))
     )
-    for job in settled:
-        refresh_status(session, job=job)
-    return [job.id for job in settled]
+    for job_id in settled:
+        refresh_status(session, job_id=job_id)
+    return settled
 
 
 def expire_waiting(session: Session, *, now: datetime) -> list[int]:
     """Runs of jobs whose wait for agents is over and that no agent took end
     ``expired``, each with the reason of its cell. Once per job: retries of runs
-    that did start (lost, re-queued) are not expired. Returns the jobs touched."""
+    that did start (lost, re-queued) are not expired. Returns the jobs touched.
+
+    The job is locked, then its runs not started: a claim that leased one meanwhile
+    has committed by the time its lock is ours, and the run, leased, is left alone."""
     touched = []
     for job in session.scalars(
-        select(Job).where(Job.expires_at.is_not(None), Job.expires_at < now).with_for_update()
+        select(Job)
+        .where(Job.expires_at.is_not(None), Job.expires_at < now)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ):
         wait = job.spec.get("wait_for_agents_s")
-        for run in session.scalars(
-            select(Run).where(
-                Run.job_id == job.id, Run.status.in_((RunState.PENDING, RunState.READY))
-            )
+        for run in locked_runs(
+            session, Run.job_id == job.id, Run.status.in_(NOT_STARTED_RUN_STATES)
         ):
             where = f"pool {run.pool}" if run.pool else "matching the job"
-            run.status = RunState.EXPIRED
-            run.finished_at = now
-            run.reason = f"no agent {where} took this run within the job's wait of {wait:g}s"
+            move_run(
+                run,
+                RunState.EXPIRED,
+                finished_at=now,
+                reason=f"no agent {where} took this run within the job's wait of {wait:g}s",
+            )
         job.expires_at = None
         session.flush()
-        refresh_status(session, job=job)
+        refresh_status(session, job_id=job.id)
         touched.append(job.id)
     return touched
 
 
 def cancel(session: Session, *, job_id: int) -> Job:
-    """Runs not started are cancelled; running ones are told at their next heartbeat."""
-    job = get_or_raise(session, job_id=job_id)
+    """Runs not started are cancelled; running ones learn it from their job at their
+    next heartbeat (and a result that did not hang is stored ``cancelled``).
+
+    The job is locked first (planning and the expiry lock it too), then its runs not
+    started. Runs that agents hold are not locked: the job's status is what tells them,
+    so a cancel never waits on, or writes over, a claim, a heartbeat or a result."""
+    job = lock_job(session, job_id=job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
     if job.status in FINISHED_JOB_STATES:
         raise Conflict(f"job {job_id} is already {job.status}")
-    for run in session.scalars(
-        select(Run).where(Run.job_id == job_id, Run.status.in_(OPEN_RUN_STATES))
-    ):
-        if run.status == RunState.LEASED:
-            run.cancel_requested = True
-        else:
-            run.status = RunState.CANCELLED
-            run.finished_at = utcnow()
-            run.reason = "job cancelled before the run started"
-    job.status = JobState.CANCELLED
-    job.finished_at = utcnow()
+    now = utcnow()
+    for run in locked_runs(session, Run.job_id == job_id, Run.status.in_(NOT_STARTED_RUN_STATES)):
+        move_run(
+            run, RunState.CANCELLED, finished_at=now, reason="job cancelled before the run started"
+        )
+    session.flush()
+    move_job(session, job_id=job_id, to=JobState.CANCELLED, now=now)
     return job

@@ -8,10 +8,15 @@ Postgres: candidates are read unlocked, and the one chosen is locked with FOR
 UPDATE SKIP LOCKED and re-checked, so concurrent lease requests never wait on each
 other, never take the same run, and never skip runs another request only looked at. SQLite: every
 write transaction begins IMMEDIATE (see engine.py), one writer at a time.
+
+Every status change goes through ``states.move_run`` (the state machine); a heartbeat
+writes only while the run is still leased (one conditional UPDATE), so a heartbeat that
+crosses the result never overwrites the result's numbers.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from reprofarm_protocol.jobs import (
@@ -24,12 +29,14 @@ from reprofarm_protocol.jobs import (
     RunReport,
     RunState,
 )
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, and_, cast, false, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from reprofarm_db import analyses, builds, jobs, tokens
 from reprofarm_db.errors import Conflict, NotFound, Unproven
-from reprofarm_db.models import Agent, Build, Run
+from reprofarm_db.models import Agent, Build, Job, Run
+from reprofarm_db.states import locked_runs, move_run
 
 _CANDIDATES = 20
 _PASSES = 3
@@ -37,7 +44,12 @@ _PASSES = 3
 two more pages past those are read before the agent goes back to waiting."""
 
 
-def _eligible(agent: Agent) -> list[ColumnElement[bool]]:
+def _eligible(
+    agent: Agent, *, dialect: str, now: datetime, avoid_grace_s: float
+) -> list[ColumnElement[bool]]:
+    """Everything that makes a ready run this agent's to take, in SQL: a claim that
+    matched selectors in Python gave up after a page of runs it could not take, and
+    slept while a run it could take waited further down the queue."""
     pool_match = Run.pool.in_(agent.pools) if agent.pools else false()
     return [
         Run.status == RunState.READY,
@@ -46,7 +58,32 @@ def _eligible(agent: Agent) -> list[ColumnElement[bool]]:
             and_(Run.required_agent_id.is_(None), or_(Run.pool.is_(None), pool_match)),
         ),
         or_(Run.min_cpus.is_(None), Run.min_cpus <= agent.logical_cpus),
+        _selector_matches(agent, dialect),
+        # A retried run gives another agent the first chance.
+        or_(
+            Run.avoid_agent_id.is_(None),
+            Run.avoid_agent_id != agent.id,
+            Run.ready_at.is_(None),
+            Run.ready_at <= now - timedelta(seconds=avoid_grace_s),
+        ),
     ]
+
+
+def _selector_matches(agent: Agent, dialect: str) -> ColumnElement[bool]:
+    """Every key of the run's selector names one of the agent's facts with that value
+    (as text, the way selectors are written)."""
+    facts = {str(k): str(v) for k, v in (agent.facts or {}).items()}
+    if dialect == "postgresql":
+        contained: ColumnElement[bool] = cast(Run.selector, JSONB).contained_by(
+            literal(facts, JSONB)
+        )
+        return contained
+    wanted = func.json_each(Run.selector).table_valued("key", "value").alias("wanted")
+    fact = func.json_each(json.dumps(facts)).table_valued("key", "value").alias("fact")
+    differs = wanted.c.value.is_not(
+        select(fact.c.value).where(fact.c.key == wanted.c.key).scalar_subquery()
+    )
+    return ~select(1).select_from(wanted).where(differs).exists()
 
 
 def note_seen(agent: Agent, *, now: datetime, lease_s: float) -> None:
@@ -70,36 +107,24 @@ def claim(
     note_seen(agent, now=now, lease_s=lease_s)
     if agent.needs_reboot:
         return None
-    query = select(Run).where(*_eligible(agent)).order_by(Run.priority.desc(), Run.id)
-    postgres = session.get_bind().dialect.name == "postgresql"
+    dialect = session.get_bind().dialect.name
+    eligible = _eligible(agent, dialect=dialect, now=now, avoid_grace_s=avoid_grace_s)
+    query = select(Run).where(*eligible).order_by(Run.priority.desc(), Run.id)
     seen: list[int] = []
     for _pass in range(_PASSES):
         page = query.where(Run.id.not_in(seen)) if seen else query
         held_elsewhere = False
         for run in session.scalars(page.limit(_CANDIDATES)):
             seen.append(run.id)
-            if not _may_take(agent, run, now=now, avoid_grace_s=avoid_grace_s):
-                continue
-            if postgres and not _lock_if_still_ready(session, run):
+            if dialect == "postgresql" and not _lock_if_still_ready(session, run):
                 held_elsewhere = True  # another claim holds or took it
                 continue
             claimed = _lease(session, agent=agent, run=run, now=now, lease_s=lease_s)
             if claimed is not None:
                 return claimed
         if not held_elsewhere:
-            return None  # no candidate was skipped for a lock: no later page can help
+            return None  # every candidate was this agent's to take: no later page helps
     return None
-
-
-def _may_take(agent: Agent, run: Run, *, now: datetime, avoid_grace_s: float) -> bool:
-    if any(str(agent.facts.get(k)) != v for k, v in run.selector.items()):
-        return False
-    # A retried run gives another agent the first chance.
-    return not (
-        run.avoid_agent_id == agent.id
-        and run.ready_at is not None
-        and (now - run.ready_at).total_seconds() < avoid_grace_s
-    )
 
 
 def _lease(
@@ -110,14 +135,19 @@ def _lease(
         # A job that waited for agents did not know this target: build it now.
         builds.request(session, go_version=run.go_version, target=agent.target, now=now)
         return None
-    run.status = RunState.LEASED
-    run.agent_id = agent.id
-    run.hardware_config_id = agent.hardware_config_id
-    run.build_id = build.id
-    run.leased_at = now
-    run.lease_expires_at = now + timedelta(seconds=lease_s)
     secret = tokens.new_secret()
-    run.lease_token_hash = tokens.hash_secret(secret)
+    leased = move_run(
+        run,
+        RunState.LEASED,
+        agent_id=agent.id,
+        hardware_config_id=agent.hardware_config_id,
+        build_id=build.id,
+        leased_at=now,
+        lease_expires_at=now + timedelta(seconds=lease_s),
+        lease_token_hash=tokens.hash_secret(secret),
+    )
+    if not leased:
+        return None
     agent.current_run_id = run.id
     return run, build, secret
 
@@ -192,7 +222,7 @@ def prove_lease(
     Raises NotFound, Conflict (another agent's run) or Unproven."""
     query = select(Run).where(Run.id == run_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update().execution_options(populate_existing=True)
     run = session.scalar(query)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
@@ -213,15 +243,50 @@ def heartbeat(
     now: datetime,
     lease_s: float,
 ) -> HeartbeatReply:
+    """Extend the lease and record progress, only while the run is still leased to this
+    attempt: one conditional UPDATE, so a heartbeat that crosses the result (or the
+    sweep) changes nothing. ``cancel`` is the run's flag or its job's cancellation."""
     run = prove_lease(session, agent_id=agent.id, run_id=run_id, lease_token=lease_token)
+    expires = now + timedelta(seconds=lease_s)
+    job_status = select(Job.status).where(Job.id == Run.job_id).scalar_subquery()
+    extended = session.execute(
+        update(Run)
+        .where(
+            Run.id == run.id,
+            Run.status == RunState.LEASED,
+            Run.agent_id == agent.id,
+            Run.lease_token_hash == run.lease_token_hash,
+        )
+        .values(lease_expires_at=expires, iterations=beat.iterations, duration_s=beat.elapsed_s)
+        .returning(Run.cancel_requested, job_status)
+        .execution_options(synchronize_session=False)
+    ).first()
+    # The agent's row after the run's, in the order a result and the sweep take them:
+    # the other order deadlocked a heartbeat against the result it crossed.
     note_seen(agent, now=now, lease_s=lease_s)
-    if run.status != RunState.LEASED:
-        return HeartbeatReply(cancel=run.cancel_requested, lease_valid=False, lease_expires_at=None)
-    run.lease_expires_at = now + timedelta(seconds=lease_s)
-    run.iterations = beat.iterations
-    run.duration_s = beat.elapsed_s
+    if extended is None:
+        cancelled = run.cancel_requested or _job_cancelled(session, job_id=run.job_id)
+        return HeartbeatReply(cancel=cancelled, lease_valid=False, lease_expires_at=None)
+    flag, status = extended
     return HeartbeatReply(
-        cancel=run.cancel_requested, lease_valid=True, lease_expires_at=run.lease_expires_at
+        cancel=bool(flag) or status == JobState.CANCELLED,
+        lease_valid=True,
+        lease_expires_at=expires,
+    )
+
+
+def _job_cancelled(session: Session, *, job_id: int) -> bool:
+    return session.scalar(select(Job.status).where(Job.id == job_id)) == JobState.CANCELLED
+
+
+def release_agent(session: Session, *, agent_id: int, run_id: int) -> None:
+    """Clear the agent's current run if it still names this one: a claim of its next run
+    that committed meanwhile is not undone."""
+    session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id, Agent.current_run_id == run_id)
+        .values(current_run_id=None)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -234,57 +299,67 @@ def record_result(
     report: RunReport,
     now: datetime,
 ) -> tuple[Run, bool]:
-    """Store an agent's result. Returns (run, counted): a result for a lost
-    lease is kept in ``late_result`` and never counted; a repeat is a no-op."""
+    """Store an agent's result. Returns (run, counted): a result for a lost lease is
+    kept in ``late_result`` (the first one; a different second one is a Conflict) and
+    never counted; a repeat is a no-op. A result that did not hang, for a run whose job
+    was cancelled meanwhile, is stored ``cancelled`` (its payload kept)."""
     run = prove_lease(session, agent_id=agent.id, run_id=run_id, lease_token=lease_token, lock=True)
     payload = report.result.model_dump(mode="json")
     agent.last_seen = now
     if report.result.unkillable:
         agent.needs_reboot = True
     if run.status == RunState.LEASED:
+        cancelled = run.cancel_requested or _job_cancelled(session, job_id=run.job_id)
         status = RunState(report.result.status.value)
-        if run.cancel_requested and status is not RunState.HUNG:
+        if cancelled and status is not RunState.HUNG:
             status = RunState.CANCELLED  # a hang found while cancelling is still evidence
-        run.status = status
-        run.result = payload
-        run.iterations = report.result.iterations
-        run.duration_s = report.result.duration_s
-        run.reason = report.result.reason
-        run.finished_at = now
-        run.lease_expires_at = None
+        move_run(
+            run,
+            status,
+            result=payload,
+            iterations=report.result.iterations,
+            duration_s=report.result.duration_s,
+            reason=report.result.reason,
+            finished_at=now,
+            lease_expires_at=None,
+            cancel_requested=cancelled,
+        )
         analyses.label_result(run)
-        if agent.current_run_id == run.id:
-            agent.current_run_id = None
-        jobs.refresh_status(session, job=jobs.get_or_raise(session, job_id=run.job_id))
+        release_agent(session, agent_id=agent.id, run_id=run.id)
+        session.flush()
+        jobs.refresh_status(session, job_id=run.job_id)
         return run, True
     if run.status in FINAL_STATES and run.result == payload:
         return run, False
     if run.status == RunState.LOST:
-        run.late_result = payload
-        if agent.current_run_id == run.id:
-            agent.current_run_id = None
+        if run.late_result is None:
+            run.late_result = payload
+        elif run.late_result != payload:
+            raise Conflict(
+                f"run {run_id} was lost and keeps the first late result it was sent; "
+                f"this one differs"
+            )
+        release_agent(session, agent_id=agent.id, run_id=run.id)
         return run, False
     raise Conflict(f"run {run_id} is already {run.status} with a different result")
 
 
 def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
     """Runs whose lease expired become ``lost``; each gets a new attempt (up to
-    max_attempts), preferably for another agent. Safe to run twice."""
-    query = select(Run).where(Run.status == RunState.LEASED, Run.lease_expires_at < now)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    max_attempts), preferably for another agent. Safe to run twice, and beside
+    heartbeats: a lease extended meanwhile is no longer expired once its lock is ours."""
     lost: list[int] = []
-    for run in session.scalars(query):
-        run.status = RunState.LOST
-        run.finished_at = now
-        run.reason = f"lease expired at {run.lease_expires_at}: agent {run.agent_id} went silent"
+    expired = locked_runs(
+        session, Run.status == RunState.LEASED, Run.lease_expires_at < now, skip_locked=True
+    )
+    for run in expired:
+        went_silent = f"lease expired at {run.lease_expires_at}: agent {run.agent_id} went silent"
+        if not move_run(run, RunState.LOST, finished_at=now, reason=went_silent):
+            continue
         if run.agent_id is not None:
-            agent = session.get(Agent, run.agent_id)
-            if agent is not None and agent.current_run_id == run.id:
-                agent.current_run_id = None
-        job = jobs.get_or_raise(session, job_id=run.job_id)
+            release_agent(session, agent_id=run.agent_id, run_id=run.id)
         lost.append(run.id)
-        if job.status != JobState.CANCELLED and run.attempt < max_attempts:
+        if not _job_cancelled(session, job_id=run.job_id) and run.attempt < max_attempts:
             session.add(
                 Run(
                     job_id=run.job_id,
@@ -307,5 +382,5 @@ def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
             )
         else:
             session.flush()
-            jobs.refresh_status(session, job=job)
+            jobs.refresh_status(session, job_id=run.job_id)
     return lost

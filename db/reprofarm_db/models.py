@@ -226,6 +226,13 @@ class Run(Base):
     signature: Mapped[str | None] = mapped_column(String(500))
     signature_key: Mapped[str | None] = mapped_column(String(16), index=True)
 
+    # The status is the version every UPDATE of a run checks (``WHERE status = <as read>``):
+    # a write decided on a stale read fails instead of winning (reprofarm_db.states).
+    __mapper_args__ = {  # noqa: RUF012 - read once by the mapper, never mutated
+        "version_id_col": status,
+        "version_id_generator": False,
+    }
+
 
 class Artifact(Base):
     __tablename__ = "artifacts"

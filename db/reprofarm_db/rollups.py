@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reprofarm_protocol.analysis import PENDING_LABEL
-from reprofarm_protocol.jobs import RunState
+from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
 from sqlalchemy import delete, event, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,7 +41,9 @@ _STATUS_COUNTER = {
     RunState.ERROR: "errors",
     RunState.LOST: "lost",
 }
-_COUNTED = (RunState.PASSED, RunState.HUNG, RunState.FAILED)
+_COUNTED = COUNTED_RUN_STATES
+_KEPT_SQL = ", ".join(f"'{state.value}'" for state in sorted(_STATUS_COUNTER))
+_COUNTED_SQL = ", ".join(f"'{state.value}'" for state in sorted(_COUNTED))
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def rebuild(session: Session) -> int:
     """Recompute every cell from the runs table; returns the number of cells."""
     session.execute(delete(RunRollup))
     hung = f"status = '{RunState.HUNG.value}'"
-    counted = "status IN ('passed', 'hung', 'failed')"
+    counted = f"status IN ({_COUNTED_SQL})"
     key_exprs = (
         "COALESCE(hardware_config_id, 0)",
         "scenario",
@@ -163,20 +165,18 @@ def rebuild(session: Session) -> int:
         f"COALESCE(label, CASE WHEN {hung} THEN '{PENDING_LABEL}' ELSE '' END)",
         f"COALESCE(signature_key, CASE WHEN {hung} THEN '{PENDING_LABEL}' ELSE '' END)",
     )
-    counter_exprs = (
-        "SUM(CASE WHEN status = 'passed' THEN 1 ELSE 0 END)",
-        "SUM(CASE WHEN status = 'hung' THEN 1 ELSE 0 END)",
-        "SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END)",
-        "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END)",
-        "SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END)",
-        f"SUM(CASE WHEN {counted} THEN iterations ELSE 0 END)",
-        f"SUM(CASE WHEN {counted} THEN duration_s ELSE 0 END)",
+    state_of = {counter: state.value for state, counter in _STATUS_COUNTER.items()}
+    counter_exprs = tuple(
+        f"SUM(CASE WHEN status = '{state_of[c]}' THEN 1 ELSE 0 END)"
+        if c in state_of
+        else f"SUM(CASE WHEN {counted} THEN {_source(c)} ELSE 0 END)"
+        for c in COUNTERS
     )
     session.execute(
         text(
             f"INSERT INTO run_rollups ({', '.join((*KEY_COLUMNS, *COUNTERS))}) "  # noqa: S608 - constants only
             f"SELECT {', '.join((*key_exprs, *counter_exprs))} FROM runs "
-            "WHERE status IN ('passed', 'hung', 'failed', 'error', 'lost') "
+            f"WHERE status IN ({_KEPT_SQL}) "
             f"GROUP BY {', '.join(key_exprs)}"
         )
     )

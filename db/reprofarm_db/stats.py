@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reprofarm_protocol.analysis import PENDING_LABEL
-from reprofarm_protocol.jobs import RunState
+from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
 from reprofarm_protocol.rates import wilson_interval
 from scipy.special import chdtrc  # type: ignore[import-untyped]
 from scipy.stats import fisher_exact  # type: ignore[import-untyped]
@@ -57,7 +57,7 @@ GROUP_KEYS: dict[str, Any] = {
     "label": LABEL,
     "signature": SIGNATURE,
 }
-COUNTED = (RunState.PASSED, RunState.HUNG, RunState.FAILED)
+COUNTED = tuple(sorted(COUNTED_RUN_STATES))
 DISAGREE_P = 0.01
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reprofarm_protocol.jobs import RunState
+from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
 from sqlalchemy import ColumnElement, and_, false, func, select
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,7 @@ KEYS: dict[str, Any] = {**stats.GROUP_KEYS, "required_agent": Run.required_agent
 """What a tally may group by: the statistics keys, and a job cell's named agent."""
 
 OPEN_STATES = (RunState.PENDING, RunState.READY, RunState.LEASED)
-_COUNTED = set(stats.COUNTED)
+_COUNTED = COUNTED_RUN_STATES
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,48 @@ class JobState(StrEnum):
 
 FINISHED_JOB_STATES = frozenset({JobState.DONE, JobState.CANCELLED, JobState.EXPIRED})
 
+OPEN_RUN_STATES = frozenset({RunState.PENDING, RunState.READY, RunState.LEASED})
+"""States a run can still leave: a job with none of these left is finished."""
+
+NOT_STARTED_RUN_STATES = frozenset({RunState.PENDING, RunState.READY})
+"""Open states no agent holds yet: a cancel or an expiry ends these runs at once."""
+
+COUNTED_RUN_STATES = frozenset({RunState.PASSED, RunState.HUNG, RunState.FAILED})
+"""Outcomes of the test itself: the runs a hit rate's denominator counts (errors, lost,
+cancelled and expired runs never enter a rate). Rollups, statistics and views read this."""
+
+INITIAL_RUN_STATES = frozenset({RunState.PENDING, RunState.READY})
+"""A run is created pending (waiting for its builds), or ready (a lost run's retry)."""
+
+RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.PENDING: frozenset({RunState.READY, RunState.CANCELLED, RunState.EXPIRED}),
+    RunState.READY: frozenset({RunState.LEASED, RunState.CANCELLED, RunState.EXPIRED}),
+    # From a lease: the agent's result (``cancelled`` when its job was cancelled meanwhile
+    # and the run did not hang), or ``lost`` when the lease ran out.
+    RunState.LEASED: frozenset(
+        {
+            RunState.PASSED,
+            RunState.HUNG,
+            RunState.FAILED,
+            RunState.ERROR,
+            RunState.CANCELLED,
+            RunState.LOST,
+        }
+    ),
+    **{state: frozenset() for state in FINAL_STATES},
+}
+"""Every step a run may take, and no other: the one state machine of runs. A lost run
+never comes back (its retry is a new run, so a late result is kept, never counted)."""
+
+JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset(
+        {JobState.RUNNING, JobState.DONE, JobState.CANCELLED, JobState.EXPIRED}
+    ),
+    JobState.RUNNING: frozenset({JobState.DONE, JobState.CANCELLED, JobState.EXPIRED}),
+    **{state: frozenset() for state in FINISHED_JOB_STATES},
+}
+"""Every step a job may take: planned, then finished one way; a finished job stays so."""
+
 
 CpuCount = int | Literal["all"]
 
