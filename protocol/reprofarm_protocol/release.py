@@ -15,7 +15,14 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 AGENT_PACKAGE = "reprofarm_agent"
 """The distribution every release has (a wheel's file-name form); its version is the release's."""
@@ -42,7 +49,27 @@ class ReleaseFile(BaseModel):
     )
     sha256: Sha256 = Field(description="of the file's bytes: check it before installing")
     bytes: int = Field(ge=1, description="the file's size")
-    url: str = Field(description="path of the download on this api: `/agent/wheels/{filename}`")
+    url: str = Field(
+        max_length=160,
+        description="path of the download on this api, always `/agent/wheels/{filename}`: "
+        "a relative path, so the agent fetches it (with its token) from the controller it "
+        "is configured with and nowhere else",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _the_controllers_own_wheel_route(cls, url: str, info: ValidationInfo) -> str:
+        """A release could otherwise send the agent, bearer token attached, to any
+        host it names; only the wheel route of the same controller is allowed."""
+        filename = info.data.get("filename")
+        if filename is None:  # the filename was refused already; that error says why
+            return url
+        if url != wheel_url(filename):
+            raise ValueError(
+                f"must be the controller's own wheel route {wheel_url(filename)!r} "
+                f"(a relative path), got {url[:100]!r}"
+            )
+        return url
 
 
 class AgentRelease(BaseModel):
@@ -59,5 +86,9 @@ class AgentRelease(BaseModel):
     )
 
 
+WHEEL_ROUTE = "/agent/wheels/"
+"""The controller's route that serves a release's wheels (``WHEEL_ROUTE + filename``)."""
+
+
 def wheel_url(filename: str) -> str:
-    return f"/agent/wheels/{filename}"
+    return f"{WHEEL_ROUTE}{filename}"

@@ -12,23 +12,25 @@ import (its start check fails).
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from reprofarm_agent.client import ApiClient
-from reprofarm_agent.errors import ApiRefusedError
+from reprofarm_agent.errors import ApiRefusedError, ForeignOriginError
 from reprofarm_agent.install_layout import InstallLayout
 from reprofarm_agent.self_update import SelfUpdater, install
 from reprofarm_api.app import create_app
@@ -37,6 +39,7 @@ from reprofarm_db import tokens
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
 from reprofarm_db.settings import ControllerSettings
+from reprofarm_protocol.jobs import BuildRef
 from reprofarm_protocol.release import ReleaseFile
 
 from tests.e2e.farm import free_port, wait_for
@@ -303,3 +306,56 @@ def test_a_wheel_whose_bytes_differ_from_the_release_is_refused(tmp_path, releas
         client.download_wheel(forged, tmp_path / "downloads")
     assert list((tmp_path / "downloads").iterdir()) == []
     assert client.download_wheel(real, tmp_path / "downloads").name == real.filename
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Another origin: records every request's Authorization header."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization"))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[tuple[str, list[str | None]]]:
+    """A real HTTP server on another origin, and what it was sent."""
+    seen: ClassVar[list[str | None]] = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_agent_sends_its_token_to_the_controller_only(
+    tmp_path, releases, in_process, elsewhere
+):
+    origin, seen = elsewhere
+    client = in_process(releases.a)
+    real = client.agent_release().files[-1]
+    # What a forged release (or lease) would say, past the protocol's own check.
+    for url in (f"{origin}{real.url}", f"//127.0.0.1:{origin.rsplit(':', 1)[1]}{real.url}"):
+        forged = ReleaseFile.model_construct(**{**real.model_dump(), "url": url})
+        with pytest.raises(ForeignOriginError, match="refusing to send the agent's token"):
+            client.download_wheel(forged, tmp_path / "downloads")
+        build = BuildRef(
+            sha256="0" * 64, target="linux/amd64", go_version="1.27", bytes=1, fix_present=False,
+            url=url,
+        )  # fmt: skip
+        with pytest.raises(ForeignOriginError):
+            client.fetch_build(build, tmp_path / "builds")
+    assert seen == [], "a request reached the other origin"
+    # The controller's own origin, absolute or as a path, is fine.
+    same = ReleaseFile.model_construct(
+        **{**real.model_dump(), "url": f"http://testserver{real.url}"}
+    )
+    assert client.download_wheel(same, tmp_path / "same").name == real.filename
