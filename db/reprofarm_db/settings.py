@@ -61,6 +61,13 @@ class ControllerSettings(BaseSettings):
         description="serve the agent wheels in this folder (one wheel per reprofarm package, "
         "a reprofarm_agent one among them) instead of building them from the sources",
     )
+    release_signing_key: Path | None = Field(
+        None,
+        description="the Ed25519 private key (PEM, PKCS#8) that signs agent releases; "
+        "default: data_dir/release-signing-key.pem, created at first use. Api processes "
+        "that do not share a data dir must share this key: agents keep the public key "
+        "they were installed with",
+    )
     agent_source_dir: Path | None = Field(
         None,
         description="the repository whose protocol/ and agent-windows/ the agent wheels are "

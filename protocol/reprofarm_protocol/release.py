@@ -12,6 +12,7 @@ asked for or served.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated
 
@@ -72,8 +73,18 @@ class ReleaseFile(BaseModel):
         return url
 
 
+Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]
+"""An Ed25519 signature (64 bytes), base64."""
+PublicKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+"""An Ed25519 public key (32 raw bytes), base64: how agent.env and install.ps1 hold it."""
+SIGNATURE_CONTEXT = b"reprofarm agent release v1\n"
+"""Prefixed to what is signed, so a release signature can never pass for another message."""
+
+
 class AgentRelease(BaseModel):
-    """What ``GET /api/v1/agent/release`` answers."""
+    """What ``GET /api/v1/agent/release`` answers: the manifest, signed by the
+    controller. ``signature`` is optional here only so that an agent can read an
+    unsigned manifest and refuse it with that reason."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -84,6 +95,26 @@ class AgentRelease(BaseModel):
     files: list[ReleaseFile] = Field(
         description="the wheels to install together, the agent's last", min_length=1, max_length=16
     )
+    requirements: str = Field(
+        min_length=1,
+        max_length=1 << 20,
+        description="every third-party dependency of the agent, pinned with its sha256s "
+        "(pip's requirements format, `--hash` lines; from the controller's uv.lock): "
+        "installed with `--require-hashes`, then the wheels without dependencies",
+    )
+    signature: Signature | None = Field(
+        None,
+        description="Ed25519 signature by the controller's release key of `signed_bytes()` "
+        "(version, files, requirements); agents refuse a release without a valid one",
+    )
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: the context, then version, files and
+        requirements as compact JSON with sorted keys. Every value is ASCII by
+        its pattern or an int, so both sides produce the same bytes."""
+        body = self.model_dump(mode="json", include={"version", "files", "requirements"})
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return SIGNATURE_CONTEXT + text.encode("ascii")
 
 
 WHEEL_ROUTE = "/agent/wheels/"
