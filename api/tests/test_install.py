@@ -102,23 +102,37 @@ def test_install_script_is_public_templated_with_the_public_url_and_holds_no_tok
     assert not re.search(r"[?&](token|access_token)=", script, re.IGNORECASE)
 
 
-def test_install_script_uses_the_url_the_request_came_to_without_a_setting(api, data_dir):
+def test_install_script_without_a_public_url_is_served_to_trusted_hosts_only(
+    api, controller, data_dir
+):
+    # Any Host could be an attacker's name: the script would send tokens there.
     r = api.get("/install.ps1", headers={"Host": "controller.lab:8600"})
-    assert r.status_code == 200, r.text
-    assert "$ReprofarmApiUrl = 'http://controller.lab:8600'\n" in r.text
+    assert r.status_code == 503, r.text
+    assert r.json()["detail"]["field"] == "REPROFARM_PUBLIC_URL"
+    assert "set REPROFARM_PUBLIC_URL" in r.json()["detail"]["message"]
+    assert "controller.lab" not in r.text.replace("'controller.lab'", "")  # named, not templated
+    for loopback in ("127.0.0.1:8600", "localhost:8600", "[::1]:8600"):
+        r = api.get("/install.ps1", headers={"Host": loopback})
+        assert r.status_code == 200, (loopback, r.text)
+        assert f"$ReprofarmApiUrl = 'http://{loopback}'\n" in r.text
+    with client(controller, data_dir, trusted_hosts=["Controller.lab"]) as c:
+        r = c.get("/install.ps1", headers={"Host": "controller.lab:8600"})
+        assert r.status_code == 200, r.text
+        assert "$ReprofarmApiUrl = 'http://controller.lab:8600'\n" in r.text
+        assert c.get("/install.ps1", headers={"Host": "evil.example"}).status_code == 503
     # Starlette already ignores a Host that is not a host; the script's own check
     # refuses anything that could leave its single-quoted string.
     settings = ControllerSettings(data_dir=data_dir)
     with pytest.raises(Invalid, match="REPROFARM_PUBLIC_URL"):
         service.install_script(
             settings,
-            request_url="http://x'; Remove-Item C:\\ -Recurse; '",
+            request_url="http://localhost/x'; Remove-Item C:\\ -Recurse; '",
             release_key="A" * 43 + "=",
         )
 
 
 def test_install_script_is_plausible_powershell_that_never_exits_the_callers_session(api):
-    script = api.get("/install.ps1").text
+    script = api.get("/install.ps1", headers={"Host": "127.0.0.1:8600"}).text
     assert script.isascii(), "Windows PowerShell 5.1 reads an undeclared charset as Latin-1"
     problems = powershell_problems(script)
     assert not problems, "\n".join(problems)

@@ -53,8 +53,16 @@ class ControllerSettings(BaseSettings):
     public_url: str = Field(
         "",
         pattern=r"^(https?://[^\s'\"`]+)?$",
-        description="the controller's URL as lab machines reach it, written into the served "
-        "install.ps1; default: the URL the request came to",
+        description="the controller's URL as lab machines reach it (https), written into the "
+        "served install.ps1; without it the script is served only to a trusted Host "
+        "(loopback or trusted_hosts), with the URL the request came to",
+    )
+    trusted_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="without public_url, install.ps1 is templated with the URL of the request "
+        "only when its Host is loopback or one of these names (JSON list); any other Host "
+        "could be an attacker's, and the script would send lab machines' tokens there",
     )
     agent_wheels_dir: Path | None = Field(
         None,

@@ -50,6 +50,8 @@ def install_script(request: Request, settings: SettingsDep, releases: ReleasesDe
         )
     except ReleaseUnavailableError as exc:
         raise _unavailable(exc) from None
+    except service.PublicUrlUnsetError as exc:
+        raise HTTPException(503, {"message": str(exc), "field": "REPROFARM_PUBLIC_URL"}) from None
     return Response(
         text, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"}
     )

@@ -14,10 +14,12 @@ change there makes the next request hash, build if needed, and sign again.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from reprofarm_db.errors import Invalid, NotFound
@@ -119,10 +121,39 @@ class Releases:
         return served.folder / filename
 
 
+class PublicUrlUnsetError(Exception):
+    """No REPROFARM_PUBLIC_URL, and the request's Host is not trusted: the script
+    is not served (the message says which setting to set)."""
+
+
+def trusted_host(host: str, settings: ControllerSettings) -> bool:
+    """Loopback (the admin on the controller itself, or a tunnel to it) or a name
+    the operator listed in REPROFARM_TRUSTED_HOSTS. The Host header is the
+    client's to choose: anything else could be a name an attacker controls."""
+    host = host.lower().strip("[]")
+    if host == "localhost" or host in {h.lower() for h in settings.trusted_hosts}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def install_script(settings: ControllerSettings, *, request_url: str, release_key: str) -> str:
     """agent-windows/install.ps1 (or the copy in the operator's wheels folder) with
-    the controller's URL (REPROFARM_PUBLIC_URL, else the URL this request came to)
-    and the public key agents will check releases with."""
+    the controller's URL and the public key agents will check releases with.
+
+    The URL is REPROFARM_PUBLIC_URL; without it, the URL this request came to, but
+    only for a trusted Host (``trusted_host``): the script sends each machine's
+    enrollment token to that URL, so a forged Host must not choose it."""
+    if not settings.public_url:
+        host = urlsplit(request_url).hostname or ""
+        if not trusted_host(host, settings):
+            raise PublicUrlUnsetError(
+                f"install.ps1 is not served to Host {host[:100]!r}: set REPROFARM_PUBLIC_URL to "
+                "the URL lab machines reach this controller at (https://...), or add the host "
+                "to REPROFARM_TRUSTED_HOSTS"
+            )
     url = (settings.public_url or request_url).rstrip("/")
     if not _URL.match(url):
         raise Invalid(
