@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,12 @@ class ControllerSettings(BaseSettings):
         "served install.ps1; without it the script is served only to a trusted Host "
         "(loopback or trusted_hosts), with the URL the request came to",
     )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="`reprofarm api` serves https with this certificate (PEM, chain first); "
+        "needs tls_key_file. Agents send tokens: serve them over https, here or at a proxy",
+    )
+    tls_key_file: Path | None = Field(None, description="the private key of tls_cert_file (PEM)")
     trusted_hosts: list[str] = Field(
         default_factory=list,
         max_length=64,
@@ -81,6 +87,17 @@ class ControllerSettings(BaseSettings):
         description="the repository whose protocol/ and agent-windows/ the agent wheels are "
         "built from; default: the one the api runs from",
     )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ControllerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            given, missing = (
+                ("tls_cert_file", "tls_key_file")
+                if self.tls_key_file is None
+                else ("tls_key_file", "tls_cert_file")
+            )
+            raise ValueError(f"{missing}: needed with {given} (https takes both)")
+        return self
 
     @property
     def db_url(self) -> str:
