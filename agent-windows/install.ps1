@@ -2,12 +2,12 @@
 #
 # In an elevated PowerShell (Windows PowerShell 5.1 or PowerShell 7):
 #
-#   $env:REPROFARM_TOKEN='<enrollment token>'; irm http://controller:8600/install.ps1 | iex
+#   $env:REPROFARM_TOKEN='<enrollment token>'; irm https://controller:8600/install.ps1 | iex
 #
 # With options (the "& {...}" form passes parameters through iex):
 #
-#   $env:REPROFARM_TOKEN='<token>'; iex "& {$(irm http://controller:8600/install.ps1)} -Pools windows-arm64"
-#   iex "& {$(irm http://controller:8600/install.ps1)} -Uninstall"
+#   $env:REPROFARM_TOKEN='<token>'; iex "& {$(irm https://controller:8600/install.ps1)} -Pools windows-arm64"
+#   iex "& {$(irm https://controller:8600/install.ps1)} -Uninstall"
 #
 # The controller serves this file with its own URL written in below. The file holds no
 # secret: the enrollment token comes from $env:REPROFARM_TOKEN (never from a URL) or, when
