@@ -28,7 +28,9 @@ def test_a_release_file_on_the_wheel_route_is_accepted():
 )
 def test_a_release_file_elsewhere_is_refused_naming_the_field(url):
     with pytest.raises(ValidationError) as refused:
-        AgentRelease.model_validate({"version": "0.1.0", "files": [{**FILE, "url": url}]})
+        AgentRelease.model_validate(
+            {"version": "0.1.0", "files": [{**FILE, "url": url}], "requirements": "x==1"}
+        )
     (error,) = refused.value.errors()
     assert error["loc"] == ("files", 0, "url"), error
     assert f"/agent/wheels/{NAME}" in error["msg"], error["msg"]
