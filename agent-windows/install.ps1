@@ -2,12 +2,12 @@
 #
 # In an elevated PowerShell (Windows PowerShell 5.1 or PowerShell 7):
 #
-#   $env:REPROFARM_TOKEN='<enrollment token>'; irm http://controller:8600/install.ps1 | iex
+#   $env:REPROFARM_TOKEN='<enrollment token>'; irm https://controller:8600/install.ps1 | iex
 #
 # With options (the "& {...}" form passes parameters through iex):
 #
-#   $env:REPROFARM_TOKEN='<token>'; iex "& {$(irm http://controller:8600/install.ps1)} -Pools windows-arm64"
-#   iex "& {$(irm http://controller:8600/install.ps1)} -Uninstall"
+#   $env:REPROFARM_TOKEN='<token>'; iex "& {$(irm https://controller:8600/install.ps1)} -Pools windows-arm64"
+#   iex "& {$(irm https://controller:8600/install.ps1)} -Uninstall"
 #
 # The controller serves this file with its own URL written in below. The file holds no
 # secret: the enrollment token comes from $env:REPROFARM_TOKEN (never from a URL) or, when
@@ -19,10 +19,12 @@
 #   2. makes $Root\tools, a virtual environment holding uv
 #   3. downloads the wheels the controller lists (the agent and the reprofarm packages it
 #      needs) and checks each sha256 and size
-#   4. installs them into their own virtual environment, $Root\venvs\<version>, and checks
-#      that the agent starts (--version, probe)
-#   5. writes $Root\agent.env (api URL, token, name, pools, folders; only SYSTEM and
-#      Administrators can read $Root) and the pointers current and known-good
+#   4. installs the agent's dependencies pinned by the release (uv pip --require-hashes),
+#      then the wheels, into their own virtual environment, $Root\venvs\<version>, and
+#      checks that the agent starts (--version, probe)
+#   5. writes $Root\agent.env (api URL, token, the controller's release key, name, pools,
+#      folders; only SYSTEM and Administrators can read $Root) and the pointers current
+#      and known-good
 #   6. registers the scheduled task "reprofarm-agent" (at startup, as SYSTEM, no logged-in
 #      user needed) running $Root\run-agent.ps1, which runs the agent's supervisor; starts it
 #   7. waits until the agent has registered with the controller
@@ -40,6 +42,9 @@ param(
 )
 
 $ReprofarmApiUrl = '__REPROFARM_API_URL__'
+# The controller's release key (Ed25519, public): written into agent.env, where it stays;
+# the agent installs only releases it signed.
+$ReprofarmReleaseKey = '__REPROFARM_RELEASE_KEY__'
 $ReprofarmTaskName = 'reprofarm-agent'
 $ReprofarmPythonVersion = '3.12.10'
 $ReprofarmVersionPattern = '^[0-9][0-9A-Za-z.+!_]{0,59}$'
@@ -230,13 +235,18 @@ function Save-Wheels {
 
 function Install-Version {
     # A virtual environment of its own per version; ".ready" once the agent in it starts.
-    param([string]$Root, [string]$Version, [string]$Python, [string[]]$Wheels)
+    # Third-party packages only as the release pins them (versions and sha256), then the
+    # reprofarm wheels without dependencies: nothing unpinned comes from an index.
+    param([string]$Root, [string]$Version, [string]$Python, [string[]]$Wheels, [string]$Requirements)
     $venv = Join-Path $Root "venvs\$Version"
     if (Test-Path -LiteralPath (Join-Path $venv '.ready')) { return }
     if (Test-Path -LiteralPath $venv) { Remove-Item -LiteralPath $venv -Recurse -Force }
     $uv = Join-Path $Root 'tools\Scripts\uv.exe'
+    $venvPython = Join-Path $venv 'Scripts\python.exe'
     Invoke-Native 'uv venv' $uv @('venv', '--quiet', '--python', $Python, $venv)
-    Invoke-Native 'uv pip install' $uv (@('pip', 'install', '--quiet', '--python', (Join-Path $venv 'Scripts\python.exe')) + $Wheels)
+    Invoke-Native 'uv pip install --require-hashes' $uv @('pip', 'install', '--quiet', '--python', $venvPython,
+        '--require-hashes', '-r', $Requirements)
+    Invoke-Native 'uv pip install' $uv (@('pip', 'install', '--quiet', '--python', $venvPython, '--no-deps') + $Wheels)
     $agent = Join-Path $venv 'Scripts\reprofarm-agent.exe'
     $said = & $agent --version
     if ($LASTEXITCODE -ne 0 -or "$said".Trim() -ne $Version) {
@@ -361,12 +371,16 @@ function Install-Agent {
     $release = Get-Release $Api $headers
     $version = "$($release.version)"
     Write-Host "controller $Api serves agent $version"
-    $wheels = Save-Wheels $Api $headers $release (Join-Path $Root "downloads\$version")
-    Install-Version $Root $version $python $wheels
+    $downloads = Join-Path $Root "downloads\$version"
+    $wheels = Save-Wheels $Api $headers $release $downloads
+    $requirements = Join-Path $downloads 'requirements.txt'
+    [IO.File]::WriteAllText($requirements, "$($release.requirements)")
+    Install-Version $Root $version $python $wheels $requirements
 
     Stop-Agent $Root
     $config['REPROFARM_API'] = $Api
     $config['REPROFARM_TOKEN'] = $token
+    $config['REPROFARM_RELEASE_PUBLIC_KEY'] = $ReprofarmReleaseKey
     $config['REPROFARM_AGENT_NAME'] = $Name
     if ($poolsJson) { $config['REPROFARM_POOLS'] = $poolsJson }
     $config['REPROFARM_WORK_DIR'] = Join-Path $Root 'work'

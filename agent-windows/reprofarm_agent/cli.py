@@ -21,6 +21,12 @@ from reprofarm_agent.build import TARGETS, build_hangtest, native_target
 from reprofarm_agent.display import make_display
 from reprofarm_agent.durations import parse_duration
 from reprofarm_agent.errors import AgentError, EnrollmentRefusedError, RebootStartedError
+from reprofarm_agent.exit_codes import (
+    EXIT_CREDENTIALS_REFUSED,
+    EXIT_REBOOTING,
+    EXIT_UPDATED,
+    EXIT_USAGE,
+)
 from reprofarm_agent.hardware import describe
 from reprofarm_agent.local_runs import LocalPlan, run_local
 from reprofarm_agent.placement import place, validate_policy
@@ -35,15 +41,6 @@ app = typer.Typer(
     help="reprofarm agent: run the hangtest reproducer on exact CPU sets and catch hangs.",
 )
 _stderr = Console(stderr=True, soft_wrap=True)
-
-
-EXIT_CREDENTIALS_REFUSED = 3
-"""``serve``: the api refuses every token this agent has (a supervisor must report it)."""
-EXIT_REBOOTING = 4
-"""``serve``: the agent asked the machine to reboot (--reboot-when-needed)."""
-EXIT_UPDATED = 75
-"""``serve``: a managed agent installed a new version and made it current; its
-supervisor starts it (75 is sysexits' EX_TEMPFAIL: "try again")."""
 
 
 def _print_version(value: bool) -> None:
@@ -71,7 +68,7 @@ def _options(
 
 def _fail(message: str) -> NoReturn:
     _stderr.print(f"error: {message}", highlight=False, markup=False)
-    raise typer.Exit(2)
+    raise typer.Exit(EXIT_USAGE)
 
 
 def _settings(cache_dir: Path | None) -> AgentSettings:

@@ -1,5 +1,12 @@
 """The agent's side of the REST protocol. The HTTP client is passed in, so
-tests hand it Starlette's TestClient pointed at the real app."""
+tests hand it Starlette's TestClient pointed at the real app.
+
+The bearer token goes to the configured controller only: every URL, including
+those the api hands over (a build's, a release's wheels), is checked against
+the origin (scheme, host, port) of the client's ``base_url`` before the token
+is attached (``ForeignOriginError`` otherwise). The protocol already makes
+those URLs relative paths; this is the agent's own guard, should a release,
+a lease or a proxy say otherwise."""
 
 from __future__ import annotations
 
@@ -23,7 +30,12 @@ from reprofarm_protocol.jobs import (
 from reprofarm_protocol.release import AgentRelease, ReleaseFile
 
 from reprofarm_agent.artifacts import sha256_file
-from reprofarm_agent.errors import ApiRefusedError, ApiUnauthorizedError, ApiUnavailableError
+from reprofarm_agent.errors import (
+    ApiRefusedError,
+    ApiUnauthorizedError,
+    ApiUnavailableError,
+    ForeignOriginError,
+)
 
 _CHUNK = 1 << 20
 
@@ -38,6 +50,11 @@ def _check(response: httpx.Response) -> httpx.Response:
             f"{response.request.url.path}: HTTP {response.status_code}: {response.text[:500]}"
         )
     return response
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
 
 
 class ApiClient:
@@ -60,6 +77,7 @@ class ApiClient:
         timeout: float = 30.0,
         token: str | None = None,
     ) -> httpx.Response:
+        self._check_origin(path)
         bearer = token if token is not None else self.token
         all_headers = {"Authorization": f"Bearer {bearer}", **(headers or {})}
         if isinstance(content, str):
@@ -71,6 +89,19 @@ class ApiClient:
         except httpx.TransportError as exc:
             raise ApiUnavailableError(f"{path}: {exc}") from None
         return _check(response)
+
+    def _check_origin(self, url: str) -> None:
+        """ForeignOriginError unless ``url`` is a path on the configured controller
+        or an absolute URL of its very origin."""
+        target = httpx.URL(url)
+        if not target.scheme and not target.host:
+            return  # a path: httpx joins it to base_url
+        controller = self._http.base_url
+        if _origin(target) != _origin(controller):
+            raise ForeignOriginError(
+                f"{url[:200]}: not on the controller {controller.scheme}://"
+                f"{controller.netloc.decode('ascii')}; refusing to send the agent's token there"
+            )
 
     def register(self, body: AgentRegister, *, with_token: str) -> int:
         """Register with ``with_token`` (the agent's own or its enrollment token);
@@ -143,6 +174,7 @@ class ApiClient:
     def _download(self, url: str, tmp: Path, *, sha256: str, what: str, claimed_by: str) -> None:
         """Stream ``url`` into ``tmp``; ApiRefusedError, and no file left, when the
         bytes' sha256 is not the one ``claimed_by`` gave."""
+        self._check_origin(url)
         digest = hashlib.sha256()
         try:
             with self._http.stream(

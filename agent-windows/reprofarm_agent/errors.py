@@ -29,6 +29,11 @@ class ApiRefusedError(AgentError):
     """The api answered 4xx: retrying the same request will not help."""
 
 
+class ForeignOriginError(ApiRefusedError):
+    """A URL the api handed over (a build, a wheel) points at another origin than
+    the configured controller's: the agent refuses to send its token there."""
+
+
 class ApiUnauthorizedError(ApiRefusedError):
     """The api answered 401: the token is unknown or revoked."""
 

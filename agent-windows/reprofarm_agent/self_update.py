@@ -9,9 +9,13 @@ from that install's ``venvs/<its version>``. The embedded agent of
 
 The steps, each a function a test can call::
 
-    check     GET /api/v1/agent/release: same version, or one refused before -> nothing
+    check     GET /api/v1/agent/release: same version, or one refused before -> nothing;
+              a release whose Ed25519 signature the install-time key
+              (REPROFARM_RELEASE_PUBLIC_KEY) does not verify -> refused, nothing installed
     download  the wheels into downloads/<version>/, each sha256-checked
-    install   a new virtual environment venvs/<version> (uv venv + uv pip install),
+    install   a new virtual environment venvs/<version>: the release's pinned
+              third-party dependencies with `uv pip install --require-hashes`, then
+              its wheels with `--no-deps` (nothing unpinned comes from an index);
               then the start check: `reprofarm-agent --version` must print the version
               and `reprofarm-agent probe --json` must succeed; only then `.ready`
     switch    update.json records the trial (new, previous, when), then `current`
@@ -42,6 +46,7 @@ from reprofarm_protocol.release import AgentRelease
 from reprofarm_agent.client import ApiClient
 from reprofarm_agent.errors import AgentError
 from reprofarm_agent.install_layout import InstallLayout, Trial
+from reprofarm_agent.release_signature import ReleaseSignatureError, verify
 from reprofarm_agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -94,14 +99,22 @@ def download(client: ApiClient, release: AgentRelease, layout: InstallLayout) ->
     return [client.download_wheel(f, folder) for f in release.files]
 
 
-def install(layout: InstallLayout, version: str, wheels: list[Path], *, uv: str) -> None:
-    """venvs/<version> with the wheels installed and its start check passed.
-    A ready one is kept; a half-made one (a crash, a failed check) is redone.
-    Virtual environments are not relocatable: it is made in place, and
-    ``.ready`` is what marks it complete."""
+REQUIREMENTS = "requirements.txt"
+
+
+def install(layout: InstallLayout, release: AgentRelease, wheels: list[Path], *, uv: str) -> None:
+    """venvs/<version> with the release's pinned dependencies and its wheels
+    installed and its start check passed. A ready one is kept; a half-made one
+    (a crash, a failed check) is redone. Virtual environments are not
+    relocatable: it is made in place, and ``.ready`` is what marks it complete."""
+    version = release.version
     if layout.is_ready(version):
         return
     venv = layout.venv(version)
+    pins = layout.downloads(version) / REQUIREMENTS
+    pins.parent.mkdir(parents=True, exist_ok=True)
+    pins.write_text(release.requirements, encoding="utf-8")
+    python = ["--python", str(layout.python(version))]
     shutil.rmtree(venv, ignore_errors=True)
     try:
         _run(
@@ -109,10 +122,16 @@ def install(layout: InstallLayout, version: str, wheels: list[Path], *, uv: str)
             "uv venv",
             _INSTALL_TIMEOUT_S,
         )
+        # Every third-party package, at the version and with the hashes of the release.
         _run(
-            [uv, "pip", "install", "--quiet", "--python", str(layout.python(version))]
-            + [str(w) for w in wheels],
-            "uv pip install",
+            [uv, "pip", "install", "--quiet", *python, "--require-hashes", "-r", str(pins)],
+            "uv pip install --require-hashes (the release's pinned dependencies)",
+            _INSTALL_TIMEOUT_S,
+        )
+        # The reprofarm wheels (sha256-checked against the signed release) and nothing more.
+        _run(
+            [uv, "pip", "install", "--quiet", *python, "--no-deps"] + [str(w) for w in wheels],
+            "uv pip install (the release's wheels)",
             _INSTALL_TIMEOUT_S,
         )
         start_check(layout, version)
@@ -148,6 +167,7 @@ def switch(layout: InstallLayout, *, to: str, previous: str, now: float) -> None
 class SelfUpdater:
     layout: InstallLayout
     running_version: str
+    public_key: str = ""  # REPROFARM_RELEASE_PUBLIC_KEY: unset, every release is refused
     check_every_s: float = 600.0
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
@@ -174,6 +194,8 @@ class SelfUpdater:
         self._last_check = self.clock()
         try:
             return self._update(client)
+        except ReleaseSignatureError as exc:
+            log.error("self-update: refusing the controller's release: %s; nothing installed", exc)
         except StartCheckError as exc:
             log.error("self-update: %s; refusing that version", exc)
         except (UpdateError, AgentError, OSError, ValueError) as exc:
@@ -184,6 +206,7 @@ class SelfUpdater:
         release = client.agent_release()
         if release.version == self.running_version:
             return None
+        verify(release, self.public_key)  # before anything is downloaded or recorded
         state = self.layout.load_state()
         if state.trial is not None and state.trial.version == self.running_version:
             log.info("self-update: %s is on trial; %s waits", self.running_version, release.version)
@@ -198,7 +221,7 @@ class SelfUpdater:
         log.info("self-update: %s -> %s", self.running_version, release.version)
         wheels = download(client, release, self.layout)
         try:
-            install(self.layout, release.version, wheels, uv=find_uv(self.layout))
+            install(self.layout, release, wheels, uv=find_uv(self.layout))
         except StartCheckError as exc:
             state = self.layout.load_state()
             state.refused[release.version] = str(exc)[:2000]
@@ -228,4 +251,9 @@ def managed_updater(settings: AgentSettings) -> SelfUpdater | None:
             version,
         )
         return None
-    return SelfUpdater(layout, version, check_every_s=settings.update_check_s)
+    return SelfUpdater(
+        layout,
+        version,
+        public_key=settings.release_public_key,
+        check_every_s=settings.update_check_s,
+    )

@@ -51,6 +51,11 @@ class AgentSettings(BaseSettings):
         description="the managed install this agent runs from (its supervisor sets it); only "
         "such an agent updates itself from the controller's release",
     )
+    release_public_key: str = Field(
+        "",
+        description="the controller's release key (Ed25519, base64), fixed when install.ps1 "
+        "installed this machine: a self-update installs only a release it signed",
+    )
     update_check_s: float = Field(
         600.0, gt=0, description="a managed agent with no runs checks for a new release this often"
     )

@@ -4,7 +4,8 @@ version after a self-update, and rolls back a new version that does not stay up.
 
 On Windows the scheduled task runs it through run-agent.ps1, from the
 ``known-good`` version's environment, so the supervisor itself always comes
-from a version that has stayed up. What it does with the agent's exit code::
+from a version that has stayed up. What it does with the exit code of a
+version that is not on trial (one on trial is rolled back, below)::
 
     EXIT_UPDATED (75)             a new version is current: start it at once
     EXIT_CREDENTIALS_REFUSED (3)  the api refuses every token of this agent: stop and
@@ -17,10 +18,12 @@ from a version that has stayed up. What it does with the agent's exit code::
 A version on trial (just switched to, see self_update.py) is confirmed once its
 agent has registered with the api (it marks its environment ``.registered``)
 and has been up ``confirm_after_s``: it becomes ``known-good``, and versions no
-longer needed are removed. One that exits with a failure before that is rolled
-back: ``current`` goes back to the previous version and the new one is refused
-for good. Registration, not time alone, is the proof: on a loaded machine a
-broken version can take longer to crash than any fixed delay.
+longer needed are removed. One that exits before that is rolled
+back, whatever its exit code (3 and 75 included: a broken version cannot be
+trusted to say why it stopped): ``current`` goes back to the previous version
+and the new one is refused for good. Registration, not time alone, is the
+proof: on a loaded machine a broken version can take longer to crash than any
+fixed delay.
 """
 
 from __future__ import annotations
@@ -36,13 +39,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reprofarm_agent.cli import EXIT_CREDENTIALS_REFUSED, EXIT_REBOOTING, EXIT_UPDATED
+from reprofarm_agent.exit_codes import (
+    EXIT_CREDENTIALS_REFUSED,
+    EXIT_NOTHING_INSTALLED,
+    EXIT_REBOOTING,
+    EXIT_UPDATED,
+)
 from reprofarm_agent.install_layout import InstallLayout, Trial
 
 log = logging.getLogger(__name__)
 _LOG_ROTATE_BYTES = 32 << 20
 _STEADY_S = 60.0  # up this long, a failure starts the backoff again from its base
-EXIT_NOTHING_INSTALLED = 2
 
 
 @dataclass
@@ -70,6 +77,13 @@ class Supervisor:
             if outcome is None:
                 return 0
             code, lived, confirmed = outcome
+            if trial is not None and not confirmed:
+                # First, whatever the code: a new version's "credentials refused" (3),
+                # "updated" (75) or "rebooting" (4) may be its bug, and only the
+                # previous version can tell. Were 3 believed here, a release that
+                # breaks token handling would stop every machine it reached for good.
+                self._roll_back(trial, f"exited with code {code} {lived:.0f}s after it started")
+                continue
             if code == EXIT_UPDATED:
                 log.info("%s installed a new version; starting it", version)
                 failures = 0
@@ -81,9 +95,6 @@ class Supervisor:
                     version,
                 )
                 return code
-            if trial is not None and not confirmed:
-                self._roll_back(trial, f"exited with code {code} {lived:.0f}s after it started")
-                continue
             if code == EXIT_REBOOTING:
                 log.warning("%s asked the machine to reboot; waiting for it", version)
                 if self.stopping.wait(self.reboot_wait_s):

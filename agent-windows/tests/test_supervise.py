@@ -38,6 +38,8 @@ if action == "crash":
     sys.exit(1)
 if action == "refused":
     sys.exit(3)
+if action == "exit75":
+    sys.exit(75)
 if action == "hang":
     (root / "hang.pid").write_text(str(__import__("os").getpid()))
     while True:
@@ -146,6 +148,31 @@ def test_a_new_version_that_never_registers_stays_on_trial_and_a_late_crash_roll
     assert running.stop() == 0
     assert layout.read_pointer("current") == A
     assert "exited with code -9" in layout.load_state().refused[C]
+
+
+def test_a_new_version_that_says_credentials_refused_on_trial_is_rolled_back(tmp_path):
+    # B exits 3 ("the api refuses my tokens") before it was confirmed: its token
+    # handling may be what is broken, so the supervisor must not stop for good on
+    # its word; A, which worked with the same tokens, runs again.
+    layout = install(tmp_path, {A: ["update:" + B, "serve"], B: ["refused"]})
+    running = Running(supervisor(layout))
+    running.wait_for("A to serve again", lambda: len(starts(layout)) == 3)
+    assert running.stop() == 0, "the supervisor stopped on the trial version's exit code 3"
+    assert starts(layout) == [f"{A} update:{B}", f"{B} refused", f"{A} serve"]
+    assert layout.read_pointer("current") == A
+    assert layout.read_pointer("known-good") == A
+    assert "exited with code 3" in layout.load_state().refused[B]
+
+
+def test_a_new_version_that_exits_updated_on_trial_is_rolled_back(tmp_path):
+    # A version on trial never updates (self_update waits for its confirmation), so
+    # its exit code 75 is a bug: believed, the supervisor would start it again.
+    layout = install(tmp_path, {A: ["update:" + B, "serve"], B: ["exit75"]})
+    running = Running(supervisor(layout))
+    running.wait_for("A to serve again", lambda: len(starts(layout)) == 3)
+    assert running.stop() == 0
+    assert starts(layout) == [f"{A} update:{B}", f"{B} exit75", f"{A} serve"]
+    assert "exited with code 75" in layout.load_state().refused[B]
 
 
 def test_refused_credentials_stop_the_supervisor_with_exit_code_3(tmp_path):

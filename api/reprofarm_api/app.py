@@ -22,6 +22,7 @@ from reprofarm_api.body_limit import BodyLimit
 from reprofarm_api.builds.router import router as builds_router
 from reprofarm_api.db_slots import DatabaseSlots, pool_size
 from reprofarm_api.install.router import router as install_router
+from reprofarm_api.install.service import Releases
 from reprofarm_api.jobs.router import router as jobs_router
 from reprofarm_api.live.router import router as live_router
 from reprofarm_api.ops.router import router as ops_router
@@ -77,6 +78,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     app.state.db_slots = slots
     app.state.artifacts = ArtifactStore(settings.artifact_dir)
     app.state.work = work
+    app.state.releases = Releases(settings)
     errors.install(app)
     for router in (
         jobs_router,

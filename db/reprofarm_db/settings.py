@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,19 +53,51 @@ class ControllerSettings(BaseSettings):
     public_url: str = Field(
         "",
         pattern=r"^(https?://[^\s'\"`]+)?$",
-        description="the controller's URL as lab machines reach it, written into the served "
-        "install.ps1; default: the URL the request came to",
+        description="the controller's URL as lab machines reach it (https), written into the "
+        "served install.ps1; without it the script is served only to a trusted Host "
+        "(loopback or trusted_hosts), with the URL the request came to",
+    )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="`reprofarm api` serves https with this certificate (PEM, chain first); "
+        "needs tls_key_file. Agents send tokens: serve them over https, here or at a proxy",
+    )
+    tls_key_file: Path | None = Field(None, description="the private key of tls_cert_file (PEM)")
+    trusted_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="without public_url, install.ps1 is templated with the URL of the request "
+        "only when its Host is loopback or one of these names (JSON list); any other Host "
+        "could be an attacker's, and the script would send lab machines' tokens there",
     )
     agent_wheels_dir: Path | None = Field(
         None,
         description="serve the agent wheels in this folder (one wheel per reprofarm package, "
         "a reprofarm_agent one among them) instead of building them from the sources",
     )
+    release_signing_key: Path | None = Field(
+        None,
+        description="the Ed25519 private key (PEM, PKCS#8) that signs agent releases; "
+        "default: data_dir/release-signing-key.pem, created at first use. Api processes "
+        "that do not share a data dir must share this key: agents keep the public key "
+        "they were installed with",
+    )
     agent_source_dir: Path | None = Field(
         None,
         description="the repository whose protocol/ and agent-windows/ the agent wheels are "
         "built from; default: the one the api runs from",
     )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ControllerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            given, missing = (
+                ("tls_cert_file", "tls_key_file")
+                if self.tls_key_file is None
+                else ("tls_key_file", "tls_cert_file")
+            )
+            raise ValueError(f"{missing}: needed with {given} (https takes both)")
+        return self
 
     @property
     def db_url(self) -> str:

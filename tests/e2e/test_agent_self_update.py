@@ -12,31 +12,37 @@ import (its start check fails).
 
 from __future__ import annotations
 
+import http.server
+import logging
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from reprofarm_agent.client import ApiClient
-from reprofarm_agent.errors import ApiRefusedError
+from reprofarm_agent.errors import ApiRefusedError, ForeignOriginError
 from reprofarm_agent.install_layout import InstallLayout
+from reprofarm_agent.release_signature import ReleaseSignatureError, verify
 from reprofarm_agent.self_update import SelfUpdater, install
 from reprofarm_api.app import create_app
-from reprofarm_api.install import wheels
+from reprofarm_api.install import signing, wheels
 from reprofarm_db import tokens
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
 from reprofarm_db.settings import ControllerSettings
+from reprofarm_protocol.jobs import BuildRef
 from reprofarm_protocol.release import ReleaseFile
 
 from tests.e2e.farm import free_port, wait_for
@@ -75,12 +81,13 @@ def start_variants(root: Path, specs: dict[str, str | None]) -> dict[str, subpro
 
 
 def finish_variants(root: Path, builds: dict[str, subprocess.Popen[bytes]], base: Path) -> None:
-    """Each variant's release: its agent wheel and ``base``'s other wheels."""
+    """Each variant's release: its agent wheel, ``base``'s other wheels and pins."""
     for version, build in builds.items():
         assert build.wait(300) == 0, f"building {version}"
         for wheel in base.glob("*.whl"):
             if not wheel.name.startswith("reprofarm_agent-"):
                 shutil.copy(wheel, root / version)
+        shutil.copy(base / wheels.REQUIREMENTS, root / version)
 
 
 @dataclass
@@ -175,13 +182,21 @@ def _stop(process: subprocess.Popen[bytes], grace_s: float = 20) -> None:
         pass
 
 
+def served_release_key(url: str) -> str:
+    """The release key the controller writes into install.ps1 (and so agent.env)."""
+    script = httpx.get(f"{url}/install.ps1").text
+    (key,) = re.findall(r"^\$ReprofarmReleaseKey = '([A-Za-z0-9+/=]+)'$", script, re.M)
+    return key
+
+
 def managed_install(root: Path, release: Path, controller: Controller) -> InstallLayout:
     """What install.ps1 leaves behind, made with the same Python the updater uses."""
     layout = InstallLayout(root)
-    version = wheels.read_release(release).version
-    paths = [release / f.filename for f in wheels.read_release(release).files]
+    made = wheels.read_release(release)
+    version = made.version
+    paths = [release / f.filename for f in made.files]
     assert UV is not None
-    install(layout, version, paths, uv=UV)
+    install(layout, made, paths, uv=UV)
     layout.write_pointer("current", version)
     layout.write_pointer("known-good", version)
     layout.config.write_text(
@@ -190,6 +205,7 @@ def managed_install(root: Path, release: Path, controller: Controller) -> Instal
                 "# as install.ps1 writes it",
                 f"REPROFARM_API={controller.url}",
                 f"REPROFARM_TOKEN={controller.enrollment}",
+                f"REPROFARM_RELEASE_PUBLIC_KEY={served_release_key(controller.url)}",
                 "REPROFARM_AGENT_NAME=lab-e2e",
                 'REPROFARM_POOLS=["e2e"]',
                 f"REPROFARM_WORK_DIR={root / 'work'}",
@@ -258,6 +274,12 @@ def updater_client(controller_settings: ControllerSettings, token: str) -> ApiCl
     return client
 
 
+def release_key(tmp_path: Path) -> str:
+    """The public key of the in-process controller's release key (its data dir)."""
+    settings = ControllerSettings(data_dir=tmp_path / "controller")
+    return signing.public_key_text(signing.load_or_create(settings))
+
+
 @pytest.fixture
 def in_process(tmp_path) -> Callable[[Path], ApiClient]:
     db = f"sqlite:///{tmp_path / 'reprofarm.sqlite'}"
@@ -283,7 +305,7 @@ def test_a_release_that_fails_its_start_check_is_refused_and_nothing_switches(
     d = wheels.read_release(releases.d).version
     layout = InstallLayout(tmp_path / "install")
     layout.write_pointer("current", a)
-    updater = SelfUpdater(layout, running_version=a)
+    updater = SelfUpdater(layout, running_version=a, public_key=release_key(tmp_path))
     assert updater.update(in_process(releases.d)) is None
     refused = layout.load_state().refused
     assert "start check failed" in refused[d]
@@ -303,3 +325,95 @@ def test_a_wheel_whose_bytes_differ_from_the_release_is_refused(tmp_path, releas
         client.download_wheel(forged, tmp_path / "downloads")
     assert list((tmp_path / "downloads").iterdir()) == []
     assert client.download_wheel(real, tmp_path / "downloads").name == real.filename
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Another origin: records every request's Authorization header."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization"))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[tuple[str, list[str | None]]]:
+    """A real HTTP server on another origin, and what it was sent."""
+    seen: ClassVar[list[str | None]] = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_agent_sends_its_token_to_the_controller_only(
+    tmp_path, releases, in_process, elsewhere
+):
+    origin, seen = elsewhere
+    client = in_process(releases.a)
+    real = client.agent_release().files[-1]
+    # What a forged release (or lease) would say, past the protocol's own check.
+    for url in (f"{origin}{real.url}", f"//127.0.0.1:{origin.rsplit(':', 1)[1]}{real.url}"):
+        forged = ReleaseFile.model_construct(**{**real.model_dump(), "url": url})
+        with pytest.raises(ForeignOriginError, match="refusing to send the agent's token"):
+            client.download_wheel(forged, tmp_path / "downloads")
+        build = BuildRef(
+            sha256="0" * 64, target="linux/amd64", go_version="1.27", bytes=1, fix_present=False,
+            url=url,
+        )  # fmt: skip
+        with pytest.raises(ForeignOriginError):
+            client.fetch_build(build, tmp_path / "builds")
+    assert seen == [], "a request reached the other origin"
+    # The controller's own origin, absolute or as a path, is fine.
+    same = ReleaseFile.model_construct(
+        **{**real.model_dump(), "url": f"http://testserver{real.url}"}
+    )
+    assert client.download_wheel(same, tmp_path / "same").name == real.filename
+
+
+def test_a_release_is_installed_only_if_signed_by_the_install_time_key(
+    tmp_path, releases, in_process, caplog
+):
+    client = in_process(releases.b)
+    key = release_key(tmp_path)
+    served = client.agent_release()
+    verify(served, key)  # the controller signed what it serves
+    for what, changed in {
+        "a wheel's sha256": {
+            "files": [*served.files[:-1], served.files[-1].model_copy(update={"sha256": "1" * 64})]
+        },
+        "the version": {"version": "9.9.9"},
+        "the pins": {"requirements": served.requirements + "evil==1.0 --hash=sha256:" + "2" * 64},
+    }.items():
+        with pytest.raises(ReleaseSignatureError, match="does not match") as refused:
+            verify(served.model_copy(update=changed), key)
+        assert refused.value is not None, what
+    with pytest.raises(ReleaseSignatureError, match="is not signed"):
+        verify(served.model_copy(update={"signature": None}), key)
+    with pytest.raises(ReleaseSignatureError, match="no REPROFARM_RELEASE_PUBLIC_KEY"):
+        verify(served, "")
+
+    # Through the updater: another controller's key (or none) refuses the release with
+    # its reason in the log, and nothing is downloaded, installed or recorded.
+    a = wheels.read_release(releases.a).version
+    other = signing.public_key_text(Ed25519PrivateKey.generate())
+    layout = InstallLayout(tmp_path / "install")
+    layout.write_pointer("current", a)
+    for public_key, reason in ((other, "does not match"), ("", "no REPROFARM_RELEASE_PUBLIC_KEY")):
+        caplog.clear()
+        updater = SelfUpdater(layout, running_version=a, public_key=public_key)
+        with caplog.at_level(logging.ERROR, logger="reprofarm_agent.self_update"):
+            assert updater.update(client) is None
+        assert "refusing the controller's release" in caplog.text, caplog.text
+        assert reason in caplog.text, caplog.text
+        assert "nothing installed" in caplog.text, caplog.text
+        assert sorted(p.name for p in layout.root.iterdir()) == ["current"]

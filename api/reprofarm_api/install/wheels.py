@@ -22,6 +22,13 @@ process a lock keeps requests from building the same thing twice.
 
 Hatchling writes reproducible wheels (fixed timestamps), so two builds of the
 same sources have the same sha256.
+
+Pins: beside the wheels, ``requirements.txt`` holds every third-party
+dependency of the agent at the version ``uv.lock`` chose, with its sha256s
+(``uv export``); the release serves it and agents install it with
+``--require-hashes``, so a lab machine gets exactly what CI tested and nothing
+an index could swap. ``uv.lock`` is one of the sources the version is made
+from: new pins are a new release.
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ _BUILD_TIMEOUT_S = 600
 _STALE_BUILD_S = 3600
 _VERSION_LINE = re.compile(r'^version\s*=\s*"([^"]+)"\s*$', re.MULTILINE)
 _build_lock = threading.Lock()
+REQUIREMENTS = "requirements.txt"
+_LOCK_FILE = "uv.lock"
 
 
 class ReleaseUnavailableError(Exception):
@@ -129,6 +138,8 @@ def _source_files(root: Path) -> list[Path]:
                     and path.suffix not in _SKIPPED_SUFFIXES
                 ):
                     files.append(relative)
+    if (root / _LOCK_FILE).is_file():
+        files.append(Path(_LOCK_FILE))
     return sorted(files, key=lambda p: p.as_posix())
 
 
@@ -142,6 +153,30 @@ def source_version(root: Path) -> str:
     base = tomllib.loads((root / agent.folder / "pyproject.toml").read_text())["project"]["version"]
     # Letters first: a local label of digits only would be normalised (leading zeros dropped).
     return f"{base.split('+')[0]}+src{digest.hexdigest()[:12]}"
+
+
+def sources_stamp(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when the release's sources may have: each source file's path,
+    size and mtime. Only a walk and stats, no reading, so it is cheap to take on
+    every release request; the sources are hashed again only when it moves."""
+    stamp = []
+    for relative in _source_files(root):
+        info = (root / relative).stat()
+        stamp.append((relative.as_posix(), info.st_size, info.st_mtime_ns))
+    return tuple(stamp)
+
+
+def folder_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """The same for an operator's folder of wheels (resolved: it may be a link
+    switched to another folder)."""
+    resolved = folder.resolve()
+    if not resolved.is_dir():
+        return ()
+    return tuple(
+        (str(path), info.st_size, info.st_mtime_ns)
+        for path in sorted(resolved.iterdir())
+        if path.is_file() and (info := path.stat())
+    )
 
 
 def _stamp(pyproject: Path, label: str) -> None:
@@ -191,6 +226,25 @@ def _build_into(root: Path, version: str, out: Path, work: Path) -> None:
             )
     for stray in out.glob(".*"):  # uv drops a .gitignore into its output folder
         stray.unlink()
+    export_requirements(root, out / REQUIREMENTS)
+
+
+def export_requirements(root: Path, to: Path) -> None:
+    """The agent's third-party dependencies as ``uv.lock`` pins them, hashes
+    included (``uv export``; the repository's own packages are the wheels)."""
+    if not (root / _LOCK_FILE).is_file():
+        raise ReleaseUnavailableError(
+            f"agent sources: {root / _LOCK_FILE} is missing; the release pins the agent's "
+            "dependencies from it"
+        )
+    argv = [_uv(), "--directory", str(root), "export", "--frozen", "--package", _AGENT]
+    argv += ["--no-dev", "--no-emit-workspace", "--no-header", "--no-annotate"]
+    argv += ["--format", "requirements-txt", "--output-file", str(to.resolve())]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
+    if done.returncode != 0:
+        raise ReleaseUnavailableError(
+            f"uv export failed ({done.returncode}): {(done.stdout + done.stderr)[-2000:]}"
+        )
 
 
 def build(root: Path, cache: Path) -> Path:
@@ -236,9 +290,10 @@ def _sha256(path: Path) -> str:
 
 
 def read_release(folder: Path) -> AgentRelease:
-    """The release in ``folder``: one reprofarm_agent wheel and at most one wheel
-    of each other reprofarm package (anything else there is ignored); the
-    version is the agent wheel's."""
+    """The release in ``folder``, unsigned: one reprofarm_agent wheel and at most
+    one wheel of each other reprofarm package (anything else there is ignored),
+    and ``requirements.txt``; the version is the agent wheel's. It reads and
+    hashes every file: callers cache it (``service.Releases``)."""
     if not folder.is_dir():
         raise ReleaseUnavailableError(f"agent wheels: {folder} is not a folder")
     found: dict[str, list[tuple[Path, str]]] = {AGENT_PACKAGE: []}
@@ -263,7 +318,17 @@ def read_release(folder: Path) -> AgentRelease:
         for name in order
         for path, _ in found[name]
     ]
-    return AgentRelease(version=found[AGENT_PACKAGE][0][1], files=files)
+    pins = folder / REQUIREMENTS
+    if not pins.is_file():
+        raise ReleaseUnavailableError(
+            f"agent wheels: {folder} holds no {REQUIREMENTS} (the agent's dependencies, pinned "
+            "with hashes); build the folder with `python -m reprofarm_api.install.wheels`"
+        )
+    return AgentRelease(
+        version=found[AGENT_PACKAGE][0][1],
+        files=files,
+        requirements=pins.read_text(encoding="utf-8"),
+    )
 
 
 def main() -> None:
