@@ -2,6 +2,7 @@
 the runs it was killed in: leftover hangtest processes found by the identity
 recorded at spawn (real processes), and markers that a crash cannot garble."""
 
+import os
 import stat
 import sys
 import threading
@@ -34,7 +35,7 @@ def start_hangtest(binary: Path, run_dir: Path) -> Spawned:
         progress_interval_s=0.2,
     )
     with (run_dir / "stderr.txt").open("wb") as stderr:
-        child = PLATFORM.spawn_on_cpus(spec.argv(run_dir), spec.placement, {}, stderr)
+        child = PLATFORM.spawn_on_cpus(spec.argv(run_dir), spec.placement, dict(os.environ), stderr)
     assert child.popen.stdout is not None
     stdout = child.popen.stdout
 
