@@ -346,9 +346,12 @@ def run_once(
     on_event: EventSink | None = None,
     clock: Clock = time.monotonic,
     cancel: threading.Event | None = None,
+    on_spawn: Callable[[Spawned], None] | None = None,
 ) -> RunResult:
     """Run hangtest once; on a hang, dump it before killing it. Never raises
-    for what the child does: every way it can end is a RunResult."""
+    for what the child does: every way it can end is a RunResult. ``on_spawn``
+    hears of the child as soon as it exists (the agent records its pid, so a
+    restart after the agent's death can kill it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stdout_log, stderr_log = out_dir / "stdout.jsonl", out_dir / "stderr.txt"
     env = dict(os.environ, GOMAXPROCS=str(spec.gomaxprocs), GOTRACEBACK="all")
@@ -358,6 +361,12 @@ def run_once(
             child = platform.spawn_on_cpus(spec.argv(out_dir), spec.placement, env, stderr)
         except OSError as exc:
             return _error_result(spec, f"could not start {spec.binary}: {exc}")
+    if on_spawn is not None:
+        try:
+            on_spawn(child)
+        except BaseException:
+            platform.kill_tree(child, settings.kill_timeout_s)  # no run without its record
+            raise
     assert child.popen.stdout is not None
     events: queue.Queue[object] = queue.Queue()
     pump = threading.Thread(

@@ -1,7 +1,9 @@
 """``reprofarm agent``: the networked agent, a loop of named steps.
 
-register (with the machine's secret: the name is bound to this machine)
--> (deliver spooled results) -> lease -> prepare (fetch the build,
+report the runs an earlier agent process was killed in (interrupted.py), once,
+at start -> register (with the machine's secret: the name is bound to this
+machine) -> (deliver spooled results) -> lease (remembered in ``inflight/``)
+-> prepare (fetch the build,
 place the CPUs) -> run (heartbeats carry progress and bring back cancel) ->
 spool the result -> deliver (upload artifacts, post the result). Each step is
 a method a test can call alone. The loop never dies of one bad iteration: it
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -40,8 +43,9 @@ from reprofarm_agent.errors import (
 )
 from reprofarm_agent.hardware import describe
 from reprofarm_agent.identity import load_or_create
+from reprofarm_agent.interrupted import RunMarkers, interrupted_result
 from reprofarm_agent.placement import place
-from reprofarm_agent.platform import Platform
+from reprofarm_agent.platform import Platform, Spawned
 from reprofarm_agent.reboot import (
     DEFAULT_COMMANDS,
     RebootRefusedError,
@@ -94,6 +98,10 @@ class AgentService:
     @property
     def spool(self) -> Spool:
         return Spool(self.settings.work_dir)
+
+    @property
+    def markers(self) -> RunMarkers:
+        return RunMarkers(self.settings.work_dir)
 
     def stop(self) -> None:
         self._stop.set()
@@ -237,6 +245,24 @@ class AgentService:
                 keeper.progress.iterations = event.iterations
                 keeper.progress.elapsed_s = event.elapsed_s
 
+        def on_spawn(child: Spawned) -> None:
+            # Recorded before the first event is read: an agent killed from here
+            # on leaves a hangtest its restart must find and kill.
+            marker = self.markers.get(leased.run_id)
+            if marker is None:
+                return  # a run started outside work_once (a test's own steps)
+            identity = self.platform.process_identity(child.pid)
+            self.markers.save(
+                marker.model_copy(
+                    update={
+                        "pid": child.pid,
+                        "process_identity": identity,
+                        "requested_cpu_set": list(spec.placement.cpus),
+                        "gomaxprocs": spec.gomaxprocs,
+                    }
+                )
+            )
+
         settings = self.settings.model_copy(update={"process_dumps": leased.process_dumps})
         return run_once(
             spec,
@@ -245,13 +271,19 @@ class AgentService:
             settings,
             on_event=on_event,
             cancel=keeper.cancel,
+            on_spawn=on_spawn,
         )
 
     def run_dir(self, run_id: int) -> Path:
         return self.settings.work_dir / "runs" / f"run-{run_id}"
 
     def spool_result(self, leased: LeasedRun, result: RunResult) -> None:
-        run_id = leased.run_id
+        """Put a run's result in the spool (compressing its process dumps), then
+        forget its marker: from here the spool carries the run."""
+        self._spool(leased.run_id, leased.lease_token, result)
+        self.markers.done(leased.run_id)
+
+    def _spool(self, run_id: int, lease_token: str, result: RunResult) -> None:
         artifacts = []
         for a in result.artifacts:
             path = Path(a.path)
@@ -261,7 +293,7 @@ class AgentService:
         self.spool.save(
             SpooledResult(
                 run_id=run_id,
-                lease_token=leased.lease_token,
+                lease_token=lease_token,
                 report=RunReport(result=result),
                 artifacts=artifacts,
                 run_dir=str(self.run_dir(run_id)),
@@ -308,10 +340,16 @@ class AgentService:
         leased = self.lease()
         if leased is None:
             return False
+        self.markers.begin(leased, now=datetime.now(UTC))
         with self.keep_lease(leased) as keeper:
             try:
                 spec = self.prepare(leased)
-            except PlacementError as exc:
+            except AgentError as exc:
+                if not isinstance(exc, PlacementError):
+                    # Nothing ran (the build could not be fetched): the run is
+                    # left to its lease's expiry and retried, as it always was.
+                    self.markers.done(leased.run_id)
+                    raise
                 result = RunResult(
                     status=RunStatus.ERROR,
                     reason=f"placement refused: {exc}",
@@ -328,21 +366,55 @@ class AgentService:
             self.deliver()  # the lease is kept until the api has the result
         return True
 
-    def forget_interrupted_runs(self) -> list[Path]:
-        """Run folders no spooled result refers to belong to runs this agent process
-        was killed in (kill, crash, reboot, update): their leases are lost and the
-        retry runs elsewhere, so nothing will deliver them. Deleted at start, so
-        dumps of dead runs do not fill the lab machine's disk."""
+    def report_interrupted_runs(self) -> list[int]:
+        """At start, before leasing: every run an earlier agent process was killed
+        in (kill, crash, reboot, update) gets an ``error`` result with its folder's
+        evidence, spooled like any result; its leftover hangtest, if any, is
+        killed first. Returns the runs reported. Needs no api: the spool
+        delivers them. A marker whose run is spooled already (the agent died
+        between the two) is only deleted, so nothing is reported twice."""
+        spooled = {item.run_id for item in self.spool.pending()}
+        reported: list[int] = []
+        for marker in self.markers.pending():
+            if marker.run_id in spooled:
+                self.markers.done(marker.run_id)
+                continue
+            leftover = None
+            if marker.pid is not None and marker.process_identity is not None:
+                leftover = self.platform.kill_leftover(
+                    marker.pid, marker.process_identity, self.settings.kill_timeout_s
+                )
+            run_dir = self.run_dir(marker.run_id)
+            result = interrupted_result(marker, run_dir, self.platform.process_dump_kind, leftover)
+            self._spool(marker.run_id, marker.lease_token, result)  # an unkillable one: reboot
+            self.markers.done(marker.run_id)
+            log.warning(
+                "run %s (attempt %s) was interrupted by this agent's death; reporting it as "
+                "error: %s",
+                marker.run_id,
+                marker.attempt,
+                result.reason,
+            )
+            reported.append(marker.run_id)
+        self._forget_unknown_run_folders()
+        return reported
+
+    def _forget_unknown_run_folders(self) -> list[Path]:
+        """Run folders neither a marker nor a spooled result refers to (left by an
+        agent older than the markers, or by a delivery whose deletion failed)
+        have nobody to report them to: deleted, so dumps of dead runs do not
+        fill the lab machine's disk."""
         runs = self.settings.work_dir / "runs"
         if not runs.is_dir():
             return []
         kept = {Path(item.run_dir).resolve() for item in self.spool.pending() if item.run_dir}
+        kept |= {self.run_dir(run_id).resolve() for run_id in self.markers.run_ids()}
         forgotten = [d for d in sorted(runs.glob("run-*")) if d.resolve() not in kept]
         for folder in forgotten:
             shutil.rmtree(folder, ignore_errors=True)
         if forgotten:
             log.warning(
-                "deleted %d run folders of interrupted runs: %s",
+                "deleted %d run folders no result refers to: %s",
                 len(forgotten),
                 ", ".join(d.name for d in forgotten),
             )
@@ -352,7 +424,7 @@ class AgentService:
         """Register, then work until stopped, surviving api outages. Raises
         EnrollmentRefusedError when no token of this agent is accepted any more,
         and UpdateInstalled when a managed agent switched to a new version."""
-        self.forget_interrupted_runs()
+        self.report_interrupted_runs()
         while not self._stop.is_set():
             try:
                 if self.agent_id is None:

@@ -34,7 +34,8 @@ class AgentSettings(BaseSettings):
     pools: list[str] = Field(default_factory=list, description="pools this agent serves")
     work_dir: Path = Field(
         default_factory=lambda: _default_cache_dir() / "agent",
-        description="spooled results and run folders: what must survive a crash",
+        description="the agent's state folder (state.py): identity, runs in flight, run "
+        "folders and spooled results, what must survive a crash",
     )
     reboot_when_needed: bool = Field(
         False,

@@ -3,8 +3,8 @@ unreachable or the agent restarts.
 
 Layout of ``<work_dir>/spool/``: one ``run-<id>.json`` per finished run,
 holding the report and its artifacts (path, kind, upload name, uploaded?).
-A file is written atomically (temp file + rename) and deleted only after the
-api has acknowledged the result.
+A file is written atomically and durably (``state.write_atomic``: temp file,
+fsync, rename) and deleted only after the api has acknowledged the result.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 from reprofarm_protocol.jobs import RunReport
+
+from reprofarm_agent.state import remove, write_atomic
 
 
 class SpooledArtifact(BaseModel):
@@ -25,7 +27,9 @@ class SpooledArtifact(BaseModel):
 
 class SpooledResult(BaseModel):
     run_id: int
-    lease_token: str = Field("", description="proves the lease when the result is delivered")
+    lease_token: str = Field(
+        "", repr=False, description="proves the lease when the result is delivered"
+    )
     report: RunReport
     artifacts: list[SpooledArtifact]
     run_dir: str | None = None  # deleted once the api has the result
@@ -40,10 +44,7 @@ class Spool:
         return self.root / f"run-{run_id}.json"
 
     def save(self, item: SpooledResult) -> None:
-        path = self._path(item.run_id)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(item.model_dump_json(indent=2))
-        tmp.replace(path)
+        write_atomic(self._path(item.run_id), item.model_dump_json(indent=2), private=True)
 
     def pending(self) -> list[SpooledResult]:
         return [
@@ -55,4 +56,4 @@ class Spool:
         """Forget a delivered result, and the run folder with its dumps."""
         if item.run_dir:
             shutil.rmtree(item.run_dir, ignore_errors=True)
-        self._path(item.run_id).unlink(missing_ok=True)
+        remove(self._path(item.run_id))

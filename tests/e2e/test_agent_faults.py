@@ -32,7 +32,7 @@ def _hangtest_pid(events: Path) -> int | None:
 
 # hangtest_build: the session's build, which the farm's worker then finds instead
 # of compiling it for half a minute.
-def test_a_killed_agent_leaves_no_hangtest_running_and_no_run_folder_once_restarted(
+def test_a_killed_agent_reports_its_interrupted_run_with_its_evidence_once_restarted(
     hangtest_build, farm
 ):
     farm.start_agent("crashy", ["lab"])
@@ -49,17 +49,30 @@ def test_a_killed_agent_leaves_no_hangtest_running_and_no_run_folder_once_restar
         every=0.2,
     )
     pid = wait_for("hangtest's start event", lambda: _hangtest_pid(run_dir / "stdout.jsonl"))
+    wait_for("hangtest's progress", lambda: '"progress"' in (run_dir / "stdout.jsonl").read_text())
     farm.kill("crashy")
-    # hangtest runs in a process group of its own; with its reader gone, its
-    # next event (at most a progress interval away) ends it with SIGPIPE.
-    wait_for("hangtest to end with its agent", lambda: not _running(pid), timeout=15)
+    (interrupted,) = farm.runs(job["id"])
+    # Restarted once the sweep has given the run up (lease 6 s), so the report
+    # takes the late path: kept, not counted, while the retry runs.
+    wait_for(
+        "the lease to be lost",
+        lambda: farm.call("GET", f"/api/v1/runs/{interrupted['id']}")["status"] == "lost",
+        timeout=60,
+    )
+    assert run_dir.is_dir(), "the interrupted run's folder went before it was reported"
     farm.start_agent("crashy", ["lab"])  # same name, same work folder
     done = farm.wait_job_done(job["id"])
     runs = farm.runs(job["id"])
     assert [r["status"] for r in runs] == ["lost", "passed"], runs
     assert done["runs"]["passed"] == 1
+    assert not _running(pid), f"hangtest {pid} of the interrupted run is still running"
+    late = runs[0]["late_result"]
+    assert late is not None, "the restarted agent did not report the run it was killed in"
+    assert late["status"] == "error"
+    assert "killed or restarted mid-run" in late["reason"], late["reason"]
+    assert late["iterations"] > 0, late
+    assert "stdout" in {a["kind"] for a in runs[0]["artifacts"]}, runs[0]["artifacts"]
+    # Both folders go once the api has their results (the spool deletes them).
     retry_dir = run_dir.with_name(f"run-{runs[1]['id']}")
-    assert not retry_dir.exists(), "a delivered run's folder stays on the agent's disk"
-    # The run it was killed in has no result to deliver: the restarted agent
-    # forgets its folder (AgentService.forget_interrupted_runs).
-    assert not run_dir.exists(), f"{run_dir} of the interrupted run stays on the agent's disk"
+    wait_for("the delivered folders to go", lambda: not run_dir.exists() and not retry_dir.exists())
+    assert not list((farm.root / "crashy" / "inflight").glob("run-*.json"))

@@ -70,6 +70,18 @@ class Platform(Protocol):
         """Kill the child and everything it started, then verify they are gone."""
         ...
 
+    def process_identity(self, pid: int) -> str | None:
+        """What tells the living process ``pid`` from a later one given the same pid
+        (its start time), or None when no process has this pid. An agent records
+        it at spawn, so after a restart it kills only the hangtest it started."""
+        ...
+
+    def kill_leftover(self, pid: int, identity: str, timeout_s: float) -> KillOutcome | None:
+        """Kill, with everything it started, a process an earlier agent process
+        spawned (its Spawned died with that agent), if ``pid`` still has
+        ``identity``; then verify it is gone. None when it is not running."""
+        ...
+
     def system_dlls(self) -> list[Path]:
         """The DLLs whose export tables name a minidump's frames (none off Windows)."""
         ...

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sysconfig
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -134,6 +135,38 @@ class LinuxPlatform:
             pass
         return KillOutcome(gone=False, detail=f"process group {pgid} still has members")
 
+    def process_identity(self, pid: int) -> str | None:
+        """This boot's id and the process's start time in clock ticks since boot
+        (field 22 of /proc/<pid>/stat, proc(5)): a pid reused later, even after a
+        reboot, has another. A zombie counts as gone: it runs nothing, and an
+        orphan's reaper may never come (a container without an init)."""
+        fields = _stat_fields(pid)
+        if fields is None or fields[0] == "Z":
+            return None
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot_id}:{fields[19]}"
+
+    def kill_leftover(self, pid: int, identity: str, timeout_s: float) -> KillOutcome | None:
+        if self.process_identity(pid) != identity:
+            return None
+        # spawn_on_cpus made it a group leader (process_group=0): its group id is
+        # its pid, and Linux hands that pid to no new process while the group
+        # has members, so the group is still the one it led.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        # Not our child (its parent was the agent that died): nothing to wait()
+        # on, so watch /proc until no living member of the group is left.
+        deadline = time.monotonic() + timeout_s
+        while members := _group_members(pid):
+            if time.monotonic() >= deadline:
+                state = _proc_state(members[0])
+                return KillOutcome(
+                    gone=False,
+                    detail=f"leftover pid {members[0]} survived SIGKILL for {timeout_s}s ({state})",
+                )
+            time.sleep(0.05)
+        return KillOutcome(gone=True, detail=f"leftover process group {pid} killed")
+
     def system_dlls(self) -> list[Path]:
         return []  # cores carry their own symbols; gdb reads them
 
@@ -171,6 +204,28 @@ def punch_zero_holes(path: Path) -> int:
                 freed += len(chunk)
             offset += len(chunk)
     return freed
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on; the name before it may hold
+    spaces and parentheses, so split after its last ')'. None: no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Living (not zombie) processes of process group ``pgid``: field 5 of stat."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and fields[0] != "Z" and fields[2] == str(pgid):
+            members.append(int(entry.name))
+    return members
 
 
 def _proc_state(pid: int) -> str:

@@ -71,6 +71,9 @@ _prototype("CloseHandle", wintypes.BOOL, _H)
 _prototype("GenerateConsoleCtrlEvent", wintypes.BOOL, _DW, _DW)
 _prototype("CreateEventW", _H, _P, wintypes.BOOL, wintypes.BOOL, wintypes.LPCWSTR)
 _prototype("SetEvent", wintypes.BOOL, _H)
+_prototype("OpenProcess", _H, _DW, wintypes.BOOL, _DW)
+_prototype("GetProcessTimes", wintypes.BOOL, _H, _P, _P, _P, _P)
+_prototype("WaitForSingleObject", _DW, _H, _DW)
 _prototype("GetLogicalProcessorInformationEx", wintypes.BOOL, ctypes.c_int, _P, _P)
 
 CREATE_SUSPENDED = 0x00000004
@@ -82,6 +85,10 @@ JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x00002000
 JOBOBJECT_BASIC_ACCOUNTING_INFORMATION = 1
 JOBOBJECT_EXTENDED_LIMIT_INFORMATION = 9
 STILL_ACTIVE = 259
+PROCESS_TERMINATE = 0x0001
+PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+SYNCHRONIZE = 0x00100000
+WAIT_OBJECT_0 = 0
 # MiniDumpWithFullMemory | WithHandleData | WithUnloadedModules | WithThreadInfo
 # | WithFullMemoryInfo: everything a debugger needs to walk every thread.
 _MINIDUMP_TYPE = 0x2 | 0x4 | 0x20 | 0x1000 | 0x800
@@ -431,6 +438,38 @@ class WindowsPlatform:
             return KillOutcome(gone=False, detail=f"{accounting.ActiveProcesses} left in the job")
         return KillOutcome(gone=True, detail="job empty")
 
+    def process_identity(self, pid: int) -> str | None:
+        """The process's creation time (GetProcessTimes, 100 ns since 1601): a pid
+        reused later has another."""
+        handle = _kernel32.OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION | SYNCHRONIZE, False, pid)
+        if not handle:
+            return None
+        try:
+            return _creation_time(handle)
+        finally:
+            _kernel32.CloseHandle(handle)
+
+    def kill_leftover(self, pid: int, identity: str, timeout_s: float) -> KillOutcome | None:
+        access = PROCESS_TERMINATE | PROCESS_QUERY_LIMITED_INFORMATION | SYNCHRONIZE
+        handle = _kernel32.OpenProcess(access, False, pid)
+        if not handle:
+            return None
+        try:
+            if _creation_time(handle) != identity:
+                return None
+            # Its job object closed with the agent that made it
+            # (JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE), so a process still here
+            # survived that already; terminate it by its own handle.
+            _kernel32.TerminateProcess(handle, 1)
+            if _kernel32.WaitForSingleObject(handle, int(timeout_s * 1000)) != WAIT_OBJECT_0:
+                return KillOutcome(
+                    gone=False,
+                    detail=f"leftover pid {pid} survived TerminateProcess for {timeout_s}s",
+                )
+            return KillOutcome(gone=True, detail=f"leftover pid {pid} killed")
+        finally:
+            _kernel32.CloseHandle(handle)
+
     def system_dlls(self) -> list[Path]:
         """ntdll, kernelbase and kernel32 of this machine: the analyzer needs their
         export tables to name where a minidump's threads wait (a small dump holds
@@ -441,6 +480,18 @@ class WindowsPlatform:
     def boot_time(self) -> float:
         """Now minus GetTickCount64 (milliseconds since boot), to the second."""
         return float(round(time.time() - _kernel32.GetTickCount64() / 1000))
+
+
+def _creation_time(handle: int) -> str | None:
+    """The creation time of a running process, None once it has exited (a handle
+    someone still holds keeps an exited process's pid taken)."""
+    if _kernel32.WaitForSingleObject(handle, 0) == WAIT_OBJECT_0:
+        return None
+    times = [wintypes.FILETIME() for _ in range(4)]  # creation, exit, kernel, user
+    if not _kernel32.GetProcessTimes(handle, *(ctypes.byref(t) for t in times)):
+        return None
+    created = times[0]
+    return str((created.dwHighDateTime << 32) | created.dwLowDateTime)
 
 
 def _resume_threads(pid: int) -> None:
