@@ -104,7 +104,12 @@ def db_reanalyze(
 
     settings = ControllerSettings()
     sessions = make_sessionmaker(make_engine(settings.db_url))
-    done = reanalyze(sessions, settings.data_dir / "analysis-scratch", everything=everything)
+    done = reanalyze(
+        sessions,
+        settings.data_dir / "analysis-scratch",
+        everything=everything,
+        limits=settings.analysis_limits(),
+    )
     typer.echo(f"re-analysed {len(done)} dumps")
 
 

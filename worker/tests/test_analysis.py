@@ -14,6 +14,7 @@ from reprofarm_db import analyses, artifacts, builds, jobs, leases
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
 from reprofarm_db.models import Agent, ArtifactAnalysis, Outbox, Run
+from reprofarm_db.settings import ControllerSettings
 from reprofarm_protocol.jobs import JobCreate
 from reprofarm_protocol.queues import TASK_ANALYZE_ARTIFACT
 from reprofarm_worker.analysis import analyze_artifact, reanalyze
@@ -21,6 +22,7 @@ from sqlalchemy import select
 
 from tests.capabilities import public_minidumps
 from tests.factories import FAKE_SOURCE, fake_build, register_agent
+from tests.gzip_bomb import write_bomb
 from tests.minidump_writer import known_x64_crash
 
 CORPUS = Path(__file__).resolve().parents[2] / "analyzer" / "tests" / "corpus" / "goroutines"
@@ -111,6 +113,30 @@ def test_an_unreadable_dump_is_recorded_and_fails_nothing(sessions, tmp_path):
         assert row.label is None
         assert "process-1.42" in row.error
         assert s.get(Run, run_id).signature == analyses.UNREADABLE
+
+
+def test_a_gzip_bomb_is_refused_with_its_reason_and_the_run_keeps_its_status(sessions, tmp_path):
+    """2 MB expanding to 2 GiB behind a minidump signature: refused at the settings'
+    minidump limit (here lowered to 64 MiB, to be quick), recorded as the artifact's
+    error; the run is still leased and its scratch folder empty."""
+    agent_id, run_id, secret = leased_run(sessions)
+    bomb = tmp_path / "process-1.dmp.gz"
+    write_bomb(bomb, head=b"MDMP\x93\xa7", expanded_bytes=2 << 30)
+    artifact_id = upload(sessions, tmp_path, agent_id, run_id, secret, bomb, kind="minidump")
+    settings = ControllerSettings(data_dir=tmp_path, analysis_max_minidump_bytes=64 << 20)
+    scratch = tmp_path / "scratch"
+    assert analyze_artifact(sessions, artifact_id, scratch, settings.analysis_limits()) == (
+        "other-hang"
+    )
+    with transaction(sessions) as s:
+        row = analyses.for_artifact(s, artifact_id=artifact_id)
+        assert row.label is None
+        assert row.error.endswith(
+            "refused, it expands past 67,108,864 bytes, the limit for a minidump"
+        ), row.error
+        run = s.get(Run, run_id)
+        assert (run.status, run.signature) == ("leased", analyses.UNREADABLE)
+    assert list(scratch.iterdir()) == []
 
 
 def test_reanalysis_after_a_rules_change_moves_old_runs_to_the_new_bucket(sessions, tmp_path):
