@@ -67,6 +67,7 @@ def analyze_bounded(
             "sidecar": str(sidecar.resolve()) if sidecar is not None else None,
             "scratch": tmp,
             "limits": limits.model_dump(mode="json"),
+            "parent": os.getpid(),
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "reprofarm_analyzer.bounded"],
@@ -121,7 +122,7 @@ def _child() -> None:
     """The child's side: read the request, set the limits, answer one JSON object."""
     request = json.loads(sys.stdin.read())
     limits = AnalysisLimits.model_validate(request["limits"])
-    _exit_with_parent(os.getppid())
+    _exit_with_parent(int(request["parent"]))
     _limit_memory(limits.memory_bytes)
     path = Path(request["path"])
     sidecar = Path(request["sidecar"]) if request["sidecar"] else None
@@ -162,7 +163,9 @@ def _limit_memory(most: int) -> None:
 
 def _exit_with_parent(parent: int) -> None:
     """A worker killed mid-task (SIGKILL, its machine's OOM killer) cannot kill its
-    child: the child notices that it was re-parented and ends, with its group."""
+    child: the child notices that it was re-parented and ends, with its group.
+    ``parent`` comes from the parent itself: one killed while the child was still
+    starting would otherwise have the child watch its new parent forever."""
 
     def watch() -> None:
         while os.getppid() == parent:
