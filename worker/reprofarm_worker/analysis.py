@@ -87,6 +87,12 @@ def analyze_artifact(
         error = f"{name}: {exc}"
         log.warning("artifact %s of run %s could not be analysed: %s", artifact_id, run_id, exc)
     with transaction(sessions) as session:
+        # The run first: two dumps of one run analysed at once would otherwise each
+        # read the reports without the other's (not committed yet) and the later
+        # commit would label the run from a partial set; and on Postgres each
+        # report's foreign key takes a share lock on the run that the other's
+        # label_run (FOR UPDATE) then waits for: a deadlock, and a report lost.
+        analyses.lock_run(session, run_id=run_id)
         analyses.record(
             session,
             artifact_id=artifact_id,
