@@ -84,13 +84,15 @@ def fake_build(
     target: str = "windows/arm64",
     path: Path | None = None,
     go_version: str = "1.27.3",
+    source_sha256: str = FAKE_SOURCE,
 ) -> Build:
-    """Record a build of ``path`` (or of nothing) without running Go."""
+    """Record a build of ``path`` (or of nothing) without running Go; claiming the
+    real hangtest source's hash (``source_sha256``) lets the worker's planning use it."""
     data = path.read_bytes() if path is not None else b""
     manifest = BuildManifest(
         go_version=f"go{go_version}",
         target=target,
-        source_sha256=FAKE_SOURCE,
+        source_sha256=source_sha256,
         sha256=hashlib.sha256(data).hexdigest(),
         bytes=len(data),
         path=str(path or "/nonexistent"),

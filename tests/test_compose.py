@@ -20,6 +20,7 @@ def test_compose_has_the_designed_services_with_real_commands():
         "api",
         "lb",
         "worker",
+        "analysis-worker",
         "beat",
         "flower",
         "linux-agent",
@@ -31,11 +32,21 @@ def test_compose_has_the_designed_services_with_real_commands():
         "reprofarm": set(get_command(app).commands),  # type: ignore[attr-defined]
         "reprofarm-agent": set(get_command(agent_app).commands),  # type: ignore[attr-defined]
     }
-    for name in ("api", "worker", "beat", "linux-agent"):
+    for name in ("api", "worker", "analysis-worker", "beat", "linux-agent"):
         program, sub, *_ = services[name]["command"]
         assert sub in known[program], f"{name}: {program} has no command {sub}"
         dockerfile = services[name]["build"]["dockerfile"]
         assert (ROOT / dockerfile).exists()
+    # Every queue has a consumer, and analysis has its own (it must not starve planning).
+    consumed = {
+        name: _option(services[name]["command"], "--queues").split(",")
+        for name in ("worker", "analysis-worker")
+    }
+    assert consumed == {"worker": ["controller", "build"], "analysis-worker": ["analysis"]}
     env = services["api"]["environment"]
     assert env["REPROFARM_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert env["REPROFARM_BROKER_URL"].startswith("redis://")
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]

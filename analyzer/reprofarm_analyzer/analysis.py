@@ -15,15 +15,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from reprofarm_protocol.analysis import Analysis, DumpKind, Evidence, Label
+from reprofarm_protocol.analysis import Analysis, AnalysisLimits, DumpKind, Evidence, Label
 
-from reprofarm_analyzer.errors import AnalyzerUnavailableError, NotADumpError
+from reprofarm_analyzer.compressed import size_limit
+from reprofarm_analyzer.errors import AnalyzerUnavailableError, DumpLimitError, NotADumpError
 from reprofarm_analyzer.goroutine_classify import classify_dump
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
 from reprofarm_analyzer.goroutines import parse_goroutine_dumps
-
-MAX_TEXT_BYTES = 256 * 1024 * 1024
-"""A file larger than this that is no process dump is not read as text."""
 
 _ELF_CORE = 4  # e_type ET_CORE, elf(5)
 _HEADER_BYTES = re.compile(
@@ -112,12 +110,20 @@ def analyze_bytes(data: bytes, *, name: str, sidecar: bytes | None = None) -> An
         return _core(path, name)
 
 
-def analyze_path(path: Path | str, *, sidecar: Path | None = None) -> Analysis:
+def analyze_path(
+    path: Path | str, *, sidecar: Path | None = None, limits: AnalysisLimits | None = None
+) -> Analysis:
     """Analyse a file on disk. Cores are handed over by path (they are gigabytes); the
-    other kinds are read whole. Errors as for ``analyze_bytes``."""
+    other kinds are read whole, so a file past its kind's size limit is refused
+    (``DumpLimitError``) before it is read. Other errors as for ``analyze_bytes``."""
     path = Path(path)
+    limits = limits or AnalysisLimits()
     with path.open("rb") as f:
         head = f.read(64)
+    size = path.stat().st_size
+    most, what = size_limit(head, limits)
+    if size > most:
+        raise DumpLimitError(path, f"{size:,} bytes, past the limit of {most:,} for {what}")
     if head.startswith(b"MDMP"):
         side = sidecar.read_bytes() if sidecar is not None else None
         return _minidump(path.read_bytes(), str(path), side)
@@ -125,21 +131,26 @@ def analyze_path(path: Path | str, *, sidecar: Path | None = None) -> Analysis:
         if _elf_type(head) != _ELF_CORE:
             raise NotADumpError(path, "an ELF file that is not a core dump")
         return _core(path, str(path))
-    size = path.stat().st_size
-    if size > MAX_TEXT_BYTES:
-        raise NotADumpError(path, f"{size} bytes of something that is no process dump")
     return analyze_bytes(path.read_bytes(), name=str(path))
 
 
-def analyze_run_folder(folder: Path) -> list[Analysis]:
-    """Every dump ``reprofarm run`` left in ``folder``: ``goroutines-*.txt`` first, then
-    ``*.dmp`` minidumps (with their ``.exports.json`` sidecar when present) and
-    ``process-N.<pid>`` cores, each kind in name order. Other files (``stdout.jsonl``,
-    ``result.json``, ``stderr.txt``) are not dumps and are skipped."""
+def analyze_run_folder(folder: Path, *, limits: AnalysisLimits | None = None) -> list[Analysis]:
+    """Every dump ``reprofarm run`` left in ``folder`` (``run_folder_dumps``), in order."""
+    return [
+        analyze_path(dump, sidecar=sidecar, limits=limits)
+        for dump, sidecar in run_folder_dumps(folder)
+    ]
+
+
+def run_folder_dumps(folder: Path) -> list[tuple[Path, Path | None]]:
+    """The dumps of a ``reprofarm run`` folder with their export sidecars:
+    ``goroutines-*.txt`` first, then ``*.dmp`` minidumps (with their ``.exports.json``
+    sidecar when present) and ``process-N.<pid>`` cores, each kind in name order.
+    Other files (``stdout.jsonl``, ``result.json``, ``stderr.txt``) are not dumps."""
     files = sorted(p for p in folder.iterdir() if p.is_file())
     goroutines = [p for p in files if p.name.startswith("goroutines-") and p.suffix == ".txt"]
     processes = [p for p in files if p.suffix == ".dmp" or _CORE_NAME.fullmatch(p.name)]
-    return [analyze_path(p, sidecar=_sidecar_of(p)) for p in [*goroutines, *processes]]
+    return [(p, _sidecar_of(p)) for p in [*goroutines, *processes]]
 
 
 def _sidecar_of(dump: Path) -> Path | None:

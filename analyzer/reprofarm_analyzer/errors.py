@@ -5,8 +5,11 @@ the CLI can turn any of them into one message at their edge::
 
     AnalyzerError
     ├── NotADumpError             the file is neither a goroutine dump, a minidump nor a core
-    └── AnalyzerUnavailableError  the file is a dump, but the module that reads its kind is
-                                  not installed (a process-dump reader of a later release)
+    ├── AnalyzerUnavailableError  the file is a dump, but the module that reads its kind is
+    │                             not installed (a process-dump reader of a later release)
+    ├── DumpLimitError            reading it would take more bytes, memory or time than
+    │                             ``AnalysisLimits`` allow (a gzip bomb, a runaway reader)
+    └── AnalysisCrashedError      the process analysing it died without saying why
 
 Reading a dump never raises for bad *content*: what could not be read goes into
 ``Analysis.problems``. Other modules keep their own narrow errors (``SidecarError``,
@@ -39,3 +42,22 @@ class AnalyzerUnavailableError(AnalyzerError):
         self.kind = kind
         self.missing = missing
         super().__init__(f"{self.path}: a {kind} dump, but {missing} is not available")
+
+
+class DumpLimitError(AnalyzerError):
+    """The dump is refused: expanding or reading it would pass one of the
+    ``AnalysisLimits`` (``reason`` names which, and the limit)."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: refused, {reason}")
+
+
+class AnalysisCrashedError(AnalyzerError):
+    """The child process that analyses a dump (``bounded``) ended without a report or
+    an error of its own: killed from outside, or a crash in a native reader."""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: the analysis process {detail}")

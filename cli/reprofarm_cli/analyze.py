@@ -5,31 +5,31 @@ Each FILE may be a goroutine dump (Go's text), a Windows minidump, a Linux core
 prints one object per file (a list for several), with ``kind``, ``label``,
 ``signature`` and ``evidence`` (and for minidumps ``arch``, ``os_build`` and
 ``threads``). Exit code 0 when every file was read, whatever it shows; 2 when
-one is not a dump at all (or cannot be read).
+one is not a dump at all, cannot be read, or is refused by the analysis limits
+(``REPROFARM_ANALYSIS_*``, as in the worker: a gzip bomb is named, not expanded).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from reprofarm_analyzer.analysis import analyze_path, analyze_run_folder
-from reprofarm_analyzer.compressed import expanded
+from reprofarm_analyzer.analysis import run_folder_dumps
+from reprofarm_analyzer.bounded import analyze_bounded
 from reprofarm_analyzer.errors import AnalyzerError
-from reprofarm_protocol.analysis import Analysis
+from reprofarm_db.settings import ControllerSettings
+from reprofarm_protocol.analysis import Analysis, AnalysisLimits
 from rich.console import Console
 
 _stderr = Console(stderr=True)
 
 
-def _analyze_file(path: Path) -> list[Analysis]:
-    if path.is_dir():
-        return analyze_run_folder(path)
-    with expanded(path) as plain:
-        return [analyze_path(plain)]
+def _analyze_file(path: Path, limits: AnalysisLimits) -> list[Analysis]:
+    """Each dump in its own bounded child process (``reprofarm_analyzer.bounded``)."""
+    dumps = run_folder_dumps(path) if path.is_dir() else [(path, None)]
+    return [analyze_bounded(dump, sidecar=sidecar, limits=limits) for dump, sidecar in dumps]
 
 
 def _print(path: Path, analysis: Analysis, console: Console) -> None:
@@ -57,13 +57,14 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
 ) -> None:
     """Triage dumps: which hang each shows (label), its signature and the evidence."""
+    limits = ControllerSettings().analysis_limits()
     results: list[tuple[Path, Analysis]] = []
     failed = False
     for path in files:
         try:
-            results.extend((path, a) for a in _analyze_file(path))
-        except (AnalyzerError, OSError, EOFError, gzip.BadGzipFile) as exc:
-            _stderr.print(f"error: {path}: {exc}", highlight=False, markup=False)
+            results.extend((path, a) for a in _analyze_file(path, limits))
+        except (AnalyzerError, OSError) as exc:
+            _stderr.print(f"error: {exc}", highlight=False, markup=False)
             failed = True
     if as_json:
         reports = [a.model_dump(mode="json") for _, a in results]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from reprofarm_protocol.queues import TASK_QUEUES
 
 
 def api(
@@ -56,18 +57,34 @@ def api(
     )
 
 
+ALL_QUEUES = ",".join(sorted(set(TASK_QUEUES.values())))
+
+
 def worker(
     concurrency: Annotated[int, typer.Option(help="tasks at once")] = 4,
+    queues: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated queues to consume: run one worker for 'controller,build' "
+            "and another for 'analysis', so dumps being analysed never hold up planning "
+            "and lease sweeps (docs/operations.md)"
+        ),
+    ] = ALL_QUEUES,
 ) -> None:
-    """Run a Celery worker for the controller, build and analysis queues."""
+    """Run a Celery worker for the controller's queues (controller, build, analysis)."""
     from reprofarm_worker.app import create_celery
 
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(wanted) - set(TASK_QUEUES.values()))
+    if not wanted or unknown:
+        typer.echo(f"error: unknown queue(s) {unknown}; known: {ALL_QUEUES}", err=True)
+        raise typer.Exit(2)
     app = create_celery()
     app.worker_main(
         [
             "worker",
             "-Q",
-            "controller,build,analysis",
+            ",".join(wanted),
             "--pool",
             "threads",
             "-c",
@@ -75,7 +92,8 @@ def worker(
             "--loglevel",
             "INFO",
             "-n",
-            f"reprofarm@{socket.gethostname()}",
+            # one name per set of queues: two workers of one host must not share it
+            f"reprofarm-{'-'.join(wanted)}@{socket.gethostname()}",
         ]
     )
 
@@ -136,7 +154,12 @@ def db_reanalyze(
 
     settings = ControllerSettings()
     sessions = make_sessionmaker(make_engine(settings.db_url))
-    done = reanalyze(sessions, settings.data_dir / "analysis-scratch", everything=everything)
+    done = reanalyze(
+        sessions,
+        settings.data_dir / "analysis-scratch",
+        everything=everything,
+        limits=settings.analysis_limits(),
+    )
     typer.echo(f"re-analysed {len(done)} dumps")
 
 

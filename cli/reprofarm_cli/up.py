@@ -1,6 +1,7 @@
 """``reprofarm up``: the whole farm on one machine, no external service.
 
-api + worker + beat + one local agent as supervised processes, on SQLite,
+api + worker (planning, builds, sweeps) + analysis worker + beat + one local agent as
+supervised processes, on SQLite,
 Celery over kombu's filesystem transport and artifacts on local disk, all
 under one data directory, so state survives a restart.
 """
@@ -24,6 +25,15 @@ from reprofarm_db.settings import ControllerSettings
 
 from reprofarm_cli.local_instance import DEFAULT_PORT, token_file, write_instance
 from reprofarm_cli.supervisor import Supervisor
+
+WORKERS: dict[str, list[str]] = {
+    "worker": ["worker", "--queues", "controller,build", "--concurrency", "2"],
+    "analysis": ["worker", "--queues", "analysis", "--concurrency", "1"],
+}
+"""The embedded farm's Celery workers: analysis in a process of its own, so a dump
+being expanded and read (up to ``REPROFARM_ANALYSIS_TIMEOUT_S``) never takes the
+thread a plan or a lease sweep needs, and its CPU is another process's, not a
+share of the planner's GIL. One analysis at a time: a laptop has few cores."""
 
 
 def _token(data_dir: Path, db_url: str, name: str, role: str, file_name: str) -> str:
@@ -103,7 +113,8 @@ def up(
     supervisor = Supervisor(env=env)
     logs = folder / "logs"
     supervisor.add("api", ["api", "--port", str(port)], logs)
-    supervisor.add("worker", ["worker", "--concurrency", "2"], logs)
+    for name, args in WORKERS.items():
+        supervisor.add(name, args, logs)
     supervisor.add("beat", ["beat"], logs)
     supervisor.add(
         "agent", ["agent", "--name", f"local-{socket.gethostname()}", "--pool", agent_pool], logs

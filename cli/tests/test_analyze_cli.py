@@ -3,6 +3,7 @@ analyzer issue on real dumps (the corpus and the public minidump fixtures)."""
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.capabilities import public_minidumps
+from tests.gzip_bomb import write_bomb
 from tests.minidump_writer import KNOWN_THREAD_IDS, known_x64_crash
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +98,31 @@ def test_the_readable_report_names_the_label_and_the_evidence():
     assert done.returncode == 0, done.stderr
     assert "control-deadlock" in done.stdout
     assert "evidence" in done.stdout
+
+
+def test_a_gzip_bomb_is_refused_with_exit_2_and_bounded_memory(tmp_path):
+    """2 MB expanding to 2 GiB behind a minidump signature: before the limits, the
+    command read it whole and peaked at 2.1 GB. The peak is measured with wait4,
+    which reports the largest resident set of the command and of its children."""
+    bomb = tmp_path / "process-1.dmp.gz"
+    write_bomb(bomb, head=b"MDMP\x93\xa7", expanded_bytes=2 << 30)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPROFARM_")}
+    env["TMPDIR"] = str(scratch)  # where `analyze` expands
+    with (tmp_path / "out").open("wb") as out, (tmp_path / "err").open("wb") as err:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "reprofarm"), "analyze", str(bomb)],
+            stdout=out,
+            stderr=err,
+            env=env,
+        )
+        _pid, status, usage = os.wait4(process.pid, 0)
+    message = " ".join((tmp_path / "err").read_text().split())
+    assert os.waitstatus_to_exitcode(status) == 2, message
+    assert message == (
+        f"error: {bomb}: refused, it expands past 536,870,912 bytes, the limit for a minidump"
+    ), message
+    assert (tmp_path / "out").read_bytes() == b""
+    assert list(scratch.iterdir()) == []
+    assert usage.ru_maxrss < 300 * 1024, f"peak resident set {usage.ru_maxrss / 1024:.0f} MB"

@@ -81,6 +81,21 @@ def reports_of_run(session: Session, *, run_id: int) -> list[Analysis]:
     return [Analysis.model_validate(r.report) for r in rows]
 
 
+def lock_run(session: Session, *, run_id: int) -> Run:
+    """Lock a run (``SELECT ... FOR UPDATE``) before recording one of its reports and
+    reading them all: analyses of its dumps then take turns, and each reads every
+    report committed before it, so the last one labels the run from all of them."""
+    run = session.scalar(
+        select(Run)
+        .where(Run.id == run_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
 def label_run(session: Session, *, run_id: int, label: Label | None, signature: str | None) -> Run:
     """Set a run's verdict (the worker combines its reports); None with no report
     at all means every dump was unreadable."""

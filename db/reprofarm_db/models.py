@@ -265,7 +265,8 @@ class ArtifactAnalysis(Base):
     rules_version: Mapped[int]
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
-    analyzed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # indexed: max(analyzed_at) is the dashboard's version of the analyses (views.changes)
+    analyzed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 ROLLUP_KEYS = (

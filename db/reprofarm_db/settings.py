@@ -8,6 +8,9 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from reprofarm_protocol.analysis import AnalysisLimits
+
+_LIMITS = AnalysisLimits()
 
 
 class ControllerSettings(BaseSettings):
@@ -49,6 +52,26 @@ class ControllerSettings(BaseSettings):
         gt=0,
         description="Redis broker: a task a dead worker took is given to another after this "
         "long; must exceed the longest task (a toolchain install and build)",
+    )
+    analysis_max_text_bytes: int = Field(
+        _LIMITS.max_text_bytes, gt=0, description="largest goroutine dump (text) analysed"
+    )
+    analysis_max_minidump_bytes: int = Field(
+        _LIMITS.max_minidump_bytes, gt=0, description="largest minidump analysed (read whole)"
+    )
+    analysis_max_core_bytes: int = Field(
+        _LIMITS.max_core_bytes, gt=0, description="largest core analysed, holes included"
+    )
+    analysis_max_scratch_bytes: int = Field(
+        _LIMITS.max_scratch_bytes,
+        gt=0,
+        description="disk one expanded dump may take (blocks of zeros are holes)",
+    )
+    analysis_memory_bytes: int = Field(
+        _LIMITS.memory_bytes, gt=0, description="memory (RLIMIT_DATA) of one dump's analysis"
+    )
+    analysis_timeout_s: float = Field(
+        _LIMITS.timeout_s, gt=0, description="one dump's expansion and analysis"
     )
     public_url: str = Field(
         "",
@@ -146,6 +169,17 @@ class ControllerSettings(BaseSettings):
                 "control_folder": folder + "-control",
             }
         return conf
+
+    def analysis_limits(self) -> AnalysisLimits:
+        """What one dump's analysis may take (the worker's and ``reprofarm analyze``'s)."""
+        return AnalysisLimits(
+            max_text_bytes=self.analysis_max_text_bytes,
+            max_minidump_bytes=self.analysis_max_minidump_bytes,
+            max_core_bytes=self.analysis_max_core_bytes,
+            max_scratch_bytes=self.analysis_max_scratch_bytes,
+            memory_bytes=self.analysis_memory_bytes,
+            timeout_s=self.analysis_timeout_s,
+        )
 
     @property
     def artifact_dir(self) -> Path:

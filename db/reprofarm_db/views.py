@@ -319,7 +319,7 @@ def changes(session: Session, *, online_since: datetime) -> dict[str, str]:
     """A short token per part of the farm that moves whenever what a page shows of
     it does: ``runs`` (a new run, one leaving the queue, a heartbeat's
     iterations), ``jobs``, ``agents`` (online, busy, reboots, versions),
-    ``analyses`` (a new report) and ``artifacts``. Each is an
+    ``analyses`` (a new report, or one replaced by a re-analysis) and ``artifacts``. Each is an
     aggregate over an index or a small table, whatever the number of runs."""
     open_runs = session.execute(
         select(Run.status, func.count(), func.sum(Run.id))
@@ -349,9 +349,12 @@ def changes(session: Session, *, online_since: datetime) -> dict[str, str]:
             Agent.hardware_config_id,
         ).order_by(Agent.id)
     ).all()
-    # A first report is a new row; a re-analysis (rare, by hand) rewrites rows in
-    # place and shows at the next other change.
-    analyses = session.scalar(select(func.max(ArtifactAnalysis.id)))
+    # A first report is a new row (the id moves); a re-analysis rewrites its row in
+    # place, with a new analyzed_at (indexed). Both, so that the labels a re-analysis
+    # changed are never served from an answer kept from before it.
+    analyses = session.execute(
+        select(func.max(ArtifactAnalysis.id), func.max(ArtifactAnalysis.analyzed_at))
+    ).one()
     artifacts = session.scalar(select(func.max(Artifact.id)))
     return {
         name: _digest(value)

@@ -79,3 +79,40 @@ class Analysis(BaseModel):
     processors: int | None = None
     threads: list[ThreadTop] = Field(default_factory=list)
     modules: list[str] = Field(default_factory=list)
+
+
+MIB = 1 << 20
+GIB = 1 << 30
+
+
+class AnalysisLimits(BaseModel):
+    """How much one dump's analysis may take: a gzip-compressed upload of a few
+    megabytes can expand to gigabytes (a bomb), and a reader handed such a file
+    must refuse it instead of filling the worker's disk and memory. Defaults are
+    sized for real dumps: goroutine dumps are text (10,000 goroutines make 10 MB),
+    a full-memory minidump of hangtest is tens of MB, and a hung hangtest's core is
+    1.2 GB, nearly all of it zeros (expanded sparse, so zeros take no disk).
+
+    The controller's settings (``REPROFARM_ANALYSIS_*``) fill these in; the
+    analyzer enforces them (``reprofarm_analyzer.bounded``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_text_bytes: int = Field(
+        64 * MIB, gt=0, description="a goroutine dump (or anything that is no process dump)"
+    )
+    max_minidump_bytes: int = Field(
+        512 * MIB, gt=0, description="a minidump: it is read into memory whole"
+    )
+    max_core_bytes: int = Field(
+        16 * GIB, gt=0, description="a core's size, holes included (a Go core is mostly zeros)"
+    )
+    max_scratch_bytes: int = Field(
+        1 * GIB, gt=0, description="disk an expanded dump may take (its non-zero data)"
+    )
+    memory_bytes: int = Field(
+        2 * GIB, gt=0, description="the analysing process's data segment (RLIMIT_DATA)"
+    )
+    timeout_s: float = Field(
+        300.0, gt=0, allow_inf_nan=False, description="one dump's expansion and analysis"
+    )

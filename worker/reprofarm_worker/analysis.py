@@ -1,7 +1,9 @@
 """Analysing uploaded dumps: the worker's side of the analyzer.
 
 ``analyze_artifact`` reads one complete artifact from the store (gzip-compressed
-process dumps are expanded to a scratch file first: gdb needs a file), records
+process dumps are expanded to a scratch file first: gdb needs a file), in a child
+process within the settings' ``AnalysisLimits`` (a gzip bomb is refused with its
+reason as the artifact's error, and the worker goes on), records
 the report, or the reason there is none, and relabels the run from all its
 reports. ``reanalyze`` does it again for every dump made by older rules (or all
 of them): the buckets of old runs follow a rules change. Both are safe to run
@@ -10,19 +12,18 @@ twice: a report is replaced, never added.
 
 from __future__ import annotations
 
-import gzip
 import logging
 from pathlib import Path
 
-from reprofarm_analyzer.analysis import analyze_path, combine
-from reprofarm_analyzer.compressed import expanded
+from reprofarm_analyzer.analysis import combine
+from reprofarm_analyzer.bounded import analyze_bounded
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
 from reprofarm_analyzer.minidump_analysis import cross_check
 from reprofarm_db import analyses
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Artifact, HardwareConfig, Run
-from reprofarm_protocol.analysis import Analysis, DumpKind
+from reprofarm_protocol.analysis import Analysis, AnalysisLimits, DumpKind
 from reprofarm_protocol.hardware import HardwareInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,7 +59,12 @@ def _hardware_of(session: Session, run_id: int) -> HardwareInfo | None:
         return None  # recorded by an older agent: nothing to compare with
 
 
-def analyze_artifact(sessions: sessionmaker[Session], artifact_id: int, scratch: Path) -> str:
+def analyze_artifact(
+    sessions: sessionmaker[Session],
+    artifact_id: int,
+    scratch: Path,
+    limits: AnalysisLimits | None = None,
+) -> str:
     """Analyse one artifact; returns the run's label (or ``pending``). A minidump's
     own system information is checked against the agent's hardware record, and a
     disagreement is kept in the report's ``problems``."""
@@ -73,15 +79,20 @@ def analyze_artifact(sessions: sessionmaker[Session], artifact_id: int, scratch:
     report: Analysis | None = None
     error: str | None = None
     try:
-        with expanded(path, scratch) as dump:
-            report = analyze_path(dump, sidecar=sidecar)
+        report = analyze_bounded(path, sidecar=sidecar, scratch=scratch, limits=limits)
         if report.kind is DumpKind.MINIDUMP and hardware is not None:
             disagreements = cross_check(report, hardware)
             report.problems.extend(f"hardware record disagrees: {d}" for d in disagreements)
-    except (AnalyzerError, OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (AnalyzerError, OSError) as exc:
         error = f"{name}: {exc}"
         log.warning("artifact %s of run %s could not be analysed: %s", artifact_id, run_id, exc)
     with transaction(sessions) as session:
+        # The run first: two dumps of one run analysed at once would otherwise each
+        # read the reports without the other's (not committed yet) and the later
+        # commit would label the run from a partial set; and on Postgres each
+        # report's foreign key takes a share lock on the run that the other's
+        # label_run (FOR UPDATE) then waits for: a deadlock, and a report lost.
+        analyses.lock_run(session, run_id=run_id)
         analyses.record(
             session,
             artifact_id=artifact_id,
@@ -96,7 +107,11 @@ def analyze_artifact(sessions: sessionmaker[Session], artifact_id: int, scratch:
 
 
 def reanalyze(
-    sessions: sessionmaker[Session], scratch: Path, *, everything: bool = False
+    sessions: sessionmaker[Session],
+    scratch: Path,
+    *,
+    everything: bool = False,
+    limits: AnalysisLimits | None = None,
 ) -> list[int]:
     """Re-analyse dumps made by older rules (or all); returns the artifacts done."""
     with transaction(sessions) as session:
@@ -104,6 +119,6 @@ def reanalyze(
             session, older_than_rules=None if everything else RULES_VERSION
         )
     for artifact_id in todo:
-        analyze_artifact(sessions, artifact_id, scratch)
+        analyze_artifact(sessions, artifact_id, scratch, limits)
     log.info("re-analysed %s artifacts", len(todo))
     return todo

@@ -107,12 +107,14 @@ def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[S
 
     @app.task(name=TASK_ANALYZE_ARTIFACT)  # type: ignore[untyped-decorator]
     def _analyze(artifact_id: int) -> str:
-        return analyze_artifact(sessions, artifact_id, settings.data_dir / "analysis-scratch")
+        scratch = settings.data_dir / "analysis-scratch"
+        return analyze_artifact(sessions, artifact_id, scratch, settings.analysis_limits())
 
     @app.task(name=TASK_REANALYZE)  # type: ignore[untyped-decorator]
     def _reanalyze(everything: bool = False) -> int:
         scratch = settings.data_dir / "analysis-scratch"
-        return len(reanalyze(sessions, scratch, everything=everything))
+        limits = settings.analysis_limits()
+        return len(reanalyze(sessions, scratch, everything=everything, limits=limits))
 
     @app.task(name=TASK_SWEEP_LEASES)  # type: ignore[untyped-decorator]
     def _sweep() -> list[int]:

@@ -3,8 +3,10 @@ a completed upload queues its analysis, the run gets its label, an unreadable du
 is recorded without failing anything, and re-analysis after a rules change moves
 old runs to the new buckets."""
 
+import contextlib
 import gzip
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,17 +16,20 @@ from reprofarm_db import analyses, artifacts, builds, jobs, leases
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
 from reprofarm_db.models import Agent, ArtifactAnalysis, Outbox, Run
+from reprofarm_db.settings import ControllerSettings
 from reprofarm_protocol.jobs import JobCreate
 from reprofarm_protocol.queues import TASK_ANALYZE_ARTIFACT
 from reprofarm_worker.analysis import analyze_artifact, reanalyze
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tests.capabilities import public_minidumps
 from tests.factories import FAKE_SOURCE, fake_build, register_agent
+from tests.gzip_bomb import write_bomb
 from tests.minidump_writer import known_x64_crash
 
 CORPUS = Path(__file__).resolve().parents[2] / "analyzer" / "tests" / "corpus" / "goroutines"
 CONTROL_DUMP = CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt"
+OTHER_DUMP = CORPUS / "golang-go-35774-waitgroup-timeout.txt"
 
 
 @pytest.fixture
@@ -113,6 +118,30 @@ def test_an_unreadable_dump_is_recorded_and_fails_nothing(sessions, tmp_path):
         assert s.get(Run, run_id).signature == analyses.UNREADABLE
 
 
+def test_a_gzip_bomb_is_refused_with_its_reason_and_the_run_keeps_its_status(sessions, tmp_path):
+    """2 MB expanding to 2 GiB behind a minidump signature: refused at the settings'
+    minidump limit (here lowered to 64 MiB, to be quick), recorded as the artifact's
+    error; the run is still leased and its scratch folder empty."""
+    agent_id, run_id, secret = leased_run(sessions)
+    bomb = tmp_path / "process-1.dmp.gz"
+    write_bomb(bomb, head=b"MDMP\x93\xa7", expanded_bytes=2 << 30)
+    artifact_id = upload(sessions, tmp_path, agent_id, run_id, secret, bomb, kind="minidump")
+    settings = ControllerSettings(data_dir=tmp_path, analysis_max_minidump_bytes=64 << 20)
+    scratch = tmp_path / "scratch"
+    assert analyze_artifact(sessions, artifact_id, scratch, settings.analysis_limits()) == (
+        "other-hang"
+    )
+    with transaction(sessions) as s:
+        row = analyses.for_artifact(s, artifact_id=artifact_id)
+        assert row.label is None
+        assert row.error.endswith(
+            "refused, it expands past 67,108,864 bytes, the limit for a minidump"
+        ), row.error
+        run = s.get(Run, run_id)
+        assert (run.status, run.signature) == ("leased", analyses.UNREADABLE)
+    assert list(scratch.iterdir()) == []
+
+
 def test_reanalysis_after_a_rules_change_moves_old_runs_to_the_new_bucket(sessions, tmp_path):
     agent_id, run_id, secret = leased_run(sessions)
     artifact_id = upload(sessions, tmp_path, agent_id, run_id, secret, CONTROL_DUMP)
@@ -161,3 +190,62 @@ def test_a_minidump_that_contradicts_the_agents_hardware_record_is_flagged(
     assert report["arch"] == "amd64"
     flagged = [p for p in report["problems"] if p.startswith("hardware record disagrees")]
     assert any("architecture" in p for p in flagged), report["problems"]
+
+
+def test_two_dumps_analysed_at_once_label_their_run_from_both_reports(sessions, tmp_path):
+    """Two threads analyse the two dumps of one run. The events below force the
+    interleaving that labelled a run from a partial set before the run was locked
+    first: both reports flushed, both read (each missing the other's, uncommitted),
+    the control deadlock's thread commits, then the other-hang one commits its
+    partial verdict. Locked first, the second waits and reads both; the events
+    then time out (2 s) instead of forcing anything."""
+    agent_id, run_id, secret = leased_run(sessions)
+    control = upload(sessions, tmp_path, agent_id, run_id, secret, CONTROL_DUMP)
+    other = upload(sessions, tmp_path, agent_id, run_id, secret, OTHER_DUMP)
+    engine = sessions.kw["bind"]
+    flushed = threading.Barrier(2, timeout=2)
+    reported: set[str] = set()
+    b_has_read, a_committed = threading.Event(), threading.Event()
+
+    def after_flush(session, _context):
+        if any(isinstance(o, ArtifactAnalysis) for o in [*session.new, *session.dirty]):
+            reported.add(threading.current_thread().name)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                flushed.wait()
+
+    def before_lock(_conn, _cursor, statement, _params, _context, _many):
+        me = threading.current_thread().name
+        if me in reported and "FOR UPDATE" in statement and "FROM runs" in statement:
+            if me == "A":
+                b_has_read.wait(2)  # B read its reports before A commits
+            else:
+                b_has_read.set()
+                a_committed.wait(2)  # and commits after A
+
+    def after_commit(_session):
+        if threading.current_thread().name == "A" and "A" in reported:
+            a_committed.set()
+
+    event.listen(sessions, "after_flush", after_flush)
+    event.listen(sessions, "after_commit", after_commit)
+    event.listen(engine, "before_cursor_execute", before_lock)
+    try:
+        threads = [
+            threading.Thread(
+                name=name, target=analyze_artifact, args=(sessions, artifact, tmp_path / name)
+            )
+            for name, artifact in (("A", control), ("B", other))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        event.remove(sessions, "after_flush", after_flush)
+        event.remove(sessions, "after_commit", after_commit)
+        event.remove(engine, "before_cursor_execute", before_lock)
+    with transaction(sessions) as s:
+        labels = sorted(r.label for r in s.scalars(select(ArtifactAnalysis)))
+        assert labels == ["control-deadlock", "other-hang"]
+        run = s.get(Run, run_id)
+        assert run.label == "control-deadlock", f"labelled from a partial set: {run.signature}"
