@@ -17,7 +17,7 @@ from reprofarm_protocol.jobs import (
     RunState,
 )
 from reprofarm_protocol.queues import TASK_PLAN_JOB
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from reprofarm_db import agents as agents_
@@ -324,3 +324,45 @@ def cancel(session: Session, *, job_id: int) -> Job:
     session.flush()
     move_job(session, job_id=job_id, to=JobState.CANCELLED, now=now)
     return job
+
+
+def replan_stranded(
+    session: Session, *, now: datetime, after_s: float, max_replans: int
+) -> tuple[list[int], list[int]]:
+    """Jobs left queued, or with runs still pending, ``after_s`` past their submission (or
+    their last re-plan) are planned again: their plan or build task was lost with a worker
+    that died (kombu's file transport, in the embedded mode, does not hand a task a dead
+    worker held to another). Planning is idempotent, and a build is a cache lookup when it
+    exists. After ``max_replans`` the runs still pending end ``expired``, with the builds
+    that never came as the reason. Returns (jobs re-planned, jobs given up on)."""
+    since = now - timedelta(seconds=after_s)
+    pending = select(Run.id).where(Run.job_id == Job.id, Run.status == RunState.PENDING).exists()
+    query = (
+        select(Job)
+        .where(
+            Job.status.in_((JobState.QUEUED, JobState.RUNNING)),
+            or_(Job.status == JobState.QUEUED, pending),
+            func.coalesce(Job.replanned_at, Job.created_at) < since,
+        )
+        .order_by(Job.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    replanned, abandoned = [], []
+    for job in session.scalars(query.execution_options(populate_existing=True)):
+        job.replanned_at = now
+        if job.replans < max_replans:
+            job.replans += 1
+            outbox.add(session, task=TASK_PLAN_JOB, args=[job.id])
+            replanned.append(job.id)
+            continue
+        reason = (
+            f"its hangtest build never came: planning was sent again {job.replans} times "
+            f"(REPROFARM_REPLAN_MAX); see the worker's log for the build's error"
+        )
+        for run in locked_runs(session, Run.job_id == job.id, Run.status == RunState.PENDING):
+            move_run(run, RunState.EXPIRED, finished_at=now, reason=reason)
+        session.flush()
+        refresh_status(session, job_id=job.id)
+        abandoned.append(job.id)
+    return replanned, abandoned

@@ -153,6 +153,10 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Planning sent again for a job left queued or with pending runs (its plan or build
+    # task lost with a killed worker): when, and how often (jobs.replan_stranded).
+    replanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replans: Mapped[int] = mapped_column(default=0)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A job that waits for agents (wait_for_agents_s): runs not leased by then expire.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

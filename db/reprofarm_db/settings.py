@@ -41,6 +41,19 @@ class ControllerSettings(BaseSettings):
         "with 4 more in overflow",
     )
     sweep_interval_s: float = Field(5.0, gt=0)
+    replan_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="a job still queued, or with runs still pending, this long after it was "
+        "submitted (or last re-planned) is planned again: its plan or build task was lost "
+        "with a worker that died",
+    )
+    replan_max: int = Field(
+        5,
+        ge=0,
+        description="re-plans of one job; after them, its runs still pending end expired "
+        "with the builds that never came as the reason",
+    )
     work_recheck_s: float = Field(
         2.0,
         gt=0,

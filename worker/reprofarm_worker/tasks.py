@@ -68,12 +68,23 @@ def build(
 
 def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) -> list[int]:
     """Expired leases become lost runs (re-queued); jobs whose wait for agents is
-    over expire the runs no agent took; running jobs with nothing open end."""
+    over expire the runs no agent took; running jobs with nothing open end; jobs
+    stranded in planning are planned again (their task relayed by the caller)."""
     now = datetime.now(UTC)
     with transaction(sessions) as session:
         lost = leases.sweep(session, now=now, max_attempts=settings.max_attempts)
         expired = jobs.expire_waiting(session, now=now)
         jobs.finish_settled(session)
+    with transaction(sessions) as session:
+        replanned, abandoned = jobs.replan_stranded(
+            session, now=now, after_s=settings.replan_after_s, max_replans=settings.replan_max
+        )
+    if replanned:
+        log.warning(
+            "jobs stranded in planning (a task lost with a worker), planned again: %s", replanned
+        )
+    if abandoned:
+        log.error("jobs whose builds never came, pending runs expired: %s", abandoned)
     if lost:
         log.warning("runs lost (agent silent), re-queued: %s", lost)
         wakeups.publish(settings.wakeup_redis_url, len(lost))  # their retries are ready
