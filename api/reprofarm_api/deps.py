@@ -93,6 +93,23 @@ def require(role: Role) -> Callable[..., Awaitable[ApiToken]]:
 
 
 Viewer = Annotated[ApiToken, Depends(require(Role.VIEWER))]
+
+
+async def _metrics_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Anyone, or a viewer when the operator set REPROFARM_METRICS_TOKEN_REQUIRED."""
+    if not (await get_settings(request)).metrics_token_required:
+        return
+    token = await _token(request, credentials)
+    if not tokens.allows(token.role, Role.VIEWER):
+        raise HTTPException(
+            403, {"message": f"this needs the viewer role; the token has {token.role}"}
+        )
+
+
+MetricsReader = Annotated[None, Depends(_metrics_reader)]
 Submitter = Annotated[ApiToken, Depends(require(Role.SUBMITTER))]
 Admin = Annotated[ApiToken, Depends(require(Role.ADMIN))]
 AgentToken = Annotated[ApiToken, Depends(require(Role.AGENT))]

@@ -240,6 +240,17 @@ def run_counts(session: Session, *, job_id: int) -> dict[str, int]:
     return counts
 
 
+def open_run_counts(session: Session) -> dict[str, int]:
+    """Runs pending, ready and leased, farm-wide: each an index range of (status, ...),
+    cheap however many finished runs the farm keeps."""
+    counts = {}
+    for state in sorted(OPEN_RUN_STATES):
+        counts[state.value] = (
+            session.scalar(select(func.count()).select_from(Run).where(Run.status == state)) or 0
+        )
+    return counts
+
+
 def refresh_status(session: Session, *, job_id: int) -> None:
     """A job is done once no run of it can still change; ``expired`` if every run
     expired (it waited for agents and none came). A job finished meanwhile (cancelled,

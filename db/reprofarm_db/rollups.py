@@ -25,7 +25,7 @@ from typing import Any
 
 from reprofarm_protocol.analysis import PENDING_LABEL
 from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
-from sqlalchemy import delete, event, inspect, select, text
+from sqlalchemy import delete, event, func, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -191,3 +191,12 @@ def cells(session: Session) -> dict[tuple[Any, ...], tuple[float, ...]]:
         if any(counts):
             found[tuple(getattr(row, k) for k in KEY_COLUMNS)] = counts
     return found
+
+
+def totals(session: Session) -> dict[str, float]:
+    """Every counter summed over all cells: the farm's finished runs by outcome, read
+    from the rollups (one row per cell) instead of a scan of the runs."""
+    sums = session.execute(
+        select(*(func.coalesce(func.sum(getattr(RunRollup, c)), 0) for c in COUNTERS))
+    ).one()
+    return {c: float(v) for c, v in zip(COUNTERS, sums, strict=True)}

@@ -41,6 +41,17 @@ class ControllerSettings(BaseSettings):
         "with 4 more in overflow",
     )
     sweep_interval_s: float = Field(5.0, gt=0)
+    metrics_token_required: bool = Field(
+        False,
+        description="/metrics asks for a viewer token (it is public by default, for scrapers "
+        "on a trusted network)",
+    )
+    max_compare_pairs: int = Field(
+        2000,
+        ge=1,
+        description="Fisher tests one /stats?compare request may run; beyond, a 422 asks for "
+        "a narrower question",
+    )
     replan_after_s: float = Field(
         300.0,
         gt=0,

@@ -456,15 +456,29 @@ def _scan(
     return result
 
 
-def compare(rows: Sequence[GroupRow], *, key: str) -> list[dict[str, Any]]:
+def compare(
+    rows: Sequence[GroupRow], *, key: str, max_pairs: int | None = None
+) -> list[dict[str, Any]]:
     """Fisher's test between every two groups that differ only in ``key``,
-    with Benjamini-Hochberg q-values over all of them."""
+    with Benjamini-Hochberg q-values over all of them. More than ``max_pairs`` pairs is
+    refused before any test runs (2,000 configurations compared by hardware are two
+    million tests: one request must not hold a database slot for that)."""
     if not rows or key not in rows[0].keys:
         raise Invalid("compare", f"{key!r} must be one of the group_by keys")
     buckets: dict[tuple[Any, ...], list[GroupRow]] = defaultdict(list)
     for r in rows:
+        if not r.counts.runs:
+            continue
         rest = tuple((k, v) for k, v in sorted(r.keys.items()) if k not in (key, "hardware_label"))
         buckets[rest].append(r)
+    wanted = sum(len(m) * (len(m) - 1) // 2 for m in buckets.values())
+    if max_pairs is not None and wanted > max_pairs:
+        raise Invalid(
+            "compare",
+            f"comparing across {key} makes {wanted} pairs of groups, more than the "
+            f"{max_pairs} one request may test (REPROFARM_MAX_COMPARE_PAIRS); narrow it "
+            f"(job_id, label, signature) or compare across a key with fewer values",
+        )
     pairs = []
     for members in buckets.values():
         for i, a in enumerate(members):

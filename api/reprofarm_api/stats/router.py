@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from reprofarm_db import stats
 from reprofarm_db.errors import Invalid
 
-from reprofarm_api.deps import ID_MAX, SessionDep, Viewer
+from reprofarm_api.deps import ID_MAX, SessionDep, SettingsDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"], responses=AUTHENTICATED)
@@ -28,6 +28,7 @@ class StatsRead(BaseModel):
 @router.get("", response_model=StatsRead, summary="Hit rates by group")
 def hit_rates(
     session: SessionDep,
+    settings: SettingsDep,
     _token: Viewer,
     group_by: Annotated[
         str,
@@ -54,5 +55,9 @@ def hit_rates(
     if not keys:
         raise Invalid("group_by", f"name at least one of {', '.join(stats.GROUP_KEYS)}")
     rows = stats.group_runs(session, group_by=keys, job_id=job_id, label=label, signature=signature)
-    comparisons = stats.compare(rows, key=compare) if compare and rows else []
+    comparisons = (
+        stats.compare(rows, key=compare, max_pairs=settings.max_compare_pairs)
+        if compare and rows
+        else []
+    )
     return StatsRead(group_by=keys, rows=[r.as_dict() for r in rows], comparisons=comparisons)
