@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 
 from reprofarm_protocol.hardware import HardwareInfo
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from reprofarm_db import tokens
 from reprofarm_db.errors import Conflict, Forbidden, Invalid, NotFound
-from reprofarm_db.models import Agent, ApiToken, HardwareConfig, utcnow
+from reprofarm_db.models import Agent, ApiToken, HardwareConfig, hardware_label, utcnow
 from reprofarm_db.tokens import Role
 
 
@@ -37,6 +37,26 @@ def hardware_config_for(session: Session, *, hardware: HardwareInfo) -> Hardware
     session.add(config)
     session.flush()
     return config
+
+
+def hardware_names(session: Session, *, ids: Collection[int]) -> dict[int, tuple[str, str]]:
+    """(fingerprint, label) of each hardware configuration id: how statistics and the
+    dashboard name a configuration. Only the columns a label needs are read: the JSON
+    descriptions of 2,000 configurations cost more than the statistics themselves."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(
+            HardwareConfig.id,
+            HardwareConfig.fingerprint,
+            HardwareConfig.cpu_model,
+            HardwareConfig.arch,
+            HardwareConfig.logical_cpus,
+            HardwareConfig.hypervisor,
+            HardwareConfig.os,
+        ).where(HardwareConfig.id.in_(ids))
+    )
+    return {c.id: (c.fingerprint, hardware_label(c)) for c in rows}
 
 
 def _check_claim(agent: Agent | None, *, request: AgentRegister, caller: ApiToken) -> None:

@@ -52,6 +52,14 @@ class Expansion:
         return sorted({a.target for a in self.eligible})
 
 
+def target_label(*, pool: str | None, agent: str | None) -> str:
+    """How a job's matrix names where a cell runs: ``agent lab-7``, ``pool arm64`` or
+    ``any agent`` (the dry run, the job page and skipped cells all say it this way)."""
+    if agent is not None:
+        return f"agent {agent}"
+    return f"pool {pool}" if pool is not None else "any agent"
+
+
 # (label, pool, required agent id, candidate agents) of one target group.
 Group = tuple[str, str | None, int | None, list[Agent]]
 
@@ -63,19 +71,19 @@ def _groups(spec: JobCreate, eligible: list[Agent]) -> list[Group]:
     if spec.fan_out is FanOut.EACH_AGENT:
         if not eligible:
             raise Invalid("fan_out", "each-agent needs registered agents to fan out to")
-        return [(f"agent {a.name}", None, a.id, [a]) for a in eligible]
+        return [(target_label(pool=None, agent=a.name), None, a.id, [a]) for a in eligible]
     groups: list[Group] = []
     for pool in spec.pools:
         members = [a for a in eligible if pool in a.pools]
         if members or waiting:
-            groups.append((f"pool {pool}", pool, None, members))
+            groups.append((target_label(pool=pool, agent=None), pool, None, members))
     for name in spec.agents:
         named = [a for a in eligible if a.name == name]
         if not named:
             raise Invalid("agents", f"no eligible agent is named {name!r}")
-        groups.append((f"agent {name}", None, named[0].id, named))
+        groups.append((target_label(pool=None, agent=name), None, named[0].id, named))
     if not spec.pools and not spec.agents:
-        groups.append(("any agent", None, None, eligible))
+        groups.append((target_label(pool=None, agent=None), None, None, eligible))
     return groups
 
 

@@ -1,6 +1,6 @@
 """Read-only queries the dashboard's pages make, shaped for one request per page.
 
-Every rate is a ``stats.GroupRow`` (so its interval, per-million and runs-for-95%
+Every rate is a ``hit_rates.GroupRow`` (so its interval, per-million and runs-for-95%
 come from ``reprofarm_db.stats``, the one definition); what this module adds is
 *where* the runs come from:
 
@@ -26,8 +26,9 @@ from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
 from sqlalchemy import ColumnElement, and_, false, func, select
 from sqlalchemy.orm import Session
 
-from reprofarm_db import stats
+from reprofarm_db import agents, stats
 from reprofarm_db.errors import Invalid, NotFound
+from reprofarm_db.hit_rates import Counts, GroupRow, Spread
 from reprofarm_db.models import Agent, Artifact, ArtifactAnalysis, HardwareConfig, Job, Run
 
 KEYS: dict[str, Any] = {**stats.GROUP_KEYS, "required_agent": Run.required_agent_id}
@@ -66,12 +67,12 @@ class Tally:
 
     keys: dict[str, Any]
     by_status: dict[str, int] = field(default_factory=dict)
-    counts: stats.Counts = field(default_factory=stats.Counts)
+    counts: Counts = field(default_factory=Counts)
     per_agent: dict[int | None, list[int]] = field(default_factory=dict)  # [hangs, runs]
 
-    def row(self) -> stats.GroupRow:
-        spread = stats.Spread.of([(h, n) for h, n in self.per_agent.values()])
-        return stats.GroupRow(keys=dict(self.keys), counts=self.counts, spread=spread)
+    def row(self) -> GroupRow:
+        spread = Spread.of([(h, n) for h, n in self.per_agent.values()])
+        return GroupRow(keys=dict(self.keys), counts=self.counts, spread=spread)
 
 
 def _where(session: Session, f: RunFilter) -> list[ColumnElement[bool]]:
@@ -171,19 +172,15 @@ def order_key(value: object) -> tuple[int, str, float]:
 
 def _name_hardware(session: Session, found: Sequence[Tally]) -> None:
     ids = {t.keys["hardware"] for t in found if t.keys.get("hardware") is not None}
-    if not ids:
-        return
-    configs = {
-        c.id: c for c in session.scalars(select(HardwareConfig).where(HardwareConfig.id.in_(ids)))
-    }
+    names = agents.hardware_names(session, ids=ids)
     for t in found:
         if "hardware" in t.keys:
-            config = configs.get(t.keys["hardware"])
-            t.keys["hardware"] = config.fingerprint if config else None
-            t.keys["hardware_label"] = config.label if config else None
+            t.keys["hardware"], t.keys["hardware_label"] = names.get(
+                t.keys["hardware"], (None, None)
+            )
 
 
-def rates(session: Session, *, group_by: Sequence[str], where: RunFilter) -> list[stats.GroupRow]:
+def rates(session: Session, *, group_by: Sequence[str], where: RunFilter) -> list[GroupRow]:
     """Hit rates per group under a filter. ``stats.group_runs`` answers (from its
     rollups unless a job is named, with the scenario and Go version filters in its
     query) when it can. One hardware configuration (a few thousand
@@ -206,9 +203,9 @@ def rates(session: Session, *, group_by: Sequence[str], where: RunFilter) -> lis
     return [r for r in rows if r.counts.runs or r.counts.errors or r.counts.lost]
 
 
-def fold(counts: Iterable[stats.Counts]) -> stats.Counts:
+def fold(counts: Iterable[Counts]) -> Counts:
     """The counts of a union of disjoint groups (a map row's total)."""
-    total = stats.Counts()
+    total = Counts()
     for c in counts:
         total.add(c)
     return total

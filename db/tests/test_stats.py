@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reprofarm_db import stats
+from reprofarm_db import hit_rates, stats
 from reprofarm_db.engine import transaction
 from reprofarm_db.errors import Invalid
 from reprofarm_db.models import Job, Run
@@ -78,7 +78,7 @@ def test_rates_follow_the_definitions(two_configs):
 def test_fisher_comparison_with_bh_q_values(two_configs):
     with transaction(two_configs) as s:
         rows = stats.group_runs(s, group_by=["hardware", "go_version"])
-        comparisons = stats.compare(rows, key="hardware")
+        comparisons = hit_rates.compare(rows, key="hardware")
     (c,) = comparisons
     # Fisher exact, two-sided, [[3, 7], [0, 10]]: p = 0.2105 (hand-computed from
     # the hypergeometric distribution).
@@ -93,21 +93,21 @@ def test_unknown_group_keys_are_refused():
 
 def test_benjamini_hochberg_matches_a_worked_example():
     # p = .01 .04 .03 .005 -> sorted .005 .01 .03 .04, q = p*n/rank, monotone from the top
-    assert stats.benjamini_hochberg([0.01, 0.04, 0.03, 0.005]) == pytest.approx(
+    assert hit_rates.benjamini_hochberg([0.01, 0.04, 0.03, 0.005]) == pytest.approx(
         [0.02, 0.04, 0.04, 0.02]
     )
 
 
 def test_agents_that_disagree_beyond_chance_are_flagged():
     # One public report: 11 to 34 hangs in five 5000-iteration runs on one machine.
-    assert stats.agents_disagree_p([(11, 100), (34, 100)]) < 0.01
-    assert stats.agents_disagree_p([(20, 100), (22, 100)]) > 0.5
-    assert stats.agents_disagree_p([(0, 10), (0, 10)]) is None
+    assert hit_rates.agents_disagree_p([(11, 100), (34, 100)]) < 0.01
+    assert hit_rates.agents_disagree_p([(20, 100), (22, 100)]) > 0.5
+    assert hit_rates.agents_disagree_p([(0, 10), (0, 10)]) is None
 
 
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=50))
 def test_q_values_are_probabilities_not_below_their_p(pvalues):
-    q = stats.benjamini_hochberg(pvalues)
+    q = hit_rates.benjamini_hochberg(pvalues)
     assert all(p <= qq + 1e-12 and qq <= 1 for p, qq in zip(pvalues, q, strict=True))
 
 
@@ -144,7 +144,7 @@ def test_the_direct_chi_square_gives_scipys_p_value(per_agent):
     from scipy.stats import chi2_contingency
 
     rows = [(h, n - h) for h, n in per_agent if n > 0]
-    ours = stats.agents_disagree_p(per_agent)
+    ours = hit_rates.agents_disagree_p(per_agent)
     if len(rows) < 2 or not sum(h for h, _ in rows) or not sum(m for _, m in rows):
         assert ours is None
         return

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from reprofarm_db import stats
 from reprofarm_db.errors import Invalid
+from reprofarm_db.hit_rates import compare as compare_groups
 
 from reprofarm_api.deps import ID_MAX, SessionDep, SettingsDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED
@@ -56,7 +57,7 @@ def hit_rates(
         raise Invalid("group_by", f"name at least one of {', '.join(stats.GROUP_KEYS)}")
     rows = stats.group_runs(session, group_by=keys, job_id=job_id, label=label, signature=signature)
     comparisons = (
-        stats.compare(rows, key=compare, max_pairs=settings.max_compare_pairs)
+        compare_groups(rows, key=compare, max_pairs=settings.max_compare_pairs)
         if compare and rows
         else []
     )

@@ -3,7 +3,7 @@ every state and their hit rate, from one tally of the job's runs."""
 
 from __future__ import annotations
 
-from reprofarm_db import views
+from reprofarm_db import jobs, views
 from reprofarm_protocol.jobs import RunState
 from sqlalchemy.orm import Session
 
@@ -14,10 +14,9 @@ CELL_KEYS = ["pool", "required_agent", "go_version", "cpus", "affinity"]
 
 def _target(keys: dict[str, object], names: dict[int, str]) -> str:
     """How the matrix names where a cell runs (jobs.expand's words)."""
-    agent = keys["required_agent"]
-    if isinstance(agent, int):
-        return f"agent {names.get(agent, agent)}"
-    return f"pool {keys['pool']}" if keys["pool"] is not None else "any agent"
+    agent, pool = keys["required_agent"], keys["pool"]
+    named = names.get(agent, str(agent)) if isinstance(agent, int) else None
+    return jobs.target_label(pool=pool if isinstance(pool, str) else None, agent=named)
 
 
 def job_cells(session: Session, *, job_id: int) -> tuple[list[JobCell], dict[str, int]]:

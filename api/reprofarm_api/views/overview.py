@@ -11,7 +11,7 @@ from typing import Any
 
 from reprofarm_db import views
 from reprofarm_db.errors import Invalid
-from reprofarm_db.stats import Counts
+from reprofarm_db.hit_rates import Counts
 from sqlalchemy.orm import Session
 
 from reprofarm_api.views.schemas import HardwareRead, MapRow, OverviewRead, RateCell

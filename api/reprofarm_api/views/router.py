@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from reprofarm_db import agents, jobs, views
 from reprofarm_db import artifacts as artifacts_
 from reprofarm_db.errors import NotFound
+from reprofarm_db.hit_rates import compare
 from reprofarm_db.models import Agent, Build, HardwareConfig, Run
 from reprofarm_db.settings import ControllerSettings
-from reprofarm_db.stats import compare
 from reprofarm_protocol.affinity import Scenario
 from reprofarm_protocol.jobs import JobState, RunState
 from reprofarm_protocol.limits import INT64_MAX
@@ -148,7 +148,9 @@ def go_comparison(
         return ComparisonRead(
             compare="go_version",
             groups=[RateCell.of(dict(r.keys), r.counts) for r in rows],
-            comparisons=compare(rows, key="go_version") if rows else [],
+            comparisons=compare(rows, key="go_version", max_pairs=settings.max_compare_pairs)
+            if rows
+            else [],
         )
 
     key = (request.url.path, str(request.query_params), _data_version(session, settings))

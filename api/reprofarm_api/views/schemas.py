@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
+from reprofarm_db.hit_rates import Counts, GroupRow
 from reprofarm_db.models import Agent, HardwareConfig, Run
-from reprofarm_db.stats import Counts, GroupRow
 
 from reprofarm_api.jobs.schemas import JobRead
 from reprofarm_api.runs.router import RunRead
