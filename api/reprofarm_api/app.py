@@ -17,6 +17,7 @@ from reprofarm_api.after_commit import AfterCommit
 from reprofarm_api.agents.router import router as agents_router
 from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.artifacts.router import router as artifacts_router
+from reprofarm_api.artifacts.service import Uploads
 from reprofarm_api.artifacts.store import ArtifactStore
 from reprofarm_api.body_limit import BodyLimit
 from reprofarm_api.builds.router import router as builds_router
@@ -76,6 +77,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     app.state.sessions = sessions
     app.state.db_slots = slots
     app.state.artifacts = ArtifactStore(settings.artifact_dir)
+    app.state.uploads = Uploads(sessions=sessions, slots=slots, store=app.state.artifacts)
     app.state.work = work
     errors.install(app)
     for router in (

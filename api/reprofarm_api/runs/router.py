@@ -16,32 +16,11 @@ from reprofarm_protocol.jobs import RunState
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reprofarm_api.artifacts.schemas import ArtifactRead
 from reprofarm_api.deps import JobId, RunId, SessionDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED, errors
 
 router = APIRouter(prefix="/api/v1", tags=["runs"], responses=AUTHENTICATED)
-
-
-class ArtifactRead(BaseModel):
-    id: int
-    name: str
-    kind: str
-    sha256: str
-    bytes: int
-    complete: bool
-    url: str
-
-    @classmethod
-    def of(cls, a: Artifact) -> ArtifactRead:
-        return cls(
-            id=a.id,
-            name=a.name,
-            kind=a.kind,
-            sha256=a.sha256,
-            bytes=a.bytes,
-            complete=a.complete,
-            url=f"/api/v1/artifacts/{a.id}",
-        )
 
 
 class RunRead(BaseModel):

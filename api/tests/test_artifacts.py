@@ -1,0 +1,114 @@
+"""Artifact uploads: hashing as bytes arrive, the upload's lifecycle and limits."""
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from reprofarm_api.app import create_app
+
+from tests.api_calls import lease, make_build, register, submit
+
+BIG = 32 << 20
+
+
+def _read_bytes() -> int:
+    """Bytes this process read through read(2) and friends (all its threads)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def _leased(api, tmp_path):
+    agent = register(api)
+    submit(api, repeats=1)
+    make_build(api, tmp_path / "hangtest.exe")
+    return lease(api, agent)
+
+
+def _meta(data: bytes, kind: str = "core", sha: str | None = None) -> dict[str, str]:
+    return {
+        "X-Artifact-Kind": kind,
+        "X-Artifact-Sha256": sha or hashlib.sha256(data).hexdigest(),
+        "X-Artifact-Size": str(len(data)),
+    }
+
+
+def _chunks(data: bytes, size: int = 1 << 20):
+    return (data[i : i + size] for i in range(0, len(data), size))
+
+
+@pytest.mark.parametrize("api", [{"max_artifact_bytes": 64 << 20}], indirect=True)
+def test_completing_a_large_upload_reads_nothing_back(api, tmp_path):
+    run = _leased(api, tmp_path)
+    data = os.urandom(BIG)
+    url = f"/api/v1/runs/{run['run_id']}/artifacts/core.gz"
+    before, started = _read_bytes(), time.perf_counter()
+    r = api.client.put(url, headers={**run["headers"], **_meta(data)}, content=_chunks(data))
+    read, took = _read_bytes() - before, time.perf_counter() - started
+    assert r.status_code == 200, r.text
+    assert r.json()["complete"] is True
+    print(f"32 MiB upload: {took:.3f} s, {read} bytes read by the process")
+    # Hashing the file again at completion would read all 32 MiB back.
+    assert read < BIG // 8, f"the upload read {read} bytes: the file was read again"
+    blob = api.settings.artifact_dir / "blobs" / hashlib.sha256(data).hexdigest()
+    assert blob.stat().st_size == BIG
+
+
+@pytest.mark.parametrize("api", [{"max_artifact_bytes": 64 << 20}], indirect=True)
+def test_a_large_upload_with_a_wrong_sha256_is_refused_and_kept_nowhere(api, tmp_path):
+    run = _leased(api, tmp_path)
+    data = os.urandom(BIG)
+    url = f"/api/v1/runs/{run['run_id']}/artifacts/core.gz"
+    wrong = hashlib.sha256(data + b"!").hexdigest()
+    r = api.client.put(
+        url, headers={**run["headers"], **_meta(data, sha=wrong)}, content=_chunks(data)
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"]["field"] == "X-Artifact-Sha256"
+    assert api.client.get(url, headers=run["headers"]).json()["received"] == 0
+    assert list((api.settings.artifact_dir / "blobs").iterdir()) == []
+    assert list((api.settings.artifact_dir / "partial").glob("*.gz")) == []
+
+
+def _put_range(
+    client: TestClient, url: str, headers: dict[str, str], data: bytes, start: int, end: int
+):
+    return client.put(
+        url,
+        headers={**headers, **_meta(data), "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"},
+        content=data[start:end],
+    )
+
+
+def test_a_resumed_upload_continues_the_running_hash_without_reading_back(api, tmp_path):
+    run = _leased(api, tmp_path)
+    data = os.urandom(900 << 10)
+    url = f"/api/v1/runs/{run['run_id']}/artifacts/core.gz"
+    store = api.client.app.state.artifacts
+    for start, end in ((0, 300 << 10), (300 << 10, 600 << 10), (600 << 10, len(data))):
+        r = _put_range(api.client, url, run["headers"], data, start, end)
+        assert r.status_code == 200, r.text
+    assert r.json()["complete"] is True
+    assert store.rehashed_bytes == 0
+
+
+def test_a_resume_on_another_api_process_hashes_the_kept_bytes_once(api, tmp_path):
+    """The running hash lives in the process that kept the bytes; another one
+    (or the same after a restart) hashes the kept prefix once, and the sha256
+    check still holds."""
+    run = _leased(api, tmp_path)
+    data = os.urandom(900 << 10)
+    url = f"/api/v1/runs/{run['run_id']}/artifacts/core.gz"
+    assert _put_range(api.client, url, run["headers"], data, 0, 400 << 10).status_code == 200
+    other = create_app(api.settings, relay=False)
+    with TestClient(other) as client:
+        r = _put_range(client, url, run["headers"], data, 400 << 10, len(data))
+        assert r.status_code == 200, r.text
+        assert r.json()["complete"] is True
+        assert other.state.artifacts.rehashed_bytes == 400 << 10
+    blob = api.settings.artifact_dir / "blobs" / hashlib.sha256(data).hexdigest()
+    assert blob.read_bytes() == data
