@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from reprofarm_db.artifacts import RunLimits
 from reprofarm_db.engine import make_engine, make_sessionmaker
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_web import STATIC_DIR
@@ -77,7 +78,14 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     app.state.sessions = sessions
     app.state.db_slots = slots
     app.state.artifacts = ArtifactStore(settings.artifact_dir)
-    app.state.uploads = Uploads(sessions=sessions, slots=slots, store=app.state.artifacts)
+    app.state.uploads = Uploads(
+        sessions=sessions,
+        slots=slots,
+        store=app.state.artifacts,
+        limits=RunLimits(
+            artifacts=settings.max_artifacts_per_run, bytes=settings.max_run_artifact_bytes
+        ),
+    )
     app.state.work = work
     errors.install(app)
     for router in (

@@ -19,6 +19,7 @@ from pathlib import Path
 from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 from reprofarm_db import artifacts
+from reprofarm_db.artifacts import RunLimits
 from reprofarm_db.engine import transaction
 from reprofarm_db.errors import Conflict, Invalid
 from reprofarm_protocol.runs import ArtifactKind
@@ -108,6 +109,7 @@ class Uploads:
     sessions: sessionmaker[Session]
     slots: DatabaseSlots
     store: ArtifactStore
+    limits: RunLimits
 
     async def put(self, upload: Upload, body: AsyncIterator[bytes]) -> UploadState:
         """Store the body's bytes from ``upload.start``; complete when they
@@ -160,7 +162,10 @@ class Uploads:
         if f.offset < upload.size:
             self.store.keep_hash(partial, f)
             return await self.slots.run(self._record, artifact_id, f.offset, None)
-        blob = await run_in_threadpool(self.store.finish, partial, upload.sha256, f)
+        try:
+            blob = await run_in_threadpool(self.store.finish, partial, upload.sha256, f)
+        except PartialLost as exc:  # removed as abandoned while this request was silent
+            raise Conflict(f"{exc}: upload again from byte 0") from None
         if blob is None:
             await self.slots.run(self._record, artifact_id, 0, None)
             raise Invalid(
@@ -181,6 +186,7 @@ class Uploads:
                 sha256=upload.sha256,
                 size=upload.size,
                 path=str(partial),
+                limits=self.limits,
             )
             return row.id, row.received, row.complete, created
 

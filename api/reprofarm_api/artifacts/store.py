@@ -184,5 +184,8 @@ class ArtifactStore:
             partial.unlink(missing_ok=True)
             return None
         blob = self.blob(sha256)
-        partial.replace(blob)
+        try:
+            partial.replace(blob)
+        except FileNotFoundError:
+            raise PartialLost(f"{partial.name} was removed") from None
         return blob
