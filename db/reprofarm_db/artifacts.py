@@ -51,7 +51,21 @@ def get_or_raise(session: Session, *, artifact_id: int) -> Artifact:
 
 
 def for_run(session: Session, *, run_id: int) -> list[Artifact]:
-    return list(session.scalars(select(Artifact).where(Artifact.run_id == run_id)))
+    return list(
+        session.scalars(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id))
+    )
+
+
+def for_runs(session: Session, *, run_ids: Sequence[int]) -> dict[int, list[Artifact]]:
+    """The artifacts of a page of runs in one query (not one per run), by run id;
+    every id is a key, with an empty list when the run has none."""
+    found: dict[int, list[Artifact]] = {run_id: [] for run_id in run_ids}
+    if found:
+        for a in session.scalars(
+            select(Artifact).where(Artifact.run_id.in_(list(found))).order_by(Artifact.id)
+        ):
+            found[a.run_id].append(a)
+    return found
 
 
 def open_upload(
