@@ -244,3 +244,14 @@ def test_a_run_over_its_byte_limit_is_413_naming_the_limit(api, tmp_path):
     assert "REPROFARM_MAX_RUN_ARTIFACT_BYTES=3000" in r.json()["detail"]["message"]
     assert _artifact_count(api) == 1
     assert not (api.settings.artifact_dir / "partial" / f"{run['run_id']}-two").exists()
+
+
+def test_an_artifact_over_its_size_limit_is_413_naming_the_setting(api, tmp_path):
+    run = _leased(api, tmp_path)
+    url = f"/api/v1/runs/{run['run_id']}/artifacts/core.gz"
+    meta = {**_meta(b"x"), "X-Artifact-Size": str((1 << 20) + 1)}
+    r = api.client.put(url, headers={**run["headers"], **meta}, content=b"x")
+    assert r.status_code == 413
+    assert r.json()["detail"]["field"] == "X-Artifact-Size"
+    assert "REPROFARM_MAX_ARTIFACT_BYTES=1048576" in r.json()["detail"]["message"]
+    assert _artifact_count(api) == 0

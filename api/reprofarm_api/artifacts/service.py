@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from reprofarm_db import artifacts
 from reprofarm_db.artifacts import RunLimits
 from reprofarm_db.engine import transaction
-from reprofarm_db.errors import Conflict, Invalid
+from reprofarm_db.errors import Conflict, Invalid, TooLarge
 from reprofarm_protocol.runs import ArtifactKind
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,7 +60,7 @@ class Upload:
         content_range: str | None,
         max_bytes: int,
     ) -> Upload:
-        """Raises Invalid naming the header at fault, or 413 over ``max_bytes``."""
+        """Raises Invalid naming the header at fault, or TooLarge over ``max_bytes``."""
         if kind not in ArtifactKind.__members__.values():
             raise Invalid(
                 "X-Artifact-Kind",
@@ -71,13 +71,9 @@ class Upload:
         if size < 0:
             raise Invalid("X-Artifact-Size", "must not be negative")
         if size > max_bytes:
-            raise HTTPException(
-                413,
-                {
-                    "message": f"X-Artifact-Size: {size} bytes is over the limit of {max_bytes} "
-                    "(REPROFARM_MAX_ARTIFACT_BYTES)",
-                    "field": "X-Artifact-Size",
-                },
+            raise TooLarge(
+                "X-Artifact-Size",
+                f"{size} bytes is over the limit (REPROFARM_MAX_ARTIFACT_BYTES={max_bytes})",
             )
         return cls(
             agent_id=agent_id,
