@@ -93,7 +93,13 @@ class EmbeddedFarm:
         return r.json()
 
     def runs(self, job_id: int) -> list[dict[str, Any]]:
-        runs: list[dict[str, Any]] = self.call("GET", f"/api/v1/jobs/{job_id}/runs")
+        """Every run of the job: the list is paged, followed to its last page."""
+        runs: list[dict[str, Any]] = []
+        path: str | None = f"/api/v1/jobs/{job_id}/runs?limit=500"
+        while path is not None:
+            page = self.call("GET", path)
+            runs.extend(page["runs"])
+            path = page["next"]
         return runs
 
     def wait_job_done(self, job_id: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from reprofarm_db.artifacts import RunLimits
 from reprofarm_db.engine import make_engine, make_sessionmaker
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_web import STATIC_DIR
@@ -17,6 +18,7 @@ from reprofarm_api.after_commit import AfterCommit
 from reprofarm_api.agents.router import router as agents_router
 from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.artifacts.router import router as artifacts_router
+from reprofarm_api.artifacts.service import Uploads
 from reprofarm_api.artifacts.store import ArtifactStore
 from reprofarm_api.body_limit import BodyLimit
 from reprofarm_api.builds.router import router as builds_router
@@ -77,6 +79,14 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     app.state.sessions = sessions
     app.state.db_slots = slots
     app.state.artifacts = ArtifactStore(settings.artifact_dir)
+    app.state.uploads = Uploads(
+        sessions=sessions,
+        slots=slots,
+        store=app.state.artifacts,
+        limits=RunLimits(
+            artifacts=settings.max_artifacts_per_run, bytes=settings.max_run_artifact_bytes
+        ),
+    )
     app.state.work = work
     app.state.releases = Releases(settings)
     errors.install(app)

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from reprofarm_db.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from reprofarm_db.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooLarge
 from sqlalchemy.exc import (
     DataError,
     DisconnectionError,
@@ -89,6 +89,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(body(str(exc)), status_code=409)
+
+    @app.exception_handler(TooLarge)
+    async def _too_large(_request: Request, exc: TooLarge) -> JSONResponse:
+        return JSONResponse(body(str(exc), exc.field), status_code=413)
 
     @app.exception_handler(Invalid)
     async def _invalid(_request: Request, exc: Invalid) -> JSONResponse:

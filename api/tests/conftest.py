@@ -29,13 +29,14 @@ def api(request, postgres_url, tmp_path) -> Iterator[Api]:
     """The real app on a scratch Postgres; parametrize indirectly with a dict of
     ControllerSettings fields to change."""
     upgrade(postgres_url)
-    settings = ControllerSettings(
-        data_dir=tmp_path,
-        database_url=postgres_url,
-        max_runs_per_job=50,
-        max_artifact_bytes=1 << 20,
+    fields = {
+        "data_dir": tmp_path,
+        "database_url": postgres_url,
+        "max_runs_per_job": 50,
+        "max_artifact_bytes": 1 << 20,
         **getattr(request, "param", {}),
-    )
+    }
+    settings = ControllerSettings(**fields)
     app = create_app(settings, relay=False)
     with TestClient(app) as client:
         with transaction(app.state.sessions) as s:

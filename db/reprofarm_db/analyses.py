@@ -210,15 +210,24 @@ def buckets(
             elif axis == "by_cpus":
                 shown = "all" if value is None else value
             getattr(found[str(sig_key)], axis)[str(shown)] = n
-    for bucket in found.values():
-        bucket.example_runs = list(
-            session.scalars(
-                select(Run.id)
-                .where(*where, Run.signature_key == bucket.key)
-                .order_by(Run.id.desc())
-                .limit(examples)
-            )
+    # The newest few runs of every bucket in one query (not one per bucket).
+    newest = (
+        select(
+            Run.signature_key.label("key"),
+            Run.id.label("run_id"),
+            func.row_number()
+            .over(partition_by=Run.signature_key, order_by=Run.id.desc())
+            .label("n"),
         )
+        .where(*where)
+        .subquery()
+    )
+    for sig_key, run_id in session.execute(
+        select(newest.c.key, newest.c.run_id)
+        .where(newest.c.n <= examples)
+        .order_by(newest.c.key, newest.c.run_id.desc())
+    ):
+        found[str(sig_key)].example_runs.append(int(run_id))
     return sorted(found.values(), key=lambda b: (-b.runs, b.signature))
 
 

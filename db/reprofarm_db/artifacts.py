@@ -1,15 +1,46 @@
-"""Artifact records; the bytes live in the api's store, named by sha256."""
+"""Artifact records; the bytes live in the api's store, named by sha256.
+
+An artifact's life: announced (a row, ``received`` 0) by the run's own lease
+while the run can still take evidence (``accepts_uploads``), filled by one or
+more requests, complete once its bytes have the announced hash. A run takes at
+most ``RunLimits`` artifacts and bytes. An upload nobody finished is removed
+after a while (``abandoned``, ``remove_abandoned``: the worker's beat task).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from reprofarm_protocol.jobs import RunState
 from reprofarm_protocol.queues import TASK_ANALYZE_ARTIFACT
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from reprofarm_db import leases, outbox
 from reprofarm_db.analyses import ANALYSED_KINDS
-from reprofarm_db.errors import Conflict, NotFound
-from reprofarm_db.models import Artifact, utcnow
+from reprofarm_db.errors import Conflict, NotFound, TooLarge
+from reprofarm_db.models import Artifact, Run, utcnow
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """What one run may upload (``REPROFARM_MAX_ARTIFACTS_PER_RUN``,
+    ``REPROFARM_MAX_RUN_ARTIFACT_BYTES``): announced sizes count, finished or not."""
+
+    artifacts: int
+    bytes: int
+
+
+def accepts_uploads(run: Run) -> bool:
+    """Evidence is taken while the lease is open, and for a lost run until its
+    late result arrives (the agent uploads before it posts a result, and a lost
+    run's late evidence is kept, not counted). Once a run has its result, a new
+    upload would re-label a finished run: refused."""
+    if run.status == RunState.LEASED:
+        return True
+    return run.status == RunState.LOST and run.late_result is None
 
 
 def get_or_raise(session: Session, *, artifact_id: int) -> Artifact:
@@ -20,7 +51,21 @@ def get_or_raise(session: Session, *, artifact_id: int) -> Artifact:
 
 
 def for_run(session: Session, *, run_id: int) -> list[Artifact]:
-    return list(session.scalars(select(Artifact).where(Artifact.run_id == run_id)))
+    return list(
+        session.scalars(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id))
+    )
+
+
+def for_runs(session: Session, *, run_ids: Sequence[int]) -> dict[int, list[Artifact]]:
+    """The artifacts of a page of runs in one query (not one per run), by run id;
+    every id is a key, with an empty list when the run has none."""
+    found: dict[int, list[Artifact]] = {run_id: [] for run_id in run_ids}
+    if found:
+        for a in session.scalars(
+            select(Artifact).where(Artifact.run_id.in_(list(found))).order_by(Artifact.id)
+        ):
+            found[a.run_id].append(a)
+    return found
 
 
 def open_upload(
@@ -34,20 +79,52 @@ def open_upload(
     sha256: str,
     size: int,
     path: str,
+    limits: RunLimits,
 ) -> tuple[Artifact, bool]:
     """The artifact row for an upload, once the caller proved the run's lease:
     created on the first request, reused by a resumed one (same name, hash and
-    size), refused if those differ. Returns (row, created)."""
-    leases.prove_lease(session, agent_id=agent_id, run_id=run_id, lease_token=lease_token)
+    size), refused if those differ. Returns (row, created).
+
+    Announcing again an artifact that is complete is answered as complete at
+    any time (an agent retrying a delivery whose answer it lost); anything else
+    needs a run that still takes evidence (Conflict) and, for a new artifact,
+    room under ``limits`` (Conflict for the count, TooLarge for the bytes). The
+    run is locked, so its result and concurrent announcements see each other."""
+    run = leases.prove_lease(
+        session, agent_id=agent_id, run_id=run_id, lease_token=lease_token, lock=True
+    )
     found = session.scalar(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name))
-    if found is None:
-        found = Artifact(run_id=run_id, name=name, kind=kind, sha256=sha256, bytes=size, path=path)
-        session.add(found)
-        session.flush()
-        return found, True
-    if (found.sha256, found.bytes) != (sha256, size):
+    if found is not None and (found.sha256, found.bytes) != (sha256, size):
         raise Conflict(f"artifact {name!r} of run {run_id} was announced with another hash or size")
-    return found, False
+    if found is not None and found.complete:
+        return found, False
+    if not accepts_uploads(run):
+        raise Conflict(
+            f"run {run_id} is {run.status} and has its result: artifacts are accepted only "
+            "until the run's result (a lost run's: until its late result)"
+        )
+    if found is not None:
+        return found, False
+    count, total = session.execute(
+        select(func.count(), func.coalesce(func.sum(Artifact.bytes), 0)).where(
+            Artifact.run_id == run_id
+        )
+    ).one()
+    if count >= limits.artifacts:
+        raise Conflict(
+            f"run {run_id} already has {count} artifacts, the limit "
+            f"(REPROFARM_MAX_ARTIFACTS_PER_RUN={limits.artifacts})"
+        )
+    if total + size > limits.bytes:
+        raise TooLarge(
+            "X-Artifact-Size",
+            f"{size} bytes more would bring run {run_id}'s artifacts to {total + size} bytes, "
+            f"over the limit (REPROFARM_MAX_RUN_ARTIFACT_BYTES={limits.bytes})",
+        )
+    found = Artifact(run_id=run_id, name=name, kind=kind, sha256=sha256, bytes=size, path=path)
+    session.add(found)
+    session.flush()
+    return found, True
 
 
 def upload_state(
@@ -77,3 +154,33 @@ def record_progress(
         if row.kind in ANALYSED_KINDS:
             outbox.add(session, task=TASK_ANALYZE_ARTIFACT, args=[row.id])
     return row
+
+
+def abandoned(session: Session, *, started_before: datetime) -> list[tuple[int, str]]:
+    """Unfinished uploads announced before ``started_before``: (id, partial
+    file path). The caller checks each file's last write before removing it."""
+    rows = session.execute(
+        select(Artifact.id, Artifact.path)
+        .where(Artifact.complete.is_(False), Artifact.created_at < started_before)
+        .order_by(Artifact.id)
+    )
+    return [(int(i), str(p)) for i, p in rows]
+
+
+def remove_abandoned(
+    session: Session, *, artifact_ids: Sequence[int], started_before: datetime
+) -> list[str]:
+    """Delete these unfinished uploads' rows (a row completed meanwhile stays);
+    returns the partial files the caller now deletes."""
+    if not artifact_ids:
+        return []
+    removed = session.execute(
+        delete(Artifact)
+        .where(
+            Artifact.id.in_(artifact_ids),
+            Artifact.complete.is_(False),
+            Artifact.created_at < started_before,
+        )
+        .returning(Artifact.path)
+    )
+    return [str(p) for p in removed.scalars()]

@@ -4,6 +4,7 @@ DomainError
 ├── NotFound    404
 ├── Conflict    409  (the state forbids it: another machine's name, a finished run)
 ├── Invalid     422  (names the field)
+├── TooLarge    413  (names the field and the limit)
 └── Forbidden   403  (not the caller's to do)
     └── Unproven     (a lease token missing or wrong)
 """
@@ -22,6 +23,15 @@ class Conflict(DomainError):  # noqa: N818
 
 
 class Invalid(DomainError):  # noqa: N818
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class TooLarge(DomainError):  # noqa: N818
+    """Over a configured limit; the message names the limit's setting."""
+
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field

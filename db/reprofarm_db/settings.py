@@ -29,6 +29,25 @@ class ControllerSettings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="attempts per run before a lost run stays lost")
     max_runs_per_job: int = Field(10_000, ge=1)
     max_artifact_bytes: int = Field(8 << 30, gt=0, description="largest artifact accepted")
+    max_artifacts_per_run: int = Field(
+        16,
+        ge=1,
+        description="artifacts one run may upload: a hang leaves a goroutine dump, up to 5 "
+        "process dumps (a job's process_dumps), stdout and the exports sidecar (8), with room "
+        "for a retried delivery under other names",
+    )
+    max_run_artifact_bytes: int = Field(
+        16 << 30,
+        gt=0,
+        description="bytes one run may upload, announced sizes of unfinished uploads included: "
+        "two process dumps at the largest artifact size (gzipped Go cores take megabytes)",
+    )
+    abandoned_upload_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="an unfinished upload announced longer ago than this, whose partial file "
+        "has not been written for as long, is removed (rows and files) by the beat sweep",
+    )
     max_body_bytes: int = Field(
         1 << 20, gt=0, description="largest request body, artifact uploads excepted (they stream)"
     )

@@ -4,12 +4,13 @@ database says what is already done."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from celery import Celery
 from reprofarm_agent.build import build_hangtest, hangtest_source_dir, source_sha256
 from reprofarm_agent.toolchains import resolve_toolchain
-from reprofarm_db import builds, jobs, leases, outbox, wakeups
+from reprofarm_db import artifacts, builds, jobs, leases, outbox, wakeups
 from reprofarm_db.engine import transaction
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_protocol.queues import (
@@ -19,6 +20,7 @@ from reprofarm_protocol.queues import (
     TASK_QUEUES,
     TASK_REANALYZE,
     TASK_SWEEP_LEASES,
+    TASK_SWEEP_UPLOADS,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,6 +95,37 @@ def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) 
     return lost
 
 
+def sweep_uploads(
+    sessions: sessionmaker[Session], settings: ControllerSettings, *, now: datetime | None = None
+) -> list[str]:
+    """Remove uploads nobody finished: announced more than
+    ``abandoned_upload_s`` ago, their partial file not written for as long, and
+    no request uploading them now (its lock file exists only while held).
+    Rows go first, then files; returns the files removed. Safe to run twice."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=settings.abandoned_upload_s)
+    with transaction(sessions) as session:
+        candidates = artifacts.abandoned(session, started_before=cutoff)
+    stale = [i for i, path in candidates if _idle_since(Path(path), cutoff)]
+    with transaction(sessions) as session:
+        removed = artifacts.remove_abandoned(session, artifact_ids=stale, started_before=cutoff)
+    for path in removed:
+        Path(path).unlink(missing_ok=True)
+    if removed:
+        log.warning("abandoned uploads removed (not written since %s): %s", cutoff, removed)
+    return removed
+
+
+def _idle_since(partial: Path, cutoff: datetime) -> bool:
+    if partial.with_name(partial.name + ".lock").exists():
+        return False  # a request holds it right now
+    try:
+        written = partial.stat().st_mtime
+    except FileNotFoundError:
+        return True  # announced, no byte kept
+    return written < cutoff.timestamp()
+
+
 def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[Session]) -> None:
     """Bind the tasks to this app; the outbox they write is relayed here too,
     right after each task (the worker is connected to the broker anyway)."""
@@ -126,6 +159,10 @@ def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[S
         scratch = settings.data_dir / "analysis-scratch"
         limits = settings.analysis_limits()
         return len(reanalyze(sessions, scratch, everything=everything, limits=limits))
+
+    @app.task(name=TASK_SWEEP_UPLOADS)  # type: ignore[untyped-decorator]
+    def _sweep_uploads() -> int:
+        return len(sweep_uploads(sessions, settings))
 
     @app.task(name=TASK_SWEEP_LEASES)  # type: ignore[untyped-decorator]
     def _sweep() -> list[int]:

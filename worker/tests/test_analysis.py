@@ -71,6 +71,7 @@ def upload(sessions, tmp_path, agent_id, run_id, secret, source, *, kind="gorout
             sha256="0" * 64,
             size=blob.stat().st_size,
             path=str(blob),
+            limits=artifacts.RunLimits(artifacts=16, bytes=1 << 30),
         )
         artifacts.record_progress(s, artifact_id=row.id, received=row.bytes, blob=str(blob))
         return row.id

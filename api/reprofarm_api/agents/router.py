@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 from reprofarm_db import agents, leases
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import HardwareConfig
@@ -25,6 +24,7 @@ from reprofarm_protocol.jobs import (
 )
 from sqlalchemy import select
 
+from reprofarm_api.agents.schemas import AgentRead, ResultAck
 from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.deps import (
     AgentToken,
@@ -38,23 +38,6 @@ from reprofarm_api.deps import (
 from reprofarm_api.responses import AUTHENTICATED, errors
 
 router = APIRouter(prefix="/api/v1", tags=["agents"], responses=AUTHENTICATED)
-
-
-class AgentRead(BaseModel):
-    id: int
-    name: str
-    pools: list[str]
-    target: str
-    logical_cpus: int
-    hardware_fingerprint: str
-    facts: dict[str, Any]
-    online: bool
-    needs_reboot: bool
-    last_reboot_at: datetime | None
-    reboots: int
-    agent_version: str
-    current_run_id: int | None
-    last_seen: datetime
 
 
 @router.post(
@@ -183,12 +166,6 @@ def heartbeat(
         now=datetime.now(UTC),
         lease_s=settings.lease_s,
     )
-
-
-class ResultAck(BaseModel):
-    run_id: int
-    status: str
-    counted: bool
 
 
 @router.post(

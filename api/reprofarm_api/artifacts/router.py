@@ -5,36 +5,27 @@ Upload: ``PUT /api/v1/runs/{run}/artifacts/{name}`` with the headers
 and ``X-Artifact-Size`` (the whole file) and, to resume, ``Content-Range: bytes
 START-END/SIZE`` where START is the ``received`` count that ``GET`` on the same
 path returns. One upload of an artifact at a time: a second concurrent one is
-told 409 (retry). File work runs in threads, never on the event loop.
+told 409 (retry). The steps are ``reprofarm_api.artifacts.service``'s.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Path, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import FileResponse
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator
 from reprofarm_db import artifacts
-from reprofarm_db.engine import transaction
-from reprofarm_db.errors import Conflict, Invalid
+from reprofarm_db.errors import Conflict
 from reprofarm_protocol.limits import INT64_MAX
-from reprofarm_protocol.runs import ArtifactKind
-from sqlalchemy.orm import Session, sessionmaker
 
-from reprofarm_api.artifacts.store import ArtifactStore, UploadBusy
-from reprofarm_api.db_slots import DatabaseSlots
+from reprofarm_api.artifacts import service
+from reprofarm_api.artifacts.schemas import UploadState
+from reprofarm_api.artifacts.service import Upload, Uploads
 from reprofarm_api.deps import ArtifactId, CurrentAgentId, LeaseToken, RunId, SessionDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED, errors
 
 router = APIRouter(prefix="/api/v1", tags=["artifacts"], responses=AUTHENTICATED)
-_SHA = re.compile(r"^[0-9a-f]{64}$")
-_RANGE = re.compile(r"^bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})$")
 
 
 def _not_a_dot_name(name: str) -> str:
@@ -54,44 +45,6 @@ ArtifactName = Annotated[
 ]
 
 
-class UploadState(BaseModel):
-    name: str
-    received: int
-    bytes: int
-    complete: bool
-
-
-def _validate(kind: str, sha256: str, size: int, limit: int) -> None:
-    if kind not in ArtifactKind.__members__.values():
-        raise Invalid(
-            "X-Artifact-Kind",
-            f"{kind[:40]!r} is not one of {', '.join(k.value for k in ArtifactKind)}",
-        )
-    if not _SHA.match(sha256):
-        raise Invalid("X-Artifact-Sha256", "must be 64 lowercase hex digits")
-    if size < 0:
-        raise Invalid("X-Artifact-Size", "must not be negative")
-    if size > limit:
-        raise HTTPException(
-            413,
-            {
-                "message": f"X-Artifact-Size: {size} bytes is over the limit of {limit}",
-                "field": "X-Artifact-Size",
-            },
-        )
-
-
-def _start_offset(content_range: str | None, size: int) -> int:
-    if content_range is None:
-        return 0
-    m = _RANGE.match(content_range)
-    if not m or int(m.group(3)) != size or int(m.group(1)) > int(m.group(2)) + 1:
-        raise Invalid(
-            "Content-Range", f"expected 'bytes START-END/{size}', got {content_range[:80]!r}"
-        )
-    return int(m.group(1))
-
-
 @router.put(
     "/runs/{run_id}/artifacts/{name}",
     response_model=UploadState,
@@ -109,13 +62,10 @@ async def upload(
     content_range: Annotated[str | None, Header(max_length=80)] = None,
     lease_token: LeaseToken = None,
 ) -> UploadState:
-    settings = request.app.state.settings
-    store: ArtifactStore = request.app.state.artifacts
-    _validate(x_artifact_kind, x_artifact_sha256, x_artifact_size, settings.max_artifact_bytes)
-    upload = _Upload(
-        sessions=request.app.state.sessions,
-        slots=request.app.state.db_slots,
-        store=store,
+    """The body streams to disk and is hashed as it comes; the upload completes
+    when it reaches X-Artifact-Size with the announced sha256 (422 otherwise, and
+    the agent starts again from byte 0)."""
+    upload = Upload.parse(
         agent_id=agent_id,
         run_id=run_id,
         lease_token=lease_token,
@@ -123,113 +73,14 @@ async def upload(
         kind=x_artifact_kind,
         sha256=x_artifact_sha256,
         size=x_artifact_size,
-        start=_start_offset(content_range, x_artifact_size),
+        content_range=content_range,
+        max_bytes=request.app.state.settings.max_artifact_bytes,
     )
-    lock = store.upload_lock(upload.partial)
-    try:
-        await run_in_threadpool(lock.__enter__)
-    except UploadBusy as exc:
-        raise Conflict(str(exc)) from None
-    try:
-        state = await upload.run(request.stream())
-    finally:
-        await run_in_threadpool(lock.__exit__, None, None, None)
+    uploads: Uploads = request.app.state.uploads
+    state = await uploads.put(upload, request.stream())
     if state.complete:
         request.state.poke_relay = True  # its analysis task is in the outbox: send it now
     return state
-
-
-@dataclass
-class _Upload:
-    """One upload request, run while it holds the artifact's lock. File and
-    database work happen in threads; only reading the body is async."""
-
-    sessions: sessionmaker[Session]
-    slots: DatabaseSlots
-    store: ArtifactStore
-    agent_id: int
-    run_id: int
-    lease_token: str | None
-    name: str
-    kind: str
-    sha256: str
-    size: int
-    start: int
-
-    @property
-    def partial(self) -> FilePath:
-        return self.store.partial(self.run_id, self.name)
-
-    async def run(self, body: AsyncIterator[bytes]) -> UploadState:
-        artifact_id, received, complete, created = await self.slots.run(self._open)
-        if complete:
-            return UploadState(name=self.name, received=self.size, bytes=self.size, complete=True)
-        if self.start != received:
-            if created:
-                await self.slots.run(self._forget, artifact_id)
-            raise HTTPException(
-                409,
-                {
-                    "message": f"Content-Range: resume from byte {received}, not {self.start}",
-                    "received": received,
-                },
-            )
-        f = await run_in_threadpool(self.store.open_partial, self.partial, received)
-        written = received
-        try:
-            async for chunk in body:
-                written += len(chunk)
-                if written > self.size:
-                    raise HTTPException(413, {"message": "the body is longer than X-Artifact-Size"})
-                await run_in_threadpool(f.write, chunk)
-        except BaseException:
-            await run_in_threadpool(f.close)
-            if received == 0:
-                await self.slots.run(self._forget, artifact_id)
-            raise
-        await run_in_threadpool(f.close)
-        return await self.slots.run(self._record, artifact_id, written)
-
-    def _open(self) -> tuple[int, int, bool, bool]:
-        with transaction(self.sessions) as session:
-            row, created = artifacts.open_upload(
-                session,
-                agent_id=self.agent_id,
-                run_id=self.run_id,
-                lease_token=self.lease_token,
-                name=self.name,
-                kind=self.kind,
-                sha256=self.sha256,
-                size=self.size,
-                path=str(self.partial),
-            )
-            return row.id, row.received, row.complete, created
-
-    def _forget(self, artifact_id: int) -> None:
-        """A refused first upload leaves nothing: no row, no empty file."""
-        with transaction(self.sessions) as session:
-            artifacts.forget_unstarted(session, artifact_id=artifact_id)
-        self.store.discard(self.partial)
-
-    def _record(self, artifact_id: int, written: int) -> UploadState:
-        whole = written == self.size
-        blob = self.store.finish(self.partial, self.sha256) if whole else None
-        with transaction(self.sessions) as session:
-            row = artifacts.record_progress(
-                session,
-                artifact_id=artifact_id,
-                received=0 if whole and blob is None else written,
-                blob=str(blob) if blob is not None else None,
-            )
-            state = UploadState(
-                name=self.name, received=row.received, bytes=row.bytes, complete=row.complete
-            )
-        if whole and blob is None:
-            raise Invalid(
-                "X-Artifact-Sha256",
-                "the uploaded bytes have another sha256; upload again from byte 0",
-            )
-        return state
 
 
 @router.get(
@@ -246,12 +97,9 @@ def upload_state(
     lease_token: LeaseToken = None,
 ) -> UploadState:
     """Only for the run's own lease (the agent resuming it)."""
-    row = artifacts.upload_state(
+    return service.upload_state(
         session, agent_id=agent_id, run_id=run_id, lease_token=lease_token, name=name
     )
-    if row is None:
-        return UploadState(name=name, received=0, bytes=0, complete=False)
-    return UploadState(name=name, received=row.received, bytes=row.bytes, complete=row.complete)
 
 
 @router.get(

@@ -2,111 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
-from reprofarm_db import artifacts as artifacts_
-from reprofarm_db import jobs
-from reprofarm_db.errors import NotFound
-from reprofarm_db.models import Artifact, Run
 from reprofarm_protocol.jobs import RunState
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from reprofarm_protocol.limits import INT64_MAX
 
 from reprofarm_api.deps import JobId, RunId, SessionDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED, errors
+from reprofarm_api.runs import service
+from reprofarm_api.runs.schemas import RUNS_PAGE_DEFAULT, RUNS_PAGE_MAX, RunRead, RunReadPage
 
 router = APIRouter(prefix="/api/v1", tags=["runs"], responses=AUTHENTICATED)
 
 
-class ArtifactRead(BaseModel):
-    id: int
-    name: str
-    kind: str
-    sha256: str
-    bytes: int
-    complete: bool
-    url: str
-
-    @classmethod
-    def of(cls, a: Artifact) -> ArtifactRead:
-        return cls(
-            id=a.id,
-            name=a.name,
-            kind=a.kind,
-            sha256=a.sha256,
-            bytes=a.bytes,
-            complete=a.complete,
-            url=f"/api/v1/artifacts/{a.id}",
-        )
-
-
-class RunRead(BaseModel):
-    id: int
-    job_id: int
-    attempt: int
-    retry_of: int | None
-    status: str
-    scenario: str
-    go_version: str
-    cpus: int | None
-    affinity: str
-    pool: str | None
-    agent_id: int | None
-    iterations: int
-    duration_s: float
-    reason: str
-    label: str | None = Field(
-        description="the analyzer's verdict; None for a hang not analysed yet (pending)"
-    )
-    signature: str | None
-    signature_key: str | None = Field(description="its bucket: GET /signatures/{key}/runs")
-    leased_at: datetime | None
-    finished_at: datetime | None
-    result: dict[str, Any] | None
-    late_result: dict[str, Any] | None
-    artifacts: list[ArtifactRead]
-
-    @classmethod
-    def of(cls, run: Run, artifacts: list[Artifact]) -> RunRead:
-        return cls(
-            id=run.id,
-            job_id=run.job_id,
-            attempt=run.attempt,
-            retry_of=run.retry_of,
-            status=run.status,
-            scenario=run.scenario,
-            go_version=run.go_version,
-            cpus=run.cpus,
-            affinity=run.affinity,
-            pool=run.pool,
-            agent_id=run.agent_id,
-            iterations=run.iterations,
-            duration_s=run.duration_s,
-            reason=run.reason,
-            label=run.label,
-            signature=run.signature,
-            signature_key=run.signature_key,
-            leased_at=run.leased_at,
-            finished_at=run.finished_at,
-            result=run.result,
-            late_result=run.late_result,
-            artifacts=[ArtifactRead.of(a) for a in artifacts],
-        )
-
-
-def runs_read(session: Session, runs: Iterable[Run]) -> list[RunRead]:
-    """Runs as the api shows them, each with its artifacts."""
-    return [RunRead.of(r, artifacts_.for_run(session, run_id=r.id)) for r in runs]
-
-
 @router.get(
     "/jobs/{job_id}/runs",
-    response_model=list[RunRead],
-    summary="A job's runs",
+    response_model=RunReadPage,
+    summary="A page of a job's runs, oldest first, with their artifacts",
     responses=errors(404),
 )
 def job_runs(
@@ -114,19 +27,29 @@ def job_runs(
     session: SessionDep,
     _token: Viewer,
     status: Annotated[RunState | None, Query(description="only runs in this status")] = None,
-) -> list[RunRead]:
-    jobs.get_or_raise(session, job_id=job_id)
-    query = select(Run).where(Run.job_id == job_id).order_by(Run.id)
-    if status is not None:
-        query = query.where(Run.status == status)
-    return runs_read(session, session.scalars(query))
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=RUNS_PAGE_MAX,
+            description=f"runs per page (default {RUNS_PAGE_DEFAULT}, at most {RUNS_PAGE_MAX})",
+        ),
+    ] = RUNS_PAGE_DEFAULT,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="runs to skip")] = 0,
+) -> RunReadPage:
+    """Follow `next` until it is null to read them all; `total` counts every
+    page."""
+    return service.page_of_job(
+        session,
+        job_id=job_id,
+        status=status.value if status is not None else None,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.get(
     "/runs/{run_id}", response_model=RunRead, summary="One run attempt", responses=errors(404)
 )
 def show(run_id: RunId, session: SessionDep, _token: Viewer) -> RunRead:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} does not exist")
-    return RunRead.of(run, artifacts_.for_run(session, run_id=run_id))
+    return service.get_or_raise(session, run_id=run_id)

@@ -3,12 +3,10 @@ signature buckets that group hung runs by what their dumps show."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field
 from reprofarm_analyzer.debugger_script import cdb_script
 from reprofarm_db import analyses
 from reprofarm_db import artifacts as artifacts_
@@ -18,38 +16,15 @@ from reprofarm_protocol.limits import INT64_MAX
 
 from reprofarm_api.deps import ArtifactId, SessionDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED, errors, json_errors
-from reprofarm_api.runs.router import RunRead, runs_read
+from reprofarm_api.runs import service as runs
+from reprofarm_api.runs.schemas import RunRead
+from reprofarm_api.signatures.schemas import AnalysisRead, BucketRead
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"], responses=AUTHENTICATED)
 
 SignatureKey = Annotated[
     str, Path(pattern=r"^[0-9a-f]{16}$", description="a bucket's key (from GET /signatures)")
 ]
-
-
-class AnalysisRead(BaseModel):
-    artifact_id: int
-    run_id: int
-    kind: str
-    label: str | None = Field(description="None when the dump could not be read (see error)")
-    signature: str | None
-    rules_version: int
-    analyzed_at: datetime
-    error: str | None
-    report: Analysis | None = Field(description="the full triage: evidence, stacks, threads")
-
-
-class BucketRead(BaseModel):
-    key: str
-    signature: str
-    label: str
-    runs: int = Field(description="hung runs with this signature")
-    first_seen: datetime | None
-    last_seen: datetime | None
-    by_hardware: dict[str, int] = Field(description="runs per hardware fingerprint")
-    by_go_version: dict[str, int]
-    by_cpus: dict[str, int]
-    example_runs: list[int]
 
 
 @router.get(
@@ -123,7 +98,7 @@ def signature_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> list[RunRead]:
-    runs = analyses.runs_of_signature(session, key=key, limit=limit, offset=offset)
-    if not runs and offset == 0:
+    found = analyses.runs_of_signature(session, key=key, limit=limit, offset=offset)
+    if not found and offset == 0:
         raise NotFound(f"no run has signature {key}")
-    return runs_read(session, runs)
+    return runs.read(session, found)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from reprofarm_api.deps import JobId, RunId, SessionDep, SettingsDep, Viewer
 from reprofarm_api.jobs.schemas import JobRead
 from reprofarm_api.responses import AUTHENTICATED, errors
-from reprofarm_api.runs.router import RunRead
+from reprofarm_api.runs.schemas import RunRead
 from reprofarm_api.views.cache import ByVersion
 from reprofarm_api.views.job import job_cells
 from reprofarm_api.views.overview import AXES, SORTS, overview, parse_axes

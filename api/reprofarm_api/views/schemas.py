@@ -14,7 +14,7 @@ from reprofarm_db.hit_rates import Counts, GroupRow
 from reprofarm_db.models import Agent, HardwareConfig, Run
 
 from reprofarm_api.jobs.schemas import JobRead
-from reprofarm_api.runs.router import RunRead
+from reprofarm_api.runs.schemas import RunRead
 
 
 class RateCell(BaseModel):
