@@ -2,9 +2,11 @@
 forbidden steps refused, stale writes failing, and the races the storm test found, made
 deterministic with two sessions."""
 
+import re
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from reprofarm_db import jobs, leases, states
@@ -260,3 +262,24 @@ def test_a_heartbeat_that_crosses_the_result_does_not_overwrite_it(pg_sessions):
     assert [r.lease_valid for r in replies] == [False]
     with transaction(sessions) as s:
         assert s.get(Run, run_id).iterations == 10
+
+
+def test_no_code_but_the_state_machine_assigns_a_status():
+    """Creation sets an initial state; every change goes through reprofarm_db.states."""
+    root = Path(__file__).resolve().parents[2]
+    packages = [
+        "db/reprofarm_db",
+        "api/reprofarm_api",
+        "worker/reprofarm_worker",
+        "cli/reprofarm_cli",
+    ]
+    assigning = re.compile(r"\.status\s*=[^=]")
+    found = [
+        f"{path.relative_to(root)}:{n}"
+        for package in packages
+        for path in (root / package).rglob("*.py")
+        if path.name != "states.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if assigning.search(line)
+    ]
+    assert not found, found
