@@ -88,13 +88,14 @@ def analyze_bounded(
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    if hasattr(os, "killpg"):
-        with contextlib.suppress(ProcessLookupError):  # it ended just now
-            os.killpg(process.pid, signal.SIGKILL)
+    """End the child and whatever it started (gdb), even when the child itself already
+    exited: its group may outlive it."""
+    if sys.platform == "win32":
+        if process.poll() is None:
+            process.kill()
     else:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):  # the whole group ended already
+            os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
 
@@ -151,10 +152,10 @@ def _limit_memory(most: int) -> None:
     """RLIMIT_DATA counts the heap and private anonymous mappings (Linux 4.7+), which
     is where a Python reader's allocations go; no such limit exists on Windows,
     where the timeout alone bounds a runaway reader."""
-    try:
-        import resource
-    except ImportError:
+    if sys.platform == "win32":
         return
+    import resource
+
     _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if hard != resource.RLIM_INFINITY:
         most = min(most, hard)
@@ -170,7 +171,7 @@ def _exit_with_parent(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
-        if hasattr(os, "killpg"):
+        if sys.platform != "win32":
             os.killpg(0, signal.SIGKILL)
         os._exit(1)
 
