@@ -118,9 +118,10 @@ def install(app: FastAPI) -> None:
         """A write decided on a read another request made stale (a run's status is the
         version its UPDATE checks, reprofarm_db.states): refused whole, never half done."""
         log.info("a write based on a stale read was refused: %s", exc)
-        return JSONResponse(
-            body("the run changed while this request ran; read it again and retry"),
-            status_code=409,
+        return JSONResponse(  # 503: agents retry it, as they must (their 4xx are final)
+            body("the run changed while this request ran; nothing was stored; retry"),
+            status_code=503,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(DataError)

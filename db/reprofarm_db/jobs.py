@@ -278,7 +278,8 @@ def refresh_status(session: Session, *, job_id: int) -> None:
 def finish_settled(session: Session) -> list[int]:
     """Running jobs with no open run left end now. ``refresh_status`` does this at
     each result, but two last results committed at once each see the other's run
-    still open; the sweep settles such a job within its interval."""
+    still open; the sweep settles such a job within its interval. Stray runs not
+    started in cancelled jobs are ended too."""
     still_open = (
         select(Run.id).where(Run.job_id == Job.id, Run.status.in_(OPEN_RUN_STATES)).exists()
     )
@@ -288,7 +289,22 @@ def finish_settled(session: Session) -> list[int]:
     )
     for job_id in settled:
         refresh_status(session, job_id=job_id)
+    _end_strays(session)
     return settled
+
+
+def _end_strays(session: Session) -> None:
+    """Runs not started in a cancelled job end ``cancelled``: a lost run's retry is
+    created by the sweep without the job's lock, so it can commit just after a cancel
+    that could not see it. Claims never take such a run; this ends it."""
+    cancelled = select(Job.id).where(Job.status == JobState.CANCELLED)
+    now = utcnow()
+    for run in locked_runs(
+        session, Run.status.in_(NOT_STARTED_RUN_STATES), Run.job_id.in_(cancelled)
+    ):
+        move_run(
+            run, RunState.CANCELLED, finished_at=now, reason="job cancelled before the run started"
+        )
 
 
 def expire_waiting(session: Session, *, now: datetime) -> list[int]:

@@ -32,6 +32,7 @@ from reprofarm_protocol.jobs import (
 from sqlalchemy import ColumnElement, and_, cast, false, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from reprofarm_db import analyses, builds, jobs, tokens
 from reprofarm_db.errors import Conflict, NotFound, Unproven
@@ -39,6 +40,7 @@ from reprofarm_db.models import Agent, Build, Job, Run
 from reprofarm_db.states import locked_runs, move_run
 
 _CANDIDATES = 20
+_LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
 _PASSES = 3
 """Candidates are read in pages of 20; when other claims held some of them, up to
 two more pages past those are read before the agent goes back to waiting."""
@@ -59,6 +61,9 @@ def _eligible(
         ),
         or_(Run.min_cpus.is_(None), Run.min_cpus <= agent.logical_cpus),
         _selector_matches(agent, dialect),
+        # Never a run of a finished job: a lost run's retry can be committed just after its
+        # job was cancelled (the sweep then ends it).
+        select(Job.id).where(Job.id == Run.job_id, Job.status.in_(_LIVE_JOB_STATES)).exists(),
         # A retried run gives another agent the first chance.
         or_(
             Run.avoid_agent_id.is_(None),
@@ -109,7 +114,24 @@ def claim(
         return None
     dialect = session.get_bind().dialect.name
     eligible = _eligible(agent, dialect=dialect, now=now, avoid_grace_s=avoid_grace_s)
-    query = select(Run).where(*eligible).order_by(Run.priority.desc(), Run.id)
+    built = (
+        select(Build.id)
+        .where(Build.go_version == Run.go_version, Build.target == agent.target)
+        .exists()
+    )
+    query = select(Run).where(*eligible, built).order_by(Run.priority.desc(), Run.id)
+    claimed = _claim_first(session, agent=agent, query=query, now=now, lease_s=lease_s)
+    if claimed is None:
+        _ask_for_a_missing_build(
+            session, agent=agent, waiting=select(Run.go_version).where(*eligible, ~built), now=now
+        )
+    return claimed
+
+
+def _claim_first(
+    session: Session, *, agent: Agent, query: Select[Run], now: datetime, lease_s: float
+) -> tuple[Run, Build, str] | None:
+    dialect = session.get_bind().dialect.name
     seen: list[int] = []
     for _pass in range(_PASSES):
         page = query.where(Run.id.not_in(seen)) if seen else query
@@ -127,14 +149,23 @@ def claim(
     return None
 
 
+def _ask_for_a_missing_build(
+    session: Session, *, agent: Agent, waiting: Select[str], now: datetime
+) -> None:
+    """A run this agent could take but for a build of its Go version for the agent's
+    target (a job that waited for agents did not know this target): ask for the build.
+    Such runs are not candidates at all, so they never hide the runs behind them."""
+    go_version = session.scalar(waiting.limit(1))
+    if go_version is not None:
+        builds.request(session, go_version=go_version, target=agent.target, now=now)
+
+
 def _lease(
     session: Session, *, agent: Agent, run: Run, now: datetime, lease_s: float
 ) -> tuple[Run, Build, str] | None:
     build = builds.newest(session, go_version=run.go_version, target=agent.target)
     if build is None:
-        # A job that waited for agents did not know this target: build it now.
-        builds.request(session, go_version=run.go_version, target=agent.target, now=now)
-        return None
+        return None  # not a candidate (claim's query asks for a build): gone meanwhile
     secret = tokens.new_secret()
     leased = move_run(
         run,

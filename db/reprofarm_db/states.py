@@ -21,9 +21,9 @@ run a claim had just leased, so the agent's hang was refused; a counted hang bec
 - Jobs carry no rollups, so ``move_job`` is one conditional UPDATE (``WHERE status IN``
   the states that allow the step); assigning ``Job.status`` of a stored job directly
   raises. A job's row is locked (``lock_job``) by every writer that then decides on its
-  runs: planning, cancel and the expiry of waiting jobs. Lock order is job, then runs;
-  nothing that holds a run waits for its job's lock except the conditional UPDATE of
-  ``move_job``, which no job-holder waits behind, so the order cannot deadlock.
+  runs not started: planning, cancel and the expiry of waiting jobs. Writers that hold a
+  leased run take its agent and then its job (``move_job``); no job-holder waits for a
+  leased run, so these orders do not meet in a cycle (docs/architecture.md lists them).
 
 Creating rows is not a step: runs are created ``pending`` (a job) or ``ready`` (a lost
 run's retry), jobs ``queued``; tests insert histories directly.

@@ -9,16 +9,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from reprofarm_db import jobs, leases, states
+from reprofarm_db import builds, jobs, leases, states
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.errors import Conflict
 from reprofarm_db.migrate import upgrade
-from reprofarm_db.models import Agent, Job, Run
+from reprofarm_db.models import Agent, BuildRequest, Job, Run
 from reprofarm_protocol.jobs import (
     FINAL_STATES,
     JOB_TRANSITIONS,
     RUN_TRANSITIONS,
     Heartbeat,
+    JobCreate,
     JobState,
     RunState,
 )
@@ -27,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
 from db.tests.test_leases import LEASE_TOKENS, T0, claim, make_ready_job, result
-from tests.factories import register_agent
+from tests.factories import FAKE_SOURCE, register_agent
 
 
 def test_every_state_has_its_steps_listed_and_final_states_have_none():
@@ -283,3 +284,58 @@ def test_no_code_but_the_state_machine_assigns_a_status():
         if assigning.search(line)
     ]
     assert not found, found
+
+
+def test_runs_without_a_build_for_this_agent_do_not_hide_the_runs_behind_them(sessions):
+    """25 higher-priority runs of a Go version nobody built for this target, then one
+    that is built: the claim takes the built one and asks for the missing build."""
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        waiting, _ = jobs.create(
+            s,
+            spec=JobCreate(
+                scenario="control-deadlock", repeats=25, go_versions=["1.26.1"], priority=5
+            ),
+            idempotency_key=None,
+            max_runs=100,
+        )
+        builds.mark_ready(s, job=waiting, source_sha256=FAKE_SOURCE, now=T0)  # no build: stays
+        for run in s.scalars(select(Run).where(Run.job_id == waiting.id)):
+            states.move_run(run, RunState.READY, ready_at=T0)  # as a job that waited for agents
+        wanted = make_ready_job(s)
+    with transaction(sessions) as s:
+        got = claim(s, a.id)
+        assert got is not None
+        assert got[0].job_id == wanted.id
+    with transaction(sessions) as s:
+        assert claim(s, a.id) is None  # only unbuilt runs left: the build is asked for
+        asked = s.scalars(select(BuildRequest.go_version)).all()
+        assert asked == ["1.26.1"]
+
+
+def test_a_stray_ready_run_of_a_cancelled_job_is_never_leased_and_the_sweep_ends_it(sessions):
+    """A lost run's retry committed just after its job was cancelled (the sweep adds it
+    without the job's lock)."""
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        job = make_ready_job(s)
+        jobs.cancel(s, job_id=job.id)
+    with transaction(sessions) as s:
+        s.add(
+            Run(
+                job_id=job.id,
+                status=RunState.READY,
+                ready_at=T0,
+                scenario="control-deadlock",
+                go_version="1.27.3",
+                affinity="compact",
+                selector={},
+            )
+        )
+    with transaction(sessions) as s:
+        assert claim(s, a.id) is None
+    with transaction(sessions) as s:
+        jobs.finish_settled(s)
+    with transaction(sessions) as s:
+        statuses = s.scalars(select(Run.status).where(Run.job_id == job.id)).all()
+        assert set(statuses) == {RunState.CANCELLED}

@@ -41,9 +41,11 @@ from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.errors import Conflict
 from reprofarm_db.migrate import upgrade
 from reprofarm_db.models import Agent, Job, Run
+from reprofarm_db.settings import ControllerSettings
 from reprofarm_protocol.analysis import Label
 from reprofarm_protocol.jobs import Heartbeat, JobCreate, JobState, RunReport, RunState
 from reprofarm_protocol.runs import RunResult, RunStatus
+from reprofarm_worker.tasks import sweep_leases
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -285,8 +287,10 @@ def _canceller(
 ) -> Callable[[], None]:
     def step() -> None:
         time.sleep(rng.uniform(0.2, 0.8))
-        with books.lock:
-            candidates = list(books.jobs)
+        with transaction(sessions) as s:  # a job still open: most jobs are long done
+            candidates = list(
+                s.scalars(select(Job.id).where(Job.status.in_(("queued", "running"))))
+            )
         if not candidates:
             return
         job_id = rng.choice(candidates)
@@ -301,13 +305,12 @@ def _canceller(
 
 
 def _sweeper(sessions: sessionmaker[Session], books: Books) -> Callable[[], None]:
+    settings = ControllerSettings(max_attempts=3)
+
     def step() -> None:
-        with transaction(sessions) as s:
-            lost = leases.sweep(s, now=now(), max_attempts=3)
+        lost = sweep_leases(sessions, settings)  # the worker's own task body
         with transaction(sessions) as s:
             expired = jobs.expire_waiting(s, now=now())
-        with transaction(sessions) as s:
-            jobs.finish_settled(s)
         if lost:
             books.note("lost")
         if expired:
@@ -362,9 +365,7 @@ def test_a_storm_of_every_writer_leaves_the_books_straight(storm_db):
     assert not any(t.is_alive() for t in threads), "an actor did not stop"
     # The late reporters' leases expire after the storm: one last sweep settles them.
     time.sleep(LEASE_S)
-    with transaction(sessions) as s:
-        leases.sweep(s, now=now(), max_attempts=3)
-        jobs.finish_settled(s)
+    sweep_leases(sessions, ControllerSettings(max_attempts=3))
 
     print(f"storm actions: {dict(books.actions)}")
     assert not books.errors, books.errors
@@ -425,6 +426,17 @@ def _check_the_books(
     assert not differ, f"the rollups disagree with a scan of the runs: {differ}"
 
     with transaction(sessions) as s:
+        finished = select(Job.id).where(Job.status.in_(("done", "cancelled", "expired")))
+        strays = s.scalars(
+            select(Run.id).where(Run.status.in_(("pending", "ready")), Run.job_id.in_(finished))
+        ).all()
+        assert not strays, f"runs not started in finished jobs: {strays[:5]}"
+        flagged = s.scalars(
+            select(Run.id)
+            .join(Job, Job.id == Run.job_id)
+            .where(Run.cancel_requested.is_(True), Job.status != "cancelled")
+        ).all()
+        assert not flagged, f"runs stored as cancelled whose job was not: {flagged[:5]}"
         for agent in s.scalars(select(Agent).where(Agent.id.in_(agent_ids))):
             if agent.current_run_id is None:
                 continue

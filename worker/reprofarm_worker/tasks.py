@@ -73,9 +73,14 @@ def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) 
     over expire the runs no agent took; running jobs with nothing open end; jobs
     stranded in planning are planned again (their task relayed by the caller)."""
     now = datetime.now(UTC)
+    # One transaction each: together they held a lost run's agent while waiting for a
+    # ready run a claim by that agent held (a deadlock), and the expiry saw the sweep's
+    # uncommitted retries and expired them.
     with transaction(sessions) as session:
         lost = leases.sweep(session, now=now, max_attempts=settings.max_attempts)
+    with transaction(sessions) as session:
         expired = jobs.expire_waiting(session, now=now)
+    with transaction(sessions) as session:
         jobs.finish_settled(session)
     with transaction(sessions) as session:
         replanned, abandoned = jobs.replan_stranded(
