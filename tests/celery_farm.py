@@ -106,6 +106,7 @@ def leased_run_with_dumps(
                 sha256="0" * 64,
                 size=0 if source is None else blob.stat().st_size,
                 path=str(blob),
+                limits=artifacts.RunLimits(artifacts=16, bytes=1 << 40),
             )
             artifacts.record_progress(s, artifact_id=row.id, received=row.bytes, blob=str(blob))
             ids.append(row.id)

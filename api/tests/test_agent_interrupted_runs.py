@@ -200,7 +200,7 @@ def test_the_late_report_of_a_run_whose_lease_was_lost_is_kept_and_not_counted(a
     assert "before hangtest started" in run["late_result"]["reason"]
     job_runs = api.client.get(
         f"/api/v1/jobs/{run['job_id']}/runs", headers=api.headers(api.admin)
-    ).json()
+    ).json()["runs"]
     assert [r["status"] for r in job_runs] == ["lost", "ready"], "the retry must still run"
 
 

@@ -6,8 +6,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from reprofarm_db import states
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Artifact, Job, Run
+from reprofarm_protocol.jobs import RunState
 from sqlalchemy import event, select
 
 from tests.api_calls import register, submit
@@ -154,7 +156,10 @@ def test_signature_buckets_cost_the_same_queries_whatever_their_number(api):
     one = _count(api, "/api/v1/signatures")
     with transaction(api.client.app.state.sessions) as s:
         for i, run in enumerate(s.scalars(select(Run).where(Run.job_id == job_id))):
-            run.status, run.label = "hung", "other-hang"
+            for step in (RunState.READY, RunState.LEASED, RunState.HUNG):
+                if states.may_move(run.status, step):
+                    states.move_run(run, step)
+            run.label = "other-hang"
             run.signature, run.signature_key = f"sig {i}", f"{i:016x}"
     buckets = _get(api, "/api/v1/signatures")
     assert len(buckets) == 4
