@@ -3,7 +3,9 @@ database says what is already done."""
 
 from __future__ import annotations
 
+import fcntl  # the controller's worker runs on POSIX (Celery has no Windows support)
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -122,13 +124,32 @@ def sweep_uploads(
 
 
 def _idle_since(partial: Path, cutoff: datetime) -> bool:
-    if partial.with_name(partial.name + ".lock").exists():
+    if _held(partial.with_name(partial.name + ".lock")):
         return False  # a request holds it right now
     try:
         written = partial.stat().st_mtime
     except FileNotFoundError:
         return True  # announced, no byte kept
     return written < cutoff.timestamp()
+
+
+def _held(lock: Path) -> bool:
+    """Whether an api request holds this upload's lock right now. The lock file of an
+    api process that died mid-upload stays behind with no holder: that upload is as
+    abandoned as any other (the api's own lock takes such a file over the same way)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[Session]) -> None:

@@ -98,6 +98,21 @@ def test_an_abandoned_upload_is_removed_with_its_file_after_the_stated_time(api,
     assert sweep_uploads(sessions, api.settings, now=later) == [], "safe to run twice"
 
 
+def test_a_lock_file_left_by_an_api_that_died_mid_upload_does_not_keep_it(api, tmp_path):
+    agent = register(api)
+    submit(api, repeats=1)
+    make_build(api, tmp_path / "hangtest.exe")
+    run = lease(api, agent)
+    assert _announce(api, run, "core.gz", EIGHT_GIB, b"x").status_code == 200
+    partial = api.settings.artifact_dir / "partial" / f"{run['run_id']}-core.gz"
+    partial.with_name(partial.name + ".lock").touch()  # its holder was killed: no lock held
+    later = datetime.now(UTC) + timedelta(seconds=3601)
+    old = (later - timedelta(seconds=3700)).timestamp()
+    os.utime(partial, (old, old))
+    assert sweep_uploads(api.client.app.state.sessions, api.settings, now=later) == [str(partial)]
+    assert _rows(api) == {}
+
+
 def test_a_partial_file_written_recently_is_not_abandoned(api, tmp_path):
     agent = register(api)
     submit(api, repeats=1)

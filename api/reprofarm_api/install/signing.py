@@ -1,11 +1,17 @@
 """The controller's release signing key (Ed25519) and the signing of releases.
 
 Why: an agent updates itself from whatever release the controller serves, and
-runs it as SYSTEM. TLS and the agent's token prove little about the release's
-content (a proxy, a compromised mirror of the wheels, or a release folder an
-attacker could write). The public key is fixed on the lab machine when it is
-installed (install.ps1 writes it into agent.env), and the agent installs only a
-release signed by the matching private key.
+runs it as SYSTEM. TLS and the agent's token prove little about what arrives
+(a proxy in between, a mirror of the wheels, a controller impersonated on plain
+HTTP). The public key is fixed on the lab machine when it is installed
+(install.ps1 writes it into agent.env), and the agent installs only a release
+signed by the matching private key.
+
+What it does not protect: the controller signs whatever its wheels folder and
+sources hold when a release is made, so anyone who can write those on the
+controller gets a validly signed release; and an older signed release, replayed,
+is accepted (versions are not ordered). Signing offline, and refusing versions
+older than the installed one, would close both.
 
 The key: ``REPROFARM_RELEASE_SIGNING_KEY`` (a PEM file, PKCS#8, unencrypted),
 else ``<data dir>/release-signing-key.pem``, created at first use with mode
