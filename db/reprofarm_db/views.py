@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
+from reprofarm_protocol.jobs import COUNTED_RUN_STATES, OPEN_RUN_STATES, RunState
 from sqlalchemy import ColumnElement, and_, false, func, select
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,6 @@ from reprofarm_db.models import Agent, Artifact, ArtifactAnalysis, HardwareConfi
 KEYS: dict[str, Any] = {**stats.GROUP_KEYS, "required_agent": Run.required_agent_id}
 """What a tally may group by: the statistics keys, and a job cell's named agent."""
 
-OPEN_STATES = (RunState.PENDING, RunState.READY, RunState.LEASED)
 _COUNTED = COUNTED_RUN_STATES
 
 
@@ -320,7 +319,7 @@ def changes(session: Session, *, online_since: datetime) -> dict[str, str]:
     aggregate over an index or a small table, whatever the number of runs."""
     open_runs = session.execute(
         select(Run.status, func.count(), func.sum(Run.id))
-        .where(Run.status.in_(OPEN_STATES))
+        .where(Run.status.in_(OPEN_RUN_STATES))
         .group_by(Run.status)
         .order_by(Run.status)
     ).all()
