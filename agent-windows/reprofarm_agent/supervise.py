@@ -18,7 +18,8 @@ version that is not on trial (one on trial is rolled back, below)::
 A version on trial (just switched to, see self_update.py) is confirmed once its
 agent has registered with the api (it marks its environment ``.registered``)
 and has been up ``confirm_after_s``: it becomes ``known-good``, and versions no
-longer needed are removed. One that exits before that is rolled
+longer needed are removed. One that exits before that, or has not registered within
+``trial_deadline_s`` (it runs but cannot reach the api: broken TLS, a bad pin), is rolled
 back, whatever its exit code (3 and 75 included: a broken version cannot be
 trusted to say why it stopped): ``current`` goes back to the previous version
 and the new one is refused for good. Registration, not time alone, is the
@@ -50,12 +51,14 @@ from reprofarm_agent.install_layout import InstallLayout, Trial
 log = logging.getLogger(__name__)
 _LOG_ROTATE_BYTES = 32 << 20
 _STEADY_S = 60.0  # up this long, a failure starts the backoff again from its base
+_NEVER_REGISTERED = -1  # the "exit code" of a trial stopped at its deadline
 
 
 @dataclass
 class Supervisor:
     layout: InstallLayout
     confirm_after_s: float = 60.0
+    trial_deadline_s: float = 900.0
     restart_base_s: float = 1.0
     restart_cap_s: float = 60.0
     reboot_wait_s: float = 600.0
@@ -82,7 +85,12 @@ class Supervisor:
                 # "updated" (75) or "rebooting" (4) may be its bug, and only the
                 # previous version can tell. Were 3 believed here, a release that
                 # breaks token handling would stop every machine it reached for good.
-                self._roll_back(trial, f"exited with code {code} {lived:.0f}s after it started")
+                reason = (
+                    f"did not register with the api within {self.trial_deadline_s:.0f}s"
+                    if code == _NEVER_REGISTERED
+                    else f"exited with code {code} {lived:.0f}s after it started"
+                )
+                self._roll_back(trial, reason)
                 continue
             if code == EXIT_UPDATED:
                 log.info("%s installed a new version; starting it", version)
@@ -174,6 +182,9 @@ class Supervisor:
             ):
                 self._confirm(trial)
                 confirmed = True
+            if trial is not None and not confirmed and up_s >= self.trial_deadline_s:
+                _stop_child(child)
+                return _NEVER_REGISTERED, up_s, False
             if self.stopping.wait(self.poll_s):
                 _stop_child(child)
                 return None

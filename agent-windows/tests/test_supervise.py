@@ -108,6 +108,25 @@ def supervisor(layout: InstallLayout, confirm_after_s: float = 30.0) -> Supervis
     return Supervisor(layout, confirm_after_s=confirm_after_s, restart_base_s=0.05, poll_s=0.05)
 
 
+def test_a_trial_that_runs_but_never_registers_is_stopped_and_rolled_back(tmp_path):
+    """It neither exits nor reaches the api (broken TLS, a bad pin): without a deadline it
+    would run on trial forever, doing no work."""
+    layout = install(tmp_path, {A: ["update:" + B, "serve"], B: ["hang"]})
+    running = Running(
+        Supervisor(
+            layout, confirm_after_s=0.1, trial_deadline_s=1.0, restart_base_s=0.05, poll_s=0.05
+        )
+    )
+    running.wait_for("A to serve again", lambda: len(starts(layout)) == 3)
+    assert running.stop() == 0
+    assert starts(layout) == [f"{A} update:{B}", f"{B} hang", f"{A} serve"]
+    assert layout.read_pointer("current") == A
+    assert "did not register" in layout.load_state().refused[B]
+    hung = int((tmp_path / "hang.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung, 0)
+
+
 def test_a_new_version_that_fails_on_trial_is_rolled_back_and_refused(tmp_path):
     layout = install(tmp_path, {A: ["update:" + B, "serve"], B: ["crash"]})
     running = Running(supervisor(layout))
