@@ -186,7 +186,7 @@ class AgentService:
         return self.client.lease(self.lease_wait_s)
 
     def prepare(self, leased: LeasedRun) -> RunSpec:
-        binary = self.client.fetch_build(leased.build, self.settings.cache_dir / "fetched")
+        binary = self._fetch_build(leased)
         cpus = place(self.platform.probe().cpus, leased.cpus, leased.affinity)
         extra: tuple[str, ...] = ()
         if leased.control_chance is not None:
@@ -202,6 +202,23 @@ class AgentService:
             stall_timeout_s=leased.stall_timeout_s,
             extra_args=extra,
         )
+
+    def _fetch_build(self, leased: LeasedRun) -> Path:
+        """The run's build. An api that goes away mid-download (a restart) is waited
+        out, for up to one lease period while the lease's heartbeats go on: giving up
+        at once abandoned the run, which was then lost at its lease's expiry and run
+        again elsewhere."""
+        give_up = time.monotonic() + leased.heartbeat_interval_s * 4
+        delay = 0.5
+        while True:
+            try:
+                return self.client.fetch_build(leased.build, self.settings.cache_dir / "fetched")
+            except ApiUnavailableError as exc:
+                if self._stop.is_set() or time.monotonic() + delay > give_up:
+                    raise
+                log.warning("run %s: its build: %s (retrying in %.1fs)", leased.run_id, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
 
     @contextmanager
     def keep_lease(self, leased: LeasedRun) -> Iterator[_LeaseKeeper]:
