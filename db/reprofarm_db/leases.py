@@ -120,7 +120,9 @@ def claim(
         .exists()
     )
     query = select(Run).where(*eligible, built).order_by(Run.priority.desc(), Run.id)
-    claimed = _claim_first(session, agent=agent, query=query, now=now, lease_s=lease_s)
+    claimed = _claim_first(
+        session, agent=agent, query=query, dialect=dialect, now=now, lease_s=lease_s
+    )
     if claimed is None:
         _ask_for_a_missing_build(
             session, agent=agent, waiting=select(Run.go_version).where(*eligible, ~built), now=now
@@ -129,9 +131,14 @@ def claim(
 
 
 def _claim_first(
-    session: Session, *, agent: Agent, query: Select[Run], now: datetime, lease_s: float
+    session: Session,
+    *,
+    agent: Agent,
+    query: Select[Run],
+    dialect: str,
+    now: datetime,
+    lease_s: float,
 ) -> tuple[Run, Build, str] | None:
-    dialect = session.get_bind().dialect.name
     seen: list[int] = []
     for _pass in range(_PASSES):
         page = query.where(Run.id.not_in(seen)) if seen else query

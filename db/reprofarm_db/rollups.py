@@ -42,6 +42,8 @@ _STATUS_COUNTER = {
     RunState.LOST: "lost",
 }
 _COUNTED = COUNTED_RUN_STATES
+OUTCOMES = tuple(_STATUS_COUNTER.values())
+"""The counters of finished runs by outcome (the rest count iterations and seconds)."""
 _KEPT_SQL = ", ".join(f"'{state.value}'" for state in sorted(_STATUS_COUNTER))
 _COUNTED_SQL = ", ".join(f"'{state.value}'" for state in sorted(_COUNTED))
 

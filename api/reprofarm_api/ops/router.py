@@ -52,7 +52,7 @@ def metrics(session: SessionDep, _reader: MetricsReader) -> Response:
         registry=registry,
     )
     totals = rollups.totals(session)
-    for outcome in ("passed", "hung", "failed", "errors", "lost"):
+    for outcome in rollups.OUTCOMES:
         finished.labels(outcome=outcome).set(totals[outcome])
     open_runs = Gauge(
         "reprofarm_runs_open", "runs not finished, by status", ["status"], registry=registry
