@@ -31,6 +31,7 @@ from reprofarm_api.ops.router import router as ops_router
 from reprofarm_api.runs.router import router as runs_router
 from reprofarm_api.signatures.router import router as signatures_router
 from reprofarm_api.stats.router import router as stats_router
+from reprofarm_api.studies.router import router as studies_router
 from reprofarm_api.tasks import OutboxRelay, TaskSender
 from reprofarm_api.views.router import router as views_router
 
@@ -97,6 +98,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         artifacts_router,
         builds_router,
         stats_router,
+        studies_router,
         signatures_router,
         ops_router,
         install_router,

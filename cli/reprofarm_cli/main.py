@@ -1,13 +1,14 @@
 """``reprofarm``: one command for the whole farm. The agent core's commands
 (probe, build, run) are mounted from the agent package; the controller's
-(up, api, worker, beat, submit, watch, stats, analyze, token, db) live here."""
+(up, api, worker, beat, submit, watch, verify, search, stats, analyze, token,
+db) live here."""
 
 from __future__ import annotations
 
 import typer
 from reprofarm_agent import cli as agent_cli
 
-from reprofarm_cli import remote, services
+from reprofarm_cli import remote, services, studies
 from reprofarm_cli.analyze import analyze
 from reprofarm_cli.up import up
 
@@ -22,6 +23,8 @@ app.command()(agent_cli.run)
 app.command()(up)
 app.command()(remote.submit)
 app.command()(remote.watch)
+app.command()(studies.verify)
+app.command()(studies.search)
 app.command()(remote.stats)
 app.command()(analyze)
 app.add_typer(remote.token_app, name="token")

@@ -182,7 +182,9 @@ def submit(
     iterations: Annotated[int | None, typer.Option(help="per worker")] = None,
     workers: Annotated[int, typer.Option()] = 10,
     stall_timeout: Annotated[str, typer.Option()] = "30s",
-    control_chance: Annotated[float | None, typer.Option()] = None,
+    control_chance: Annotated[
+        str | None, typer.Option(help="control-deadlock's chance, an axis: e.g. 0,1e-6,1e-3")
+    ] = None,
     process_dumps: Annotated[int, typer.Option(help="process dumps per hang")] = 2,
     priority: Annotated[int, typer.Option()] = 0,
     wait_for_agents: Annotated[
@@ -233,7 +235,10 @@ def submit(
         except ValueError as exc:
             _fail(str(exc))
     if control_chance is not None:
-        spec["control_chance"] = control_chance
+        try:
+            spec["control_chance"] = [float(c) for c in _split([control_chance])]
+        except ValueError:
+            _fail(f"control-chance: {control_chance!r} is not a list of numbers like 0,1e-3")
     patience_s = _reconnect_s(reconnect_timeout)
     instance = resolve(api, token, data_dir)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}

@@ -77,9 +77,19 @@ def list_(session: Session) -> list[Build]:
     return list(session.scalars(select(Build).order_by(Build.id.desc())))
 
 
+def go_versions(job: Job) -> set[str]:
+    """The Go releases a job's runs use: its axis, and a verify study's arms' own."""
+    versions = set(job.spec["go_versions"])
+    for arm in ("baseline", "candidate"):
+        version = (job.spec.get(arm) or {}).get("go_version")
+        if version is not None:
+            versions.add(str(version))
+    return versions
+
+
 def missing_for_job(session: Session, *, job: Job, source_sha256: str) -> list[tuple[str, str]]:
     """(go_version, target) pairs the job still needs built."""
-    needed = {(go, t) for go in job.spec["go_versions"] for t in job.targets}
+    needed = {(go, t) for go in go_versions(job) for t in job.targets}
     return sorted(
         (go, t)
         for go, t in needed
@@ -103,7 +113,7 @@ def mark_ready_if_built(session: Session, *, job: Job, now: datetime | None = No
     agent can start one within milliseconds (no round trip through the worker).
     The worker's planning still runs and builds a newer hangtest source if the
     controller was upgraded; leases always take the newest build."""
-    needed = {(go, t) for go in job.spec["go_versions"] for t in job.targets}
+    needed = {(go, t) for go in go_versions(job) for t in job.targets}
     if not needed or any(newest(session, go_version=go, target=t) is None for go, t in needed):
         return 0
     return _make_ready(session, job=job, missing_versions=set(), now=now or utcnow())

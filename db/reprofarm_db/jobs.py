@@ -16,7 +16,8 @@ from reprofarm_protocol.jobs import (
     JobState,
     RunState,
 )
-from reprofarm_protocol.queues import TASK_PLAN_JOB
+from reprofarm_protocol.queues import TASK_PLAN_JOB, TASK_STUDY_STEP
+from reprofarm_protocol.studies import JobKind
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -38,6 +39,7 @@ class Cell:
     repeat_index: int
     pool: str | None
     required_agent_id: int | None
+    control_chance: float | None = None
 
 
 @dataclass
@@ -64,7 +66,7 @@ def target_label(*, pool: str | None, agent: str | None) -> str:
 Group = tuple[str, str | None, int | None, list[Agent]]
 
 
-def _groups(spec: JobCreate, eligible: list[Agent]) -> list[Group]:
+def target_groups(spec: JobCreate, eligible: list[Agent]) -> list[Group]:
     """(label, pool, required agent, candidates) for each target group. A job that
     waits for agents keeps pools no agent serves yet (their first agent may come)."""
     waiting = spec.wait_for_agents_s is not None
@@ -95,6 +97,7 @@ def _too_large(spec: JobCreate, groups: list[Group], *, max_runs: int) -> Invali
         "cpus": len(spec.cpus),
         "affinities": len(spec.affinities),
         "go_versions": len(spec.go_versions),
+        "control_chance": len(spec.chances()),
         "pools" if spec.fan_out is FanOut.ANY_AGENT else "fan_out": len(groups),
     }
     largest = max(factors, key=lambda k: factors[k])
@@ -133,7 +136,7 @@ def expand(
             f"no online agent matches pools {spec.pools}, agents {spec.agents} "
             f"and selector {spec.selector} (or let the job wait: wait_for_agents_s)",
         )
-    groups = _groups(spec, out.eligible)
+    groups = target_groups(spec, out.eligible)
     for label, pool, agent_id, members in groups:
         most = max((a.logical_cpus for a in members), default=None)
         for go in spec.go_versions:
@@ -150,12 +153,13 @@ def expand(
                     )
                     continue
                 for affinity in spec.affinities:
-                    out.cells.extend(
-                        Cell(label, go, count, affinity, r, pool, agent_id)
-                        for r in range(min(spec.repeats, max_runs + 1))
-                    )
-                    if len(out.cells) > max_runs:
-                        raise _too_large(spec, groups, max_runs=max_runs)
+                    for chance in spec.chances():
+                        out.cells.extend(
+                            Cell(label, go, count, affinity, r, pool, agent_id, chance)
+                            for r in range(min(spec.repeats, max_runs + 1))
+                        )
+                        if len(out.cells) > max_runs:
+                            raise _too_large(spec, groups, max_runs=max_runs)
     if not out.cells:
         raise Invalid("cpus", "every cell was skipped: " + out.skipped[0]["reason"])
     return out
@@ -174,19 +178,9 @@ def create(
     that plans it in the outbox. Returns (job, created); a repeated key returns
     the first job, and a key reused for another spec is a Conflict."""
     spec_json = spec.model_dump(mode="json")
-    if idempotency_key is not None:
-        existing = session.scalar(
-            select(Job).where(
-                Job.idempotency_key == idempotency_key, Job.submitted_by == submitted_by
-            )
-        )
-        if existing is not None:
-            if existing.spec != spec_json:
-                raise Conflict(
-                    f"Idempotency-Key {idempotency_key!r} was used for a different job "
-                    f"({existing.id})"
-                )
-            return existing, False
+    existing = find_by_key(session, key=idempotency_key, submitted_by=submitted_by, spec=spec_json)
+    if existing is not None:
+        return existing, False
     expansion = expand(spec, agents_.list_(session), max_runs=max_runs, online_since=online_since)
     wait = spec.wait_for_agents_s
     job = Job(
@@ -211,6 +205,7 @@ def create(
             cpus=c.cpus,
             min_cpus=c.cpus,
             affinity=c.affinity,
+            control_chance=c.control_chance,
             repeat_index=c.repeat_index,
             pool=c.pool,
             required_agent_id=c.required_agent_id,
@@ -221,6 +216,39 @@ def create(
     outbox.add(session, task=TASK_PLAN_JOB, args=[job.id])
     session.flush()
     return job, True
+
+
+def run_spec(job: Job, run: Run) -> dict[str, Any]:
+    """The job fields a run is leased with: its job's, and, for an arm of a verify study,
+    the arm's over them (its Go version and chance are the run's own columns)."""
+    if run.arm is None:
+        return job.spec
+    arm = {k: v for k, v in job.spec[run.arm].items() if k not in ("go_version", "control_chance")}
+    return {**job.spec, **arm}
+
+
+def run_chance(spec: dict[str, Any], run: Run) -> float | None:
+    """The run's control chance: its own, or, for a run stored before the chance was an
+    axis (NULL), its job's single number."""
+    if run.control_chance is not None:
+        return run.control_chance
+    legacy = spec.get("control_chance")
+    return float(legacy) if isinstance(legacy, int | float) else None
+
+
+def find_by_key(
+    session: Session, *, key: str | None, submitted_by: int | None, spec: dict[str, Any]
+) -> Job | None:
+    """The job an Idempotency-Key already made for this submitter, if any; the key reused
+    for another spec is a Conflict."""
+    if key is None:
+        return None
+    existing = session.scalar(
+        select(Job).where(Job.idempotency_key == key, Job.submitted_by == submitted_by)
+    )
+    if existing is not None and existing.spec != spec:
+        raise Conflict(f"Idempotency-Key {key!r} was used for a different job ({existing.id})")
+    return existing
 
 
 def cells_as_dicts(expansion: Expansion) -> list[dict[str, Any]]:
@@ -269,6 +297,10 @@ def refresh_status(session: Session, *, job_id: int) -> None:
     )
     if still_open is not None:
         return
+    if session.scalar(select(Job.kind).where(Job.id == job_id)) != JobKind.MATRIX:
+        # A study ends when it decides, not when its runs in flight do.
+        outbox.add(session, task=TASK_STUDY_STEP, args=[job_id])
+        return
     counts = run_counts(session, job_id=job_id)
     expired_only = counts[RunState.EXPIRED] == sum(counts.values())
     to = JobState.EXPIRED if expired_only else JobState.DONE
@@ -285,7 +317,11 @@ def finish_settled(session: Session) -> list[int]:
     )
     has_runs = select(Run.id).where(Run.job_id == Job.id).exists()
     settled = list(
-        session.scalars(select(Job.id).where(Job.status == JobState.RUNNING, has_runs, ~still_open))
+        session.scalars(
+            select(Job.id).where(
+                Job.status == JobState.RUNNING, Job.kind == JobKind.MATRIX, has_runs, ~still_open
+            )
+        )
     )
     for job_id in settled:
         refresh_status(session, job_id=job_id)

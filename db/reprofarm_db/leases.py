@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from reprofarm_protocol.jobs import (
     FINAL_STATES,
+    FINISHED_JOB_STATES,
     BuildRef,
     Heartbeat,
     HeartbeatReply,
@@ -34,13 +35,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from reprofarm_db import analyses, builds, jobs, tokens
+from reprofarm_db import analyses, builds, jobs, studies, tokens
 from reprofarm_db.errors import Conflict, NotFound, Unproven
 from reprofarm_db.models import Agent, Build, Job, Run
 from reprofarm_db.states import locked_runs, move_run
 
 _CANDIDATES = 20
 _LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
+_STOPPING_JOB_STATES = FINISHED_JOB_STATES
+"""A static job finishes only once no run is open, so for it this means cancelled; a
+study finishes when it decides, and its runs still out stop at their next heartbeat."""
 _PASSES = 3
 """Candidates are read in pages of 20; when other claims held some of them, up to
 two more pages past those are read before the agent goes back to waiting."""
@@ -221,7 +225,7 @@ def lease_for(
     if claimed is None:
         return None
     run, build, secret = claimed
-    spec = jobs.get_or_raise(session, job_id=run.job_id).spec
+    spec = jobs.run_spec(jobs.get_or_raise(session, job_id=run.job_id), run)
     assert run.lease_expires_at is not None
     return LeasedRun(
         run_id=run.id,
@@ -245,7 +249,7 @@ def lease_for(
         iterations=spec["iterations"] or 0,
         duration_s=spec["duration_s"],
         stall_timeout_s=spec["stall_timeout_s"],
-        control_chance=spec["control_chance"],
+        control_chance=jobs.run_chance(spec, run),
         process_dumps=spec["process_dumps"],
     )
 
@@ -307,14 +311,16 @@ def heartbeat(
         return HeartbeatReply(cancel=cancelled, lease_valid=False, lease_expires_at=None)
     flag, status = extended
     return HeartbeatReply(
-        cancel=bool(flag) or status == JobState.CANCELLED,
+        cancel=bool(flag) or status in _STOPPING_JOB_STATES,
         lease_valid=True,
         lease_expires_at=expires,
     )
 
 
 def _job_cancelled(session: Session, *, job_id: int) -> bool:
-    return session.scalar(select(Job.status).where(Job.id == job_id)) == JobState.CANCELLED
+    """Whether the run's job wants its runs stopped: cancelled, or finished with runs
+    still out (a study that decided: its open runs are no longer needed)."""
+    return session.scalar(select(Job.status).where(Job.id == job_id)) in _STOPPING_JOB_STATES
 
 
 def release_agent(session: Session, *, agent_id: int, run_id: int) -> None:
@@ -365,7 +371,7 @@ def record_result(
         analyses.label_result(run)
         release_agent(session, agent_id=agent.id, run_id=run.id)
         session.flush()
-        jobs.refresh_status(session, job_id=run.job_id)
+        _run_ended(session, run)
         return run, True
     if run.status in FINAL_STATES and run.result == payload:
         return run, False
@@ -411,6 +417,9 @@ def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
                     cpus=run.cpus,
                     min_cpus=run.min_cpus,
                     affinity=run.affinity,
+                    control_chance=run.control_chance,
+                    arm=run.arm,
+                    cell=run.cell,
                     repeat_index=run.repeat_index,
                     pool=run.pool,
                     required_agent_id=run.required_agent_id,
@@ -420,5 +429,14 @@ def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
             )
         else:
             session.flush()
-            jobs.refresh_status(session, job_id=run.job_id)
+            _run_ended(session, run)
     return lost
+
+
+def _run_ended(session: Session, run: Run) -> None:
+    """A study takes a step after each run that ends; a static job is finished once its
+    last run ended."""
+    if run.cell is not None:
+        studies.note_run_ended(session, job_id=run.job_id)
+    else:
+        jobs.refresh_status(session, job_id=run.job_id)

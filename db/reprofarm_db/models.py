@@ -160,6 +160,13 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A job that waits for agents (wait_for_agents_s): runs not leased by then expire.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # matrix (every run made at submit), or a study (verify, search) whose runs the
+    # worker makes as evidence arrives (reprofarm_db.studies): its cells, fixed at
+    # submit, and its last decision (a cache of what its runs say).
+    kind: Mapped[str] = mapped_column(String(20), default="matrix", server_default="matrix")
+    cells: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    study: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class BuildRequest(Base):
@@ -209,6 +216,10 @@ class Run(Base):
     hardware_config_id: Mapped[int | None] = mapped_column(ForeignKey("hardware_configs.id"))
     build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
     min_cpus: Mapped[int | None]
+    # NULL on runs stored before control_chance was an axis: their job's chance applies.
+    control_chance: Mapped[float | None] = mapped_column(Float)
+    arm: Mapped[str | None] = mapped_column(String(20))  # a verify study's baseline/candidate
+    cell: Mapped[int | None]  # a study's cell: an index into jobs.cells
     selector: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from reprofarm_protocol.analysis import AnalysisLimits
 
@@ -83,6 +83,14 @@ class ControllerSettings(BaseSettings):
         ge=0,
         description="re-plans of one job; after them, its runs still pending end expired "
         "with the builds that never came as the reason",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="signs the webhooks of studies that decided (HMAC-SHA256 of the body in "
+        "X-Reprofarm-Signature); a study asks for a webhook only when this is set",
+    )
+    webhook_attempts: int = Field(
+        8, ge=1, le=100, description="a webhook's POSTs before it is given up (backoff doubles)"
     )
     work_recheck_s: float = Field(
         2.0,

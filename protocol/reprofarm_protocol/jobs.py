@@ -113,6 +113,7 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 
 CpuCount = int | Literal["all"]
+Chance = Annotated[float, Field(ge=0, le=1)]
 
 
 def _all_cpus() -> list[CpuCount]:
@@ -149,7 +150,13 @@ class JobCreate(Strict):
     iterations: int | None = Field(None, ge=1, le=10**12, description="per worker")
     workers: int = Field(10, ge=1, le=1000)
     stall_timeout_s: float = Field(30.0, gt=0, le=24 * 3600)
-    control_chance: float | None = Field(None, ge=0, le=1)
+    control_chance: list[Chance] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_LIST,
+        description="control-deadlock's -control-chance, an axis like cpus: a number or a "
+        "list (e.g. [0, 1e-6, 1e-3]); null leaves hangtest's default",
+    )
     process_dumps: int = Field(2, ge=0, le=5, description="process dumps per hang")
     priority: int = Field(0, ge=-100, le=100, description="higher leases first")
     wait_for_agents_s: float | None = Field(
@@ -172,6 +179,12 @@ class JobCreate(Strict):
             out.append(match.group(1))
         return out
 
+    @field_validator("control_chance", mode="before")
+    @classmethod
+    def _one_chance(cls, value: object) -> object:
+        """A single number (the field's type before it became an axis) is a list of one."""
+        return [value] if isinstance(value, int | float) and not isinstance(value, bool) else value
+
     @field_validator("cpus")
     @classmethod
     def _cpus(cls, value: list[CpuCount]) -> list[CpuCount]:
@@ -192,6 +205,10 @@ class JobCreate(Strict):
     @classmethod
     def _affinities(cls, value: list[str]) -> list[str]:
         return [check_policy(a) for a in value]
+
+    def chances(self) -> list[float | None]:
+        """The control-chance axis; one null cell (hangtest's default) when not given."""
+        return list(self.control_chance) if self.control_chance else [None]
 
     @model_validator(mode="after")
     def _length(self) -> JobCreate:

@@ -20,7 +20,7 @@ from reprofarm_analyzer.bounded import analyze_bounded
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
 from reprofarm_analyzer.minidump_analysis import cross_check
-from reprofarm_db import analyses
+from reprofarm_db import analyses, studies
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Artifact, HardwareConfig, Run
 from reprofarm_protocol.analysis import Analysis, AnalysisLimits, DumpKind
@@ -103,6 +103,8 @@ def analyze_artifact(
         reports = analyses.reports_of_run(session, run_id=run_id)
         label, signature = combine(reports) if reports else (None, None)
         run = analyses.label_run(session, run_id=run_id, label=label, signature=signature)
+        if run.cell is not None:
+            studies.note_run_ended(session, job_id=run.job_id)  # a verify waits on labels
         return run.label or "pending"
 
 

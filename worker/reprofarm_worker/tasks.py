@@ -9,10 +9,11 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from celery import Celery
+import httpx
+from celery import Celery, Task
 from reprofarm_agent.build import build_hangtest, hangtest_source_dir, source_sha256
 from reprofarm_agent.toolchains import resolve_toolchain
-from reprofarm_db import artifacts, builds, jobs, leases, outbox, wakeups
+from reprofarm_db import artifacts, builds, jobs, leases, outbox, studies, wakeups
 from reprofarm_db.engine import transaction
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_protocol.queues import (
@@ -21,11 +22,14 @@ from reprofarm_protocol.queues import (
     TASK_PLAN_JOB,
     TASK_QUEUES,
     TASK_REANALYZE,
+    TASK_STUDY_STEP,
+    TASK_STUDY_WEBHOOK,
     TASK_SWEEP_LEASES,
     TASK_SWEEP_UPLOADS,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from reprofarm_worker import webhooks
 from reprofarm_worker.analysis import analyze_artifact, reanalyze
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,44 @@ def plan_job(
             log.info("job %s: %s runs ready", job_id, ready)
     wakeups.publish(wakeup_url, ready)  # after the commit: idle agents take them now
     return missing
+
+
+def study_step(sessions: sessionmaker[Session], job_id: int, wakeup_url: str | None = None) -> bool:
+    """One step of a study: end it if it decided, else top up its runs in flight.
+    Returns whether it decided."""
+    with transaction(sessions) as session:
+        done = studies.step(session, job_id=job_id)
+    wakeups.publish(wakeup_url, done.ready)  # after the commit: idle agents take them
+    if done.decided:
+        log.info("study %s decided", job_id)
+    return done.decided
+
+
+def step_studies(sessions: sessionmaker[Session], wakeup_url: str | None = None) -> int:
+    """Every study not finished takes a step, each in its own transaction: the safety
+    net under the step each result asks for (a task lost with a worker, a study waiting
+    on its dumps' analysis). Returns how many decided."""
+    with transaction(sessions) as session:
+        running = studies.running(session)
+    return sum(study_step(sessions, job_id, wakeup_url) for job_id in running)
+
+
+def send_webhook(
+    sessions: sessionmaker[Session], settings: ControllerSettings, job_id: int
+) -> int | None:
+    """POST a decided study's webhook once (the task retries on WebhookRetry). Returns
+    the receiver's status, or None when there is nothing to send."""
+    with transaction(sessions) as session:
+        found = webhooks.payload(session, job_id=job_id)
+    if found is None or settings.webhook_secret is None:
+        return None
+    url, body = found
+    secret = settings.webhook_secret.get_secret_value().encode()
+    with httpx.Client() as client:
+        status = webhooks.deliver(client, url=url, body=body, secret=secret, delivery=job_id)
+    if status >= 400:
+        log.error("study %s: webhook %s refused it (HTTP %s); not sent again", job_id, url, status)
+    return status
 
 
 def build(
@@ -84,6 +126,7 @@ def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) 
         expired = jobs.expire_waiting(session, now=now)
     with transaction(sessions) as session:
         jobs.finish_settled(session)
+    step_studies(sessions, settings.wakeup_redis_url)
     with transaction(sessions) as session:
         replanned, abandoned = jobs.replan_stranded(
             session, now=now, after_s=settings.replan_after_s, max_replans=settings.replan_max
@@ -175,10 +218,28 @@ def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[S
         _flush_outbox()
         return build_id
 
+    @app.task(name=TASK_STUDY_STEP)  # type: ignore[untyped-decorator]
+    def _study_step(job_id: int) -> bool:
+        decided = study_step(sessions, job_id, settings.wakeup_redis_url)
+        _flush_outbox()  # the webhook of a study that decided
+        return decided
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=TASK_STUDY_WEBHOOK, bind=True, max_retries=settings.webhook_attempts - 1
+    )
+    def _study_webhook(task: Task, job_id: int) -> int | None:
+        try:
+            return send_webhook(sessions, settings, job_id)
+        except webhooks.WebhookRetry as exc:
+            log.warning("study %s: webhook not delivered (%s); sending again", job_id, exc)
+            raise task.retry(countdown=min(2.0**task.request.retries, 300.0)) from exc
+
     @app.task(name=TASK_ANALYZE_ARTIFACT)  # type: ignore[untyped-decorator]
     def _analyze(artifact_id: int) -> str:
         scratch = settings.data_dir / "analysis-scratch"
-        return analyze_artifact(sessions, artifact_id, scratch, settings.analysis_limits())
+        label = analyze_artifact(sessions, artifact_id, scratch, settings.analysis_limits())
+        _flush_outbox()  # a study waiting on this run's label takes its step now
+        return label
 
     @app.task(name=TASK_REANALYZE)  # type: ignore[untyped-decorator]
     def _reanalyze(everything: bool = False) -> int:

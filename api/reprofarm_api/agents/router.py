@@ -179,6 +179,7 @@ def result(
     report: RunReport,
     agent_id: CurrentAgentId,
     session: SessionDep,
+    request: Request,
     lease_token: LeaseToken = None,
 ) -> ResultAck:
     """Idempotent: the same result posted twice changes nothing."""
@@ -190,4 +191,7 @@ def result(
         report=report,
         now=datetime.now(UTC),
     )
+    # A study's run: its step (queued in the outbox with the result) goes out now,
+    # so the study tops its runs up while the agent asks for its next one.
+    request.state.poke_relay = counted and run.cell is not None
     return ResultAck(run_id=run.id, status=run.status, counted=counted)
