@@ -45,6 +45,7 @@ BudgetOpt = Annotated[int, typer.Option(help="runs the study may create at most"
 BudgetHoursOpt = Annotated[float | None, typer.Option(help="run-hours it may spend at most")]
 InFlightOpt = Annotated[int, typer.Option(help="runs kept open per cell (and arm)")]
 WebhookOpt = Annotated[str | None, typer.Option(help="POSTed the result when it decides (signed)")]
+DumpsOpt = Annotated[int, typer.Option(help="process dumps per hang")]
 WaitOpt = Annotated[bool, typer.Option(help="follow the study to its decision")]
 KeyOpt = Annotated[str | None, typer.Option(help="resubmits never duplicate")]
 
@@ -106,6 +107,7 @@ def common_spec(
     budget_hours: float | None,
     in_flight: int,
     webhook: str | None,
+    process_dumps: int,
 ) -> dict[str, Any]:
     """The fields verify and search share, as the api takes them."""
     try:
@@ -119,6 +121,7 @@ def common_spec(
             "stall_timeout_s": parse_duration(stall_timeout, field="stall-timeout"),
             "budget": {"runs": budget, "run_hours": budget_hours},
             "in_flight_per_cell": in_flight,
+            "process_dumps": process_dumps,
         }
         if duration is not None:
             spec["duration_s"] = parse_duration(duration, field="duration")
@@ -232,6 +235,7 @@ def verify(
     budget_hours: BudgetHoursOpt = None,
     in_flight: InFlightOpt = 2,
     webhook: WebhookOpt = None,
+    process_dumps: DumpsOpt = 2,
     idempotency_key: KeyOpt = None,
     wait: WaitOpt = False,
     reconnect_timeout: ReconnectOpt = "10m",
@@ -257,6 +261,7 @@ def verify(
         budget_hours=budget_hours,
         in_flight=in_flight,
         webhook=webhook,
+        process_dumps=process_dumps,
     )
     spec |= {
         "kind": "verify",
@@ -300,6 +305,7 @@ def search(
     budget_hours: BudgetHoursOpt = None,
     in_flight: InFlightOpt = 2,
     webhook: WebhookOpt = None,
+    process_dumps: DumpsOpt = 2,
     idempotency_key: KeyOpt = None,
     wait: WaitOpt = False,
     reconnect_timeout: ReconnectOpt = "10m",
@@ -326,6 +332,7 @@ def search(
         budget_hours=budget_hours,
         in_flight=in_flight,
         webhook=webhook,
+        process_dumps=process_dumps,
     )
     spec |= {
         "kind": "search",
