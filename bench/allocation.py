@@ -16,6 +16,10 @@ D rate (1 - rate) (`--dispersion D`, the correlation of two runs on one machine;
 machines). A cell is misclassified when called `reproduces` at rate <= lo or `does-not` at
 rate >= hi; cells strictly between may go either way.
 
+`--allocation apt` or `random` swaps `pick_cells` for the APT index (Locatelli et al. 2016;
+tau = (lo + hi) / 2, eps = (hi - lo) / 20) or a uniform pick among undecided cells, to show
+what the choice of Thompson sampling buys (docs/statistics.md).
+
 Target (issue 15): adaptive runs <= 1/3 of uniform, no more misclassified cells, the first
 certified reproducing cell at least twice as soon. Prints a table per cell, then one JSON
 line: runs_adaptive, runs_uniform, ratio, misclassified_*, undecided_* (outside the
@@ -28,9 +32,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +53,63 @@ REPRODUCES, DOES_NOT, UNDECIDED = (
     CellDecision.DOES_NOT,
     CellDecision.UNDECIDED,
 )
+
+
+Picker = Callable[
+    [Sequence[tuple[int, int]], int, SearchRule, random.Random, Sequence[float]], list[int]
+]
+
+
+def thompson(
+    cells: Sequence[tuple[int, int]],
+    slots: int,
+    rule: SearchRule,
+    rng: random.Random,
+    phi: Sequence[float],
+) -> list[int]:
+    return pick_cells(cells, slots, rule, rng, phi=phi)
+
+
+def apt(
+    cells: Sequence[tuple[int, int]],
+    slots: int,
+    rule: SearchRule,
+    rng: random.Random,
+    phi: Sequence[float],
+) -> list[int]:
+    """The cell minimising sqrt(n) (|mean - tau| + eps), slot by slot."""
+    tau, eps = (rule.lo + rule.hi) / 2, (rule.hi - rule.lo) / 20
+    used = [0] * len(cells)
+    picked = []
+    for _ in range(slots):
+        room = [i for i, (_, n) in enumerate(cells) if n + used[i] < rule.max_runs_per_cell]
+        if not room:
+            break
+        best = min(
+            room,
+            key=lambda i: (
+                math.sqrt(cells[i][1] + used[i])
+                * (abs(cells[i][0] / max(1, cells[i][1]) - tau) + eps),
+                rng.random(),
+            ),
+        )
+        picked.append(best)
+        used[best] += 1
+    return picked
+
+
+def at_random(
+    cells: Sequence[tuple[int, int]],
+    slots: int,
+    rule: SearchRule,
+    rng: random.Random,
+    phi: Sequence[float],
+) -> list[int]:
+    room = [i for i, (_, n) in enumerate(cells) if n < rule.max_runs_per_cell]
+    return [rng.choice(room) for _ in range(slots)] if room else []
+
+
+PICKERS: dict[str, Picker] = {"thompson": thompson, "apt": apt, "random": at_random}
 
 
 @dataclass
@@ -97,7 +159,12 @@ def fresh(cells: Sequence[Cell]) -> list[Cell]:
 
 
 def adaptive(
-    cells: list[Cell], rule: SearchRule, slots: int, budget: int, rng: random.Random
+    cells: list[Cell],
+    rule: SearchRule,
+    slots: int,
+    budget: int,
+    rng: random.Random,
+    pick: Picker = thompson,
 ) -> Outcome:
     decisions = [UNDECIDED] * len(cells)
     open_ = list(range(len(cells)))
@@ -106,7 +173,7 @@ def adaptive(
     while open_ and spent < budget:
         counts = [cells[i].totals for i in open_]
         phis = [cells[i].phi() for i in open_]
-        picked = pick_cells(counts, min(slots, budget - spent), rule, rng, phi=phis)
+        picked = pick(counts, min(slots, budget - spent), rule, rng, phis)
         if not picked:
             break
         for j in picked:
@@ -172,6 +239,7 @@ def main() -> None:
     parser.add_argument("--machines", type=int, default=4, help="machines per cell")
     parser.add_argument("--dispersion", type=float, default=0.0, help="between-machine ICC")
     parser.add_argument("--budget", type=int, default=0, help="total runs per strategy (0: none)")
+    parser.add_argument("--allocation", choices=sorted(PICKERS), default="thompson")
     args = parser.parse_args()
     rule = SearchRule(args.lo, args.hi, args.alpha, args.beta, args.max_runs)
     rows = read_cells(args.cells)
@@ -186,7 +254,8 @@ def main() -> None:
             Cell(name, rate, machine_rates(rate, args.machines, args.dispersion, rng))
             for name, rate in rows
         ]
-        results["adaptive"].append(adaptive(fresh(cells), rule, args.slots, budget, rng))
+        pick = PICKERS[args.allocation]
+        results["adaptive"].append(adaptive(fresh(cells), rule, args.slots, budget, rng, pick))
         results["uniform"].append(uniform(fresh(cells), n, c, budget, rng))
 
     print("| cell | rate | adaptive runs | adaptive R/D/U | uniform runs | uniform R/D/U |")
