@@ -55,7 +55,7 @@ class ArmCounts:
 @dataclass(frozen=True)
 class VerifyOutcome:
     verdict: VerifyVerdict
-    p_value: float | None  # the conditional test's p (None when not computable: no hang at all)
+    p_value: float | None  # the conditional test's p (None when not computable: no baseline hang)
     ratio_upper95: float | None  # 95% upper bound of rate_c / rate_b (None: none or unbounded)
     more_clean_runs: int | None  # 0 when decided, None when the baseline has no hang
 
@@ -118,8 +118,8 @@ def _clean_p(n_c: int, n_b: int, x_b: int, margin: float) -> float:
 
 
 def _p_value(baseline: ArmCounts, candidate: ArmCounts, margin: float) -> float | None:
-    if baseline.hangs + candidate.hangs == 0:
-        return None
+    if baseline.hangs == 0:
+        return None  # nothing to compare with (with candidate hangs it would be 1)
     if candidate.hangs == 0:
         return _clean_p(candidate.runs, baseline.runs, baseline.hangs, margin)
     pi0 = candidate.runs / (candidate.runs + margin * baseline.runs)

@@ -88,7 +88,7 @@ def test_without_a_baseline_hang_nothing_can_be_said_and_the_baseline_must_run_m
 
 def test_a_candidate_hang_without_baseline_hangs_is_still_not_fixed():
     outcome = verify_verdict(ArmCounts(10, 0), ArmCounts(10, 1), margin=1)
-    assert (outcome.verdict, outcome.more_clean_runs, outcome.ratio_upper95) == (NOT_FIXED, 0, None)
+    assert outcome == VerifyOutcome(NOT_FIXED, None, None, 0)
 
 
 @pytest.mark.parametrize(
