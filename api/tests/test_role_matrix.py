@@ -48,6 +48,24 @@ class Request:
     after: Callable[[Farm, httpx.Response], None] | None = None
 
 
+SEARCH = {
+    "kind": "search",
+    "scenario": "control-deadlock",
+    "control_chance": [0, 1e-3],
+    "budget": {"runs": 20},
+}
+
+
+def _fresh_study(farm: Farm) -> int:
+    """A study of the farm's agents; each caller gets its own (a cancel is once)."""
+    study = farm.api.client.post(
+        "/api/v1/studies", headers=farm.headers(farm.api.admin), json=SEARCH
+    )
+    assert study.status_code == 201, study.text
+    job_id: int = study.json()["job_id"]
+    return job_id
+
+
 def _fresh_job_to_cancel(farm: Farm) -> Request:
     # A job cancelled once is 409 the second time: each caller gets its own.
     job = farm.api.client.post(
@@ -78,6 +96,11 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     "POST /api/v1/jobs/{job_id}/cancel": _fresh_job_to_cancel,
     "GET /api/v1/jobs/{job_id}/runs": lambda f: Request("GET", f"/api/v1/jobs/{f.job_id}/runs"),
     "GET /api/v1/runs/{run_id}": lambda f: Request("GET", f"/api/v1/runs/{f.run_id}"),
+    "POST /api/v1/studies": lambda f: Request("POST", "/api/v1/studies", json=SEARCH),
+    "GET /api/v1/studies/{job_id}": lambda f: Request("GET", f"/api/v1/studies/{_fresh_study(f)}"),
+    "POST /api/v1/studies/{job_id}/cancel": lambda f: Request(
+        "POST", f"/api/v1/studies/{_fresh_study(f)}/cancel"
+    ),
     "GET /api/v1/artifacts/{artifact_id}": lambda f: Request(
         "GET", f"/api/v1/artifacts/{f.artifact_id}"
     ),
