@@ -326,7 +326,8 @@ def _search_wants(
         if free <= 0:
             continue
         counts = [(by_index[i].hangs, by_index[i].runs) for i in members]
-        for pick in rules.pick_cells(counts, free * 4, rule, rng):
+        phis = [by_index[i].phi for i in members]
+        for pick in rules.pick_cells(counts, free * 4, rule, rng, phi=phis):
             i = members[pick]
             if open_now[i] < spec.in_flight_per_cell:
                 open_now[i] += 1

@@ -244,7 +244,8 @@ def _evaluate_verify(
         base, cand = counts[(i, Arm.BASELINE)], counts[(i, Arm.CANDIDATE)]
         open_by_cell[(i, Arm.BASELINE)] = base.open
         open_by_cell[(i, Arm.CANDIDATE)] = cand.open
-        screen = rules.cell_decision(base.hangs, base.runs, VERIFY_SCREEN, phi=base.phi())
+        phi = base.phi()
+        screen = rules.cell_decision(base.hangs, base.runs, VERIFY_SCREEN, phi=phi)
         dropped = screen is rules.CellDecision.DOES_NOT
         if not dropped:
             active.append(i)
@@ -252,6 +253,7 @@ def _evaluate_verify(
             by_hardware[cell["hardware"]] = (pair[0].merged(base), pair[1].merged(cand))
         model = _cell_model(cell, base.merged(cand), "does-not" if dropped else screen.value)
         model.arms = {Arm.BASELINE.value: base.tally(), Arm.CANDIDATE.value: cand.tally()}
+        model.phi = phi
         read.cells.append(model)
     total_base, total_cand = _Counts(), _Counts()
     for hardware, (base, cand) in sorted(by_hardware.items()):
@@ -370,6 +372,7 @@ def _evaluate_search(
         decision = rules.cell_decision(c.hangs, c.runs, rule, phi=phi)
         model = _cell_model(cell, c, decision.value)
         model.llr = rules.log_likelihood_ratio(c.hangs, c.runs, rule) / phi
+        model.phi = phi
         read.cells.append(model)
         if decision is rules.CellDecision.UNDECIDED and c.runs < rule.max_runs_per_cell:
             undecided.append(i)

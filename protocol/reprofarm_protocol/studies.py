@@ -224,6 +224,11 @@ class StudyCell(BaseModel):
     ci95_low: float
     ci95_high: float
     llr: float | None = Field(None, description="search: the cell's log-likelihood ratio")
+    phi: float = Field(
+        1.0,
+        description="how much more its machines disagree than chance allows (1: no more); "
+        "the evidence is divided by it (docs/statistics.md, overdispersion)",
+    )
     arms: dict[str, Tally] | None = Field(None, description="verify: per arm")
 
 
