@@ -146,3 +146,13 @@ LeaseToken = Annotated[
         description="the `lease_token` of the run's lease: proves the caller holds it",
     ),
 ]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        description="resubmitting with it never duplicates; each token has its own keys",
+    ),
+]
+"""A submit's own key: the same key again returns what it made the first time."""

@@ -56,6 +56,30 @@ _ALIASES = {
     "stall_timeout": "stall_timeout_s",
 }
 _INTS = ("iterations", "workers", "process_dumps")
+_COMMON = frozenset(
+    (
+        "scenario",
+        "go",
+        "pool",
+        "agent",
+        "selector",
+        "cpus",
+        "affinity",
+        "duration",
+        "stall_timeout",
+        "control_chance",
+        "budget",
+        "budget_hours",
+        "in_flight",
+        "webhook",
+        "process_dumps",
+    )
+)
+"""The options verify and search share (``common_spec``'s arguments, by name)."""
+_FOLLOW = frozenset(
+    ("wait", "as_json", "idempotency_key", "reconnect_timeout", "api", "token", "data_dir")
+)
+"""How both submit and follow a study (``run_study``'s arguments, by name)."""
 _DURATIONS = ("duration_s", "stall_timeout_s")
 
 
@@ -246,23 +270,7 @@ def verify(
 ) -> None:
     """Is it fixed? Runs a baseline and a candidate interleaved on the cells where the
     baseline reproduces, until the verdict: fixed, not-fixed or undecided."""
-    spec = common_spec(
-        scenario=scenario,
-        go=go,
-        pool=pool,
-        agent=agent,
-        selector=selector,
-        cpus=cpus,
-        affinity=affinity,
-        duration=duration,
-        stall_timeout=stall_timeout,
-        control_chance=control_chance,
-        budget=budget,
-        budget_hours=budget_hours,
-        in_flight=in_flight,
-        webhook=webhook,
-        process_dumps=process_dumps,
-    )
+    spec = common_spec(**{name: value for name, value in locals().items() if name in _COMMON})
     spec |= {
         "kind": "verify",
         "baseline": arm_overrides(baseline, option="baseline"),
@@ -271,16 +279,7 @@ def verify(
     }
     if label:
         spec["label"] = label
-    run_study(
-        spec,
-        wait=wait,
-        as_json=as_json,
-        idempotency_key=idempotency_key,
-        reconnect_timeout=reconnect_timeout,
-        api=api,
-        token=token,
-        data_dir=data_dir,
-    )
+    run_study(spec, **{name: value for name, value in locals().items() if name in _FOLLOW})
 
 
 def search(
@@ -317,23 +316,7 @@ def search(
     """Where does it reproduce? Decides each cell (hardware x CPUs x affinity x Go x
     chance) between reproduces (rate >= hi) and does-not (rate <= lo), runs going where
     they are most informative."""
-    spec = common_spec(
-        scenario=scenario,
-        go=go,
-        pool=pool,
-        agent=agent,
-        selector=selector,
-        cpus=cpus,
-        affinity=affinity,
-        duration=duration,
-        stall_timeout=stall_timeout,
-        control_chance=control_chance,
-        budget=budget,
-        budget_hours=budget_hours,
-        in_flight=in_flight,
-        webhook=webhook,
-        process_dumps=process_dumps,
-    )
+    spec = common_spec(**{name: value for name, value in locals().items() if name in _COMMON})
     spec |= {
         "kind": "search",
         "lo": lo,
@@ -342,13 +325,4 @@ def search(
         "beta": beta,
         "max_runs_per_cell": max_runs_per_cell,
     }
-    run_study(
-        spec,
-        wait=wait,
-        as_json=as_json,
-        idempotency_key=idempotency_key,
-        reconnect_timeout=reconnect_timeout,
-        api=api,
-        token=token,
-        data_dir=data_dir,
-    )
+    run_study(spec, **{name: value for name, value in locals().items() if name in _FOLLOW})

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from reprofarm_db import agents, builds, jobs, views
 from reprofarm_protocol.jobs import JobCreate
 from reprofarm_protocol.limits import INT64_MAX
 
-from reprofarm_api.deps import JobId, SessionDep, SettingsDep, Submitter, Viewer
+from reprofarm_api.deps import IdempotencyKey, JobId, SessionDep, SettingsDep, Submitter, Viewer
 from reprofarm_api.jobs.schemas import DryRun, EligibleAgent, JobRead
 from reprofarm_api.responses import AUTHENTICATED, errors
 
@@ -34,14 +34,7 @@ def submit(
     token: Submitter,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            min_length=1,
-            max_length=200,
-            description="resubmitting with it never duplicates; each token has its own keys",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
     dry_run: Annotated[bool, Query(description="only expand: nothing is stored")] = False,
 ) -> JobRead | DryRun:
     """The job and all its runs are stored in one transaction, with the task that

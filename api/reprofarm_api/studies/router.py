@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from reprofarm_db import agents, builds, jobs, studies
 from reprofarm_protocol.studies import StudyCreate, StudyRead
 
-from reprofarm_api.deps import JobId, SessionDep, SettingsDep, Submitter, Viewer
+from reprofarm_api.deps import IdempotencyKey, JobId, SessionDep, SettingsDep, Submitter, Viewer
 from reprofarm_api.responses import AUTHENTICATED, errors
 
 router = APIRouter(prefix="/api/v1/studies", tags=["studies"], responses=AUTHENTICATED)
@@ -32,14 +32,7 @@ def create(
     token: Submitter,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            min_length=1,
-            max_length=200,
-            description="resubmitting with it never duplicates; each token has its own keys",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> StudyRead:
     """The study, its cells (the hardware of the matching agents online now) and their
     first runs are stored in one transaction; the worker then makes runs as results
