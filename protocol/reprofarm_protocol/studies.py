@@ -109,7 +109,9 @@ class StudyCommon(JobCreate):
 
 class VerifyCreate(StudyCommon):
     """Is it fixed? ``baseline`` and ``candidate`` set fields of ``ARM_FIELDS`` over the
-    common ones, e.g. ``{"go_version": "1.25.5"}`` against ``{"go_version": "1.27.3"}``."""
+    common ones, e.g. ``{"go_version": "1.25.5"}`` against ``{"go_version": "1.27.3"}``.
+    Two equal arms are allowed: an A/A study checks the farm itself (it must end
+    ``not-fixed`` wherever the baseline reproduces)."""
 
     kind: Literal["verify"] = "verify"
     baseline: dict[str, ArmValue] = Field(default_factory=dict, max_length=len(ARM_FIELDS))
@@ -149,8 +151,6 @@ class VerifyCreate(StudyCommon):
                 overrides["go_version"] = job.go_versions[0]
             if "control_chance" in overrides:
                 overrides["control_chance"] = job.chances()[0]
-        if self.arm_spec("baseline") == self.arm_spec("candidate"):
-            raise ValueError("candidate: the arms are the same job; set a field differently")
         return self
 
     def arm_spec(self, arm: str) -> JobCreate:

@@ -68,8 +68,6 @@ def test_verify_tells_a_fix_from_no_fix_on_real_runs(farm: Farm) -> None:
         "control_chance=1e-3",
         "--candidate",
         "control_chance=1e-3",
-        "--candidate",
-        "workers=4",
         "--budget",
         "80",
         "--wait",
