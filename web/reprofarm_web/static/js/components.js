@@ -189,6 +189,7 @@ export function cancelButton({ id, label, question, onConfirm }) {
   const ask = h("span", { class: "confirm", hidden: true },
     question + " ",
     h("button", { type: "button", id: "cancel-confirm", class: "danger", onclick: async () => {
+      ask.hidden = true; // answered: a refresh after it redraws the buttons
       try { await onConfirm(); } catch (err) { box.append(errorBox(err)); }
     } }, "Yes, cancel it"),
     h("button", { type: "button", onclick: () => { ask.hidden = true; } }, "No"));
