@@ -7,6 +7,7 @@ import { h, link, section, table, pager, filterBar, errorBox, badge, progress, d
 import { replaceQuery, href } from "../router.js";
 import { vocabulary } from "../vocabulary.js";
 import { finished } from "./jobs.js";
+import { KIND, isStudy } from "../studies.js";
 
 export const name = "job";
 const PAGE = 50;
@@ -16,6 +17,7 @@ function specFacts(job) {
   const s = job.spec;
   return dl([
     ["Status", badge(job.status)],
+    isStudy(job) ? ["Study", link(href(`/studies/${job.id}`), `${KIND[job.kind]}: its decision so far`)] : null,
     ["Scenario", s.scenario],
     ["Go versions", (s.go_versions || []).join(", ")],
     ["CPUs", (s.cpus || []).join(", ")],
@@ -111,7 +113,9 @@ export async function mount(root, { params, query, me }) {
   function drawActions(job) {
     actions.replaceChildren();
     if (!me.can_submit) { return; }
-    actions.append(link(href("/submit", { from: job.id }), "Run again with the same spec", { class: "button" }));
+    if (!isStudy(job)) {
+      actions.append(link(href("/submit", { from: job.id }), "Run again with the same spec", { class: "button" }));
+    }
     if (!OPEN.includes(job.status)) { return; }
     actions.append(cancelButton({
       id: "cancel-job",
