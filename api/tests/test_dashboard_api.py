@@ -127,6 +127,21 @@ def test_a_job_view_has_its_cells_by_state_and_pages_of_runs(api, farm):
     assert (bad.status_code, bad.json()["detail"]["field"]) == (422, "sort")
 
 
+def test_the_jobs_lists_say_which_jobs_are_studies(api, farm):
+    study = api.client.post(
+        "/api/v1/studies",
+        headers=api.headers(api.admin),
+        json={"kind": "search", "scenario": "control-deadlock", "budget": {"runs": 20}},
+    )
+    assert study.status_code == 201, study.text
+    study_id = study.json()["job_id"]
+    listed = api.client.get("/api/v1/jobs", headers=farm["viewer"]).json()
+    page = api.client.get("/api/v1/views/jobs", headers=farm["viewer"]).json()["jobs"]
+    for jobs in (listed, page):
+        kinds = {j["id"]: j["kind"] for j in jobs}
+        assert kinds == {farm["job_id"]: "matrix", study_id: "search"}, kinds
+
+
 def test_a_run_view_names_its_agent_hardware_and_build(api, farm):
     page = api.client.get(
         f"/api/v1/views/jobs/{farm['job_id']}/runs?status=hung", headers=farm["viewer"]

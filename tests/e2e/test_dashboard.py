@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium on a farm from `reprofarm up` with real
 runs: every page reached by clicking from `/`, live updates without reloads, the
 hangs of a control job in the right cells, a dump downloaded with its sha256, the
-submit form's dry run, and cancel for a submitter but not for a viewer.
+submit form's dry run, cancel for a submitter but not for a viewer, and a search
+study's page reaching its decision live.
 
 One farm and one browser serve the whole module (starting a farm costs seconds);
 each test opens its own page. Screenshots of every page (1400x900) go to
@@ -38,6 +39,30 @@ CONTROL_JOB = {
     "duration_s": 5,
     "stall_timeout_s": 2,
     "process_dumps": 0,
+}
+
+SEARCH_STUDY = {  # the control decides both cells in a few runs: 1e-3 hangs, 0 never does
+    "kind": "search",
+    "scenario": "control-deadlock",
+    "control_chance": [0, 1e-3],
+    "duration_s": 1,
+    "stall_timeout_s": 0.5,
+    "process_dumps": 0,
+    "lo": 0.05,
+    "hi": 0.5,
+    "budget": {"runs": 40},
+}
+
+VERIFY_STUDY = {  # a fix of the control: the baseline always hangs, the candidate never
+    "kind": "verify",
+    "scenario": "control-deadlock",
+    "baseline": {"control_chance": 1e-3},
+    "candidate": {"control_chance": 0},
+    "margin": 1,
+    "duration_s": 1,
+    "stall_timeout_s": 0.5,
+    "process_dumps": 0,
+    "budget": {"runs": 40},
 }
 
 
@@ -293,3 +318,78 @@ def test_cancel_works_for_a_submitter_and_is_absent_for_a_viewer(farm, browser):
     )
     viewer.close()
     submitter.close()
+
+
+def test_a_search_study_page_reaches_its_decision_live_and_shows_its_cells(farm, browser):
+    r = farm.call("POST", "/api/v1/studies", farm.submitter, json=SEARCH_STUDY)
+    assert r.status_code == 201, r.text
+    study_id = r.json()["job_id"]
+    page = _open(browser, farm.link(farm.viewer))
+    _nav(page, "jobs")
+    page.click(f"#job-list a[href='#/studies/{study_id}']")
+    page.wait_for_selector("#decision[data-decided='false']")
+    page.evaluate("window.__notReloaded = true")
+    assert page.locator("#cancel-study").count() == 0, "a viewer sees no cancel button"
+    page.wait_for_selector("#decision[data-decided='true']", timeout=300_000)
+    assert page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+    decision = page.inner_text("#decision")
+    assert decision.startswith("Done: hangs in 1 cell, does not hang in 1 cell"), decision
+    for chance, verdict, words in (
+        ("0.001", "reproduces", "hangs here"),
+        ("0", "does-not", "does not hang here"),
+    ):
+        row = page.locator(f"#study-cells tbody tr[data-chance='{chance}']")
+        assert row.get_attribute("data-decision") == verdict
+        text = row.inner_text()
+        k, n = (int(row.locator(".tally").get_attribute(a) or -1) for a in ("data-k", "data-n"))
+        expected = (n if verdict == "reproduces" else 0, True)
+        assert (k, n >= 2) == expected, f"{chance}: {k}/{n} in {text!r}"
+        for said in (words, f"{k}/{n} hung", "(95%: "):
+            assert said in text, f"{said!r} not in {text!r}"
+    study = farm.call("GET", f"/api/v1/studies/{study_id}", farm.viewer).json()
+    assert f"{study['runs_used']} of 40 runs" in page.inner_text("#spent")
+    assert f"would need {study['runs_uniform']} runs" in page.inner_text("#uniform")
+    assert "2 of 2" in (page.get_attribute("#trace", "aria-label") or "")
+    page.wait_for_selector("h2 .badge:has-text('done')")
+    _shot(page, "study")
+    page.close()
+
+
+def test_a_verify_study_page_calls_a_fix_fixed_with_its_arms_and_bound(farm, browser):
+    r = farm.call("POST", "/api/v1/studies", farm.submitter, json=VERIFY_STUDY)
+    assert r.status_code == 201, r.text
+    study_id = r.json()["job_id"]
+    page = _open(browser, farm.link(farm.viewer))
+    page.goto(f"{farm.url}/#/studies/{study_id}")
+    page.wait_for_selector("#decision[data-decided='true']", timeout=300_000)
+    decision = page.inner_text("#decision")
+    assert decision.startswith("Fixed"), decision
+    tallies = {}
+    for arm in ("baseline", "candidate"):
+        tally = page.locator(f"#arms tbody tr[data-arm='{arm}'] .tally")
+        tallies[arm] = tuple(int(tally.get_attribute(a) or -1) for a in ("data-k", "data-n"))
+    (base_k, base_n), (cand_k, cand_n) = tallies["baseline"], tallies["candidate"]
+    assert (base_k == base_n > 0, cand_k, cand_n > 0) == (True, 0, True), tallies
+    assert "Fixed" in page.inner_text("#by-hardware tbody")
+    cell = page.locator("#study-cells tbody tr")
+    assert cell.count() == 1
+    assert "baseline hangs here" in cell.inner_text()
+    assert "fixed under 1 (1/margin)" in (page.text_content("#trace .reference") or "")
+    study = farm.call("GET", f"/api/v1/studies/{study_id}", farm.viewer).json()
+    assert study["ratio_upper95"] <= 1, study["ratio_upper95"]
+    page.wait_for_selector("h2 .badge:has-text('done')")  # its open runs are stopped
+    _shot(page, "study-verify")
+    page.close()
+
+
+def test_a_submitter_cancels_a_study_from_its_page(farm, browser):
+    endless = {**SEARCH_STUDY, "control_chance": [0], "duration_s": 60}
+    r = farm.call("POST", "/api/v1/studies", farm.submitter, json=endless)
+    assert r.status_code == 201, r.text
+    page = _open(browser, farm.link(farm.submitter))
+    page.goto(f"{farm.url}/#/studies/{r.json()['job_id']}")
+    page.click("#cancel-study")
+    page.click("#cancel-confirm")
+    page.wait_for_selector("h2 .badge:has-text('cancelled')")
+    assert page.locator("#cancel-study").count() == 0
+    page.close()

@@ -7,10 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from reprofarm_db.models import Job
+from reprofarm_protocol.studies import JobKind
 
 
 class JobRead(BaseModel):
     id: int
+    kind: JobKind = Field(
+        description="matrix: every run made at submit; verify or search: a study, whose runs "
+        "come as evidence arrives (GET /api/v1/studies/{id})"
+    )
     status: str = Field(description="queued, running, done or cancelled")
     spec: dict[str, Any]
     targets: list[str] = Field(description="build targets (GOOS/GOARCH) of the eligible agents")
@@ -24,6 +29,7 @@ class JobRead(BaseModel):
     def of(cls, job: Job, counts: dict[str, int]) -> JobRead:
         return cls(
             id=job.id,
+            kind=JobKind(job.kind),
             status=job.status,
             spec=job.spec,
             targets=job.targets,

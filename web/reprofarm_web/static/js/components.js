@@ -180,3 +180,26 @@ export function pager({ total, limit, offset, onPage, what }) {
 export function dl(pairs) {
   return h("dl", { class: "facts" }, pairs.filter(Boolean).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
+
+/** A cancel button that asks before it acts: `label` opens the question, "Yes, cancel it"
+ * (#cancel-confirm) calls onConfirm(); an error it throws is shown beside the buttons.
+ * `confirming(box)` tells a live refresh not to redraw a question being asked. */
+export function cancelButton({ id, label, question, onConfirm }) {
+  const box = h("span", { class: "cancel" });
+  const ask = h("span", { class: "confirm", hidden: true },
+    question + " ",
+    h("button", { type: "button", id: "cancel-confirm", class: "danger", onclick: async () => {
+      ask.hidden = true; // answered: a refresh after it redraws the buttons
+      try { await onConfirm(); } catch (err) { box.append(errorBox(err)); }
+    } }, "Yes, cancel it"),
+    h("button", { type: "button", onclick: () => { ask.hidden = true; } }, "No"));
+  box.append(
+    h("button", { type: "button", id, class: "danger", onclick: () => {
+      ask.hidden = false;
+      ask.querySelector("button").focus();
+    } }, label),
+    ask);
+  return box;
+}
+
+export function confirming(box) { return Boolean(box.querySelector(".confirm:not([hidden])")); }

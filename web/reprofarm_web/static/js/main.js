@@ -6,6 +6,7 @@ import { watch } from "./live.js";
 import * as overview from "./pages/overview.js";
 import * as jobs from "./pages/jobs.js";
 import * as job from "./pages/job.js";
+import * as study from "./pages/study.js";
 import * as run from "./pages/run.js";
 import * as signatures from "./pages/signatures.js";
 import * as agents from "./pages/agents.js";
@@ -15,6 +16,7 @@ import * as submit from "./pages/submit.js";
 router.route("/", overview);
 router.route("/jobs", jobs);
 router.route("/jobs/:id", job);
+router.route("/studies/:id", study);
 router.route("/runs/:id", run);
 router.route("/signatures", signatures);
 router.route("/agents", agents);
@@ -26,7 +28,7 @@ const status = document.getElementById("status");
 const signIn = document.getElementById("token-section");
 
 function markNav(name) {
-  const section = { job: "jobs", run: "jobs", hardware: "overview" }[name] || name;
+  const section = { job: "jobs", study: "jobs", run: "jobs", hardware: "overview" }[name] || name;
   for (const a of document.querySelectorAll("nav a")) {
     if (a.dataset.nav === section) { a.setAttribute("aria-current", "page"); } else { a.removeAttribute("aria-current"); }
   }

@@ -3,10 +3,11 @@
 
 import * as api from "../api.js";
 import * as fmt from "../format.js";
-import { h, link, section, table, pager, filterBar, errorBox, badge, progress, dl, rateCell } from "../components.js";
+import { h, link, section, table, pager, filterBar, errorBox, badge, progress, dl, rateCell, cancelButton, confirming } from "../components.js";
 import { replaceQuery, href } from "../router.js";
 import { vocabulary } from "../vocabulary.js";
 import { finished } from "./jobs.js";
+import { KIND, isStudy } from "../studies.js";
 
 export const name = "job";
 const PAGE = 50;
@@ -16,6 +17,7 @@ function specFacts(job) {
   const s = job.spec;
   return dl([
     ["Status", badge(job.status)],
+    isStudy(job) ? ["Study", link(href(`/studies/${job.id}`), `${KIND[job.kind]}: its decision so far`)] : null,
     ["Scenario", s.scenario],
     ["Go versions", (s.go_versions || []).join(", ")],
     ["CPUs", (s.cpus || []).join(", ")],
@@ -111,23 +113,19 @@ export async function mount(root, { params, query, me }) {
   function drawActions(job) {
     actions.replaceChildren();
     if (!me.can_submit) { return; }
-    actions.append(link(href("/submit", { from: job.id }), "Run again with the same spec", { class: "button" }));
+    if (!isStudy(job)) {
+      actions.append(link(href("/submit", { from: job.id }), "Run again with the same spec", { class: "button" }));
+    }
     if (!OPEN.includes(job.status)) { return; }
-    const confirmBox = h("span", { class: "confirm", hidden: true },
-      "Cancel this job? Runs not started are cancelled, running ones stop at their next heartbeat. ",
-      h("button", { type: "button", id: "cancel-confirm", class: "danger", onclick: async () => {
-        try {
-          await api.post(`/api/v1/jobs/${job.id}/cancel`);
-          await refresh();
-        } catch (err) { actions.append(errorBox(err)); }
-      } }, "Yes, cancel it"),
-      h("button", { type: "button", onclick: () => { confirmBox.hidden = true; } }, "No"));
-    actions.append(
-      h("button", { type: "button", id: "cancel-job", class: "danger", onclick: () => {
-        confirmBox.hidden = false;
-        confirmBox.querySelector("button").focus();
-      } }, "Cancel job"),
-      confirmBox);
+    actions.append(cancelButton({
+      id: "cancel-job",
+      label: "Cancel job",
+      question: "Cancel this job? Runs not started are cancelled, running ones stop at their next heartbeat.",
+      onConfirm: async () => {
+        await api.post(`/api/v1/jobs/${job.id}/cancel`);
+        await refresh();
+      },
+    }));
   }
 
   async function refreshRuns() {
@@ -151,7 +149,7 @@ export async function mount(root, { params, query, me }) {
           view.job.skipped.map((s) => h("li", {}, `${s.target}, Go ${s.go_version}, ${s.cpus} CPUs: ${s.reason}`)))]
         : []));
       cellsBox.replaceChildren(cellsTable(view.cells));
-      if (!actions.querySelector(".confirm:not([hidden])")) { drawActions(view.job); }
+      if (!confirming(actions)) { drawActions(view.job); }
     } catch (err) { facts.replaceChildren(errorBox(err)); }
     await refreshRuns();
   }

@@ -1,10 +1,11 @@
-// Jobs: newest first, paged, with live progress.
+// Jobs: newest first, paged, with live progress; a study links to its own page.
 
 import * as api from "../api.js";
 import * as fmt from "../format.js";
 import { h, link, section, table, pager, filterBar, errorBox, badge, progress } from "../components.js";
 import { replaceQuery, href } from "../router.js";
 import { vocabulary } from "../vocabulary.js";
+import { KIND, isStudy } from "../studies.js";
 
 export const name = "jobs";
 const PAGE = 25;
@@ -16,7 +17,8 @@ export function finished(runs) { return FINISHED.reduce((n, s) => n + (runs[s] |
 /** The columns of a job row (the jobs page and the overview's latest jobs). */
 export function jobRow() {
   return [
-    { key: "id", label: "Job", render: (j) => link(href(`/jobs/${j.id}`), `#${j.id}`) },
+    { key: "id", label: "Job", render: (j) => link(href(`/${isStudy(j) ? "studies" : "jobs"}/${j.id}`), `#${j.id}`) },
+    { key: "kind", label: "Kind", render: (j) => KIND[j.kind] || j.kind },
     { key: "scenario", label: "Scenario", render: (j) => j.spec.scenario },
     { key: "go", label: "Go", render: (j) => (j.spec.go_versions || []).join(", ") },
     { key: "status", label: "Status", render: (j) => badge(j.status) },
