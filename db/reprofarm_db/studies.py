@@ -256,8 +256,7 @@ def _finish(
 ) -> None:
     for run in locked_runs(session, Run.job_id == job.id, Run.status.in_(NOT_STARTED_RUN_STATES)):
         move_run(run, RunState.CANCELLED, finished_at=now, reason="the study decided")
-    read.status = JobState.DONE
-    job.study = read.model_dump(mode="json")
+    job.study = read.model_copy(update={"status": JobState.DONE}).model_dump(mode="json")
     job.decided_at = now
     session.flush()
     move_job(session, job_id=job.id, to=JobState.DONE, now=now)

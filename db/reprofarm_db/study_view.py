@@ -187,14 +187,18 @@ def evaluate(
         out = _evaluate_verify(spec, cells, facts, trace=trace)
     else:
         out = _evaluate_search(spec, cells, facts, trace=trace)
-    read, active, open_by_cell, order = out
-    read.job_id = job_id
-    read.status = status
-    read.spec = spec_json
-    read.runs_used = used
-    read.run_hours_used = round(hours, 4)
-    read.budget_runs = budget.runs
-    read.budget_run_hours = budget.run_hours
+    computed, active, open_by_cell, order = out
+    read = computed.model_copy(
+        update={
+            "job_id": job_id,
+            "status": status,  # the job's, as read: a study's own state is `decided`
+            "spec": spec_json,
+            "runs_used": used,
+            "run_hours_used": round(hours, 4),
+            "budget_runs": budget.runs,
+            "budget_run_hours": budget.run_hours,
+        }
+    )
     out_of_budget = runs_left == 0 or hours_left == 0
     if not read.decided and out_of_budget:
         still_open = sum(open_by_cell.values())
