@@ -191,12 +191,17 @@ def combine(analyses: Sequence[Analysis]) -> tuple[Label, str]:
 
     Raises ``ValueError`` for an empty sequence: a run without dumps has no label here.
     """
+    best = deciding_report(analyses)
+    return best.label, best.signature
+
+
+def deciding_report(analyses: Sequence[Analysis]) -> Analysis:
+    """The report ``combine`` takes a run's label from (its confidence is the run's)."""
     if not analyses:
         raise ValueError("combine needs at least one analysis")
     from_goroutines = [a for a in analyses if a.kind is DumpKind.GOROUTINES]
     pool = from_goroutines or list(analyses)
-    best = pool[_most_specific(pool)]
-    return best.label, best.signature
+    return pool[_most_specific(pool)]
 
 
 def _most_specific(analyses: Sequence[Analysis]) -> int:

@@ -44,6 +44,7 @@ def artifact_analysis(artifact_id: ArtifactId, session: SessionDep, _token: View
         run_id=row.run_id,
         kind=row.kind,
         label=row.label,
+        confidence=row.confidence,
         signature=row.signature,
         rules_version=row.rules_version,
         analyzed_at=row.analyzed_at,

@@ -13,6 +13,7 @@ class AnalysisRead(BaseModel):
     run_id: int
     kind: str
     label: str | None = Field(description="None when the dump could not be read (see error)")
+    confidence: str | None = Field(None, description="strong, partial or weak (of the label)")
     signature: str | None
     rules_version: int
     analyzed_at: datetime
