@@ -75,6 +75,8 @@ class _Parser:
         self.prefix: re.Pattern[str] | None = None
         self.last_kind = ""
         self.wrapped: list[str] = []
+        self.fragment = ""  # the first part of a source line wrapped onto the next
+        self.reopenable: Goroutine | None = None  # ended by a blank line after a frame
         self.awaiting_creator_file = False
         self.orphan_problem = ""
 
@@ -144,6 +146,7 @@ class _Parser:
 
     def _header(self, number: int, raw: str, header: re.Match[str]) -> None:
         self._end_block()
+        self.reopenable = None
         self.prefix = tl.prefix_pattern(raw[: header.start()])
         facts = tl.header_facts(header)
         if self.dump is None or facts.id in self.seen or self._gap_starts_dump():
@@ -170,6 +173,17 @@ class _Parser:
 
     def _gap_line(self, number: int, line: str) -> None:
         stripped = line.strip()
+        reopened = self.reopenable
+        if reopened is not None and stripped and not self.gap:
+            self.reopenable = None
+            if tl.function_name(stripped) is not None:
+                # Go never prints a frame right after a blank line: a paste split the
+                # goroutine (an editor, a terminal). The frames stay with it.
+                self._problem(number, f"blank line inside goroutine {reopened.id}: joined")
+                self.current = reopened
+                self.last_kind = "file"
+                self._block_line(number, line)
+                return
         if tl.PARTIAL_HEADER.match(stripped):
             self._problem(number, f"unreadable goroutine header: {stripped[:80]!r}")
         if stripped:
@@ -188,6 +202,16 @@ class _Parser:
         if self.wrapped:
             self._continue_wrapped(number, goroutine, stripped)
             return
+        if self.fragment:
+            fragment, self.fragment = self.fragment, ""
+            joined = tl.file_position(fragment + stripped)
+            if joined is not None:
+                self._problem(
+                    number, f"source line wrapped onto two lines, joined: {fragment[-40:]!r}"
+                )
+                self._file_line(number, goroutine, joined, fragment + stripped)
+                return
+            self._problem(number - 1, f"not a traceback line: {fragment[:80]!r}")
         position = tl.file_position(stripped) if stripped[-1].isalnum() else None
         if position is not None:
             self._file_line(number, goroutine, position, stripped)
@@ -244,6 +268,8 @@ class _Parser:
             self._block_line(number, noted[0])
         elif tl.unfinished_call(line):
             self.wrapped = [line]
+        elif self.last_kind in ("func", "creator") and tl.path_fragment(line):
+            self.fragment = line  # judged with the next line
         else:
             self._problem(number, f"not a traceback line: {line[:80]!r}")
             self.last_kind = "other"
@@ -293,17 +319,21 @@ class _Parser:
         """Frames before the first header: the text starts in the middle of a goroutine
         (or holds no header at all). They become goroutines without header."""
         orphans = _headerless(lines, self.prefix)
-        if orphans:
-            frames = sum(len(g.frames) for g in orphans)
+        cut = [g for g in orphans if g.state == UNKNOWN_STATE]
+        if cut:
+            frames = sum(len(g.frames) for g in cut)
             self.orphan_problem = (
                 f"{frames} frames before the first goroutine header (the text starts in"
-                f" the middle of a goroutine): read as {len(orphans)} goroutine(s) whose"
+                f" the middle of a goroutine): read as {len(cut)} goroutine(s) whose"
                 " id and state are unknown"
             )
         return orphans
 
     def _end_block(self) -> None:
         self._salvage_wrapped()
+        self.fragment = ""
+        if self.current is not None and self.last_kind == "file":
+            self.reopenable = self.current
         self.current = None
         self.awaiting_creator_file = False
 
@@ -321,6 +351,7 @@ class _Parser:
         if self.dump is not None:
             self.dump.trailer.extend(self.gap[:_KEEP_AROUND])
         elif any(tl.function_name(line) is not None for line in self.gap):
+            # (the runtime stack of a fatal error without goroutines is one such text)
             # No header anywhere: a stack pasted without its header is still a dump.
             orphans = self._orphan_lines(self.gap)
             if orphans:
@@ -350,13 +381,18 @@ class _Parser:
 def _headerless(lines: list[str], prefix: re.Pattern[str] | None) -> list[Goroutine]:
     """Runs of frames (a function line over its source line) in the lines before the first
     header, one goroutine per run. A ``runtime stack:`` block (the system stack after a
-    fatal error) is no goroutine and is skipped."""
+    fatal error) becomes one too, in state ``running``: the thread that threw; so do
+    frames after a crash's first lines (``Exception 0xc0000005`` on Windows prints the
+    faulting goroutine's frames without a header)."""
     found: list[Goroutine] = []
     current: Goroutine | None = None
     function: str | None = None
     system_stack = False
+    after_crash = False  # Windows prints the faulting goroutine's frames with no header
     for raw in lines:
         line = _unprefixed(raw, prefix)
+        if tl.DUMP_START.search(line):
+            after_crash = True
         noted = tl.split_annotation(line)
         if noted is not None and tl.function_name(line) is None:
             line = noted[0]
@@ -366,11 +402,13 @@ def _headerless(lines: list[str], prefix: re.Pattern[str] | None) -> list[Gorout
             function = name
             continue
         if position is not None and function is not None:
-            if not system_stack:
-                if current is None:
-                    current = Goroutine(id=-(len(found) + 1), state=UNKNOWN_STATE, headerless=True)
-                    found.append(current)
-                current.frames.append(Frame(function, position[0], position[1]))
+            if current is None:
+                # The system stack is the thread that threw, and frames right after a
+                # crash's first lines are the faulting goroutine: running, never stuck.
+                state = "running" if system_stack or after_crash else UNKNOWN_STATE
+                current = Goroutine(id=-(len(found) + 1), state=state, headerless=True)
+                found.append(current)
+            current.frames.append(Frame(function, position[0], position[1]))
             function = None
             continue
         creator = tl.created_by(line)

@@ -185,6 +185,11 @@ def split_annotation(line: str) -> tuple[str, str] | None:
     return m.group(1), line[m.end(1) :].strip()
 
 
+def path_fragment(line: str) -> bool:
+    """The first part of a source path a terminal wrapped (``/src/net/connection.``)."""
+    return " " not in line and "(" not in line and ("/" in line or "\\" in line)
+
+
 def is_hand_elided(line: str) -> bool:
     """A line standing for frames a person left out (not Go's own elision line)."""
     return _HAND_ELIDED.match(line) is not None
