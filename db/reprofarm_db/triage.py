@@ -118,9 +118,9 @@ def farm_bucket(session: Session, *, signature: str, label: str) -> FarmBucket |
 
 
 def _bucket(session: Session, *, key: str, signature: str, match: str, score: float) -> FarmBucket:
+    """Aggregates only: a bucket may hold many thousands of hung runs."""
     ours = [Run.status == RunState.HUNG, Run.signature_key == key]
-    runs = session.scalars(select(Run).where(*ours).order_by(Run.finished_at, Run.id)).all()
-    scenarios = sorted({r.scenario for r in runs})
+    scenarios = list(session.scalars(select(Run.scenario).where(*ours).distinct()))
     counted = [Run.status.in_(_COUNTED), Run.scenario.in_(scenarios)]
     hardware = {h.id: h for h in session.scalars(select(HardwareConfig))}
     totals = dict(
@@ -130,12 +130,16 @@ def _bucket(session: Session, *, key: str, signature: str, match: str, score: fl
             .group_by(Run.hardware_config_id)
         ).all()
     )
-    hangs: dict[int | None, int] = {}
-    for r in runs:
-        hangs[r.hardware_config_id] = hangs.get(r.hardware_config_id, 0) + 1
+    hangs = dict(
+        session.execute(
+            select(Run.hardware_config_id, func.count())
+            .where(*ours)
+            .group_by(Run.hardware_config_id)
+        ).all()
+    )
     by_hardware = []
     for config_id, n in sorted(totals.items(), key=lambda item: -hangs.get(item[0], 0) / item[1]):
-        k = hangs.get(config_id, 0)
+        k = int(hangs.get(config_id, 0))
         low, high = wilson_interval(k, int(n))
         config = hardware.get(config_id) if config_id is not None else None
         by_hardware.append(
@@ -148,18 +152,23 @@ def _bucket(session: Session, *, key: str, signature: str, match: str, score: fl
                 ci95_high=round(high, 6),
             )
         )
-    seen = sorted({r.go_version for r in runs})
+    order = (Run.finished_at, Run.id)
+    first = session.scalars(select(Run).where(*ours).order_by(*order).limit(1)).first()
+    latest = session.scalars(
+        select(Run).where(*ours).order_by(*(c.desc() for c in order)).limit(1)
+    ).first()
+    seen = sorted(session.scalars(select(Run.go_version).where(*ours).distinct()))
     tried = session.scalars(select(Run.go_version).where(*counted).distinct()).all()
     return FarmBucket(
         key=key,
         signature=signature,
-        label=(runs[0].label or "") if runs else "",
+        label=(first.label or "") if first else "",
         match=match,
         similarity=round(score, 3),
-        hung_runs=len(runs),
+        hung_runs=int(sum(hangs.values())),
         by_hardware=by_hardware,
-        first_run=_mark(runs[0], hardware) if runs else None,
-        latest_run=_mark(runs[-1], hardware) if runs else None,
+        first_run=_mark(first, hardware) if first else None,
+        latest_run=_mark(latest, hardware) if latest else None,
         go_versions_seen=seen,
         go_versions_never=sorted(set(tried) - set(seen)),
     )

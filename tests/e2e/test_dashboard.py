@@ -338,7 +338,7 @@ def test_the_triage_page_reads_a_pasted_dump_and_shows_the_farms_evidence(
     assert "/" in rows.first.inner_text()
     assert "run #" in page.inner_text("#farm-evidence")
     assert "1 kept dump" in page.inner_text("#farm-evidence")
-    page.locator("#triage-result").scroll_into_view_if_needed()
+    page.locator("#farm-evidence").scroll_into_view_if_needed()
     _shot(page, "triage")
     notes = tmp_path / "notes.txt"
     notes.write_text("Close -> CancelIoEx -> ReadFile never returns\n")

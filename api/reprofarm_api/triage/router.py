@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from reprofarm_analyzer.analysis import analyze_bytes, detect_kind
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_db import triage
 from reprofarm_db.analyses import signature_key
 from reprofarm_db.errors import Forbidden, Invalid, TooLarge
 from reprofarm_db.tokens import Role, allows
-from reprofarm_protocol.analysis import DumpKind
+from reprofarm_protocol.analysis import Analysis, DumpKind
 
 from reprofarm_api.deps import SessionDep, SettingsDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED
@@ -37,16 +37,36 @@ DumpBody = Annotated[
 ]
 
 
+def _analysed(data: DumpBody = b"", *, settings: SettingsDep) -> tuple[Analysis, bytes]:
+    """The dump's analysis, made before the request takes a database slot (a dependency
+    declared ahead of the session): reading 10 MB takes a fraction of a second of CPU, and
+    a slot held meanwhile would keep other requests from the database."""
+    if len(data) > settings.max_triage_bytes:
+        raise TooLarge(
+            "body",
+            f"{len(data):,} bytes, over the limit of {settings.max_triage_bytes:,}"
+            " (REPROFARM_MAX_TRIAGE_BYTES)",
+        )
+    if detect_kind(data) is DumpKind.CORE:
+        raise Invalid("body", "a core dump: upload it with its run (reading it needs gdb)")
+    try:
+        return analyze_bytes(data, name="body"), data
+    except AnalyzerError as exc:
+        raise Invalid("body", str(exc)) from exc
+
+
+Analysed = Annotated[tuple[Analysis, bytes], Depends(_analysed)]
+
+
 @router.post(
     "/triage",
     response_model=TriageRead,
     summary="Analyse a dump from outside the farm and show the farm's evidence for it",
 )
 def triage_dump(
-    session: SessionDep,
-    settings: SettingsDep,
     token: Viewer,
-    data: DumpBody = b"",
+    analysed: Analysed,
+    session: SessionDep,
     keep: Annotated[
         bool, Query(description="store the dump (with who sent it and when): submitters")
     ] = False,
@@ -58,24 +78,12 @@ def triage_dump(
     the size limit, 403 for ``keep=true`` without a submitter token."""
     if keep and not allows(token.role, Role.SUBMITTER):
         raise Forbidden("keep=true stores the dump: it needs a submitter token")
-    if len(data) > settings.max_triage_bytes:
-        raise TooLarge(
-            "body",
-            f"{len(data):,} bytes, over the limit of {settings.max_triage_bytes:,}"
-            " (REPROFARM_MAX_TRIAGE_BYTES)",
-        )
-    if detect_kind(data) is DumpKind.CORE:
-        raise Invalid("body", "a core dump: upload it with its run (reading it needs gdb)")
-    try:
-        analysis = analyze_bytes(data, name="body")
-    except AnalyzerError as exc:
-        raise Invalid("body", str(exc)) from exc
+    analysis, data = analysed
     bucket = triage.farm_bucket(session, signature=analysis.signature, label=analysis.label.value)
     kept = None
     if keep:
         kept = triage.keep(session, analysis=analysis, data=data, sent_by=token.name, source=source)
-    key = signature_key(analysis.signature[:500])
-    seen = triage.seen_in_ci(session, key=key)
+    seen = triage.seen_in_ci(session, key=signature_key(analysis.signature[:500]))
     # SessionDep commits when this returns, before the answer is sent (deps.get_session).
     return TriageRead(
         **analysis.model_dump(),

@@ -42,7 +42,7 @@ function farmEvidence(answer) {
       ["First run", runMark(b.first_run)],
       ["Latest run", runMark(b.latest_run)],
       ["Go versions where it appeared", b.go_versions_seen.join(", ") || "–"],
-      ["Go versions where it never appeared", b.go_versions_never.join(", ") || "none tried"],
+      ["Go versions where it never appeared", b.go_versions_never.join(", ") || "none (no other version was run)"],
       ["Seen in CI", ci.replace(/^seen in CI: /, "")],
     ]),
     table({
