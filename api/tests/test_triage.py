@@ -166,3 +166,16 @@ def test_the_triage_limit_is_its_own_not_the_body_limit(api) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["label"] == "control-deadlock"
+
+
+def test_a_kept_dump_shows_as_seen_in_ci_beside_the_bucket(api, tmp_path) -> None:
+    farm_with_one_labelled_hang(api, tmp_path)
+    r = api.client.post(
+        "/api/v1/triage?keep=true",
+        headers=api.headers(api.token("submitter")),
+        content=annotated_paste(),
+    )
+    assert r.status_code == 200, r.text
+    (bucket,) = api.client.get("/api/v1/signatures", headers=api.headers(api.admin)).json()
+    assert (bucket["runs"], bucket["seen_in_ci"]) == (1, 1)
+    assert bucket["key"] == r.json()["bucket"]["key"]

@@ -194,6 +194,18 @@ def seen_in_ci(session: Session, *, key: str) -> SeenInCi:
     return SeenInCi(dumps=int(n), first_sent=first, last_sent=last)
 
 
+def kept_counts(session: Session, *, keys: list[str]) -> dict[str, int]:
+    """Kept triaged dumps per signature key, for the signatures list."""
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(TriagedDump.signature_key, func.count())
+        .where(TriagedDump.signature_key.in_(keys))
+        .group_by(TriagedDump.signature_key)
+    ).all()
+    return {str(k): int(n) for k, n in rows}
+
+
 def keep(
     session: Session, *, analysis: Analysis, data: bytes, sent_by: str, source: str | None
 ) -> TriagedDump:

@@ -32,3 +32,4 @@ class BucketRead(BaseModel):
     by_go_version: dict[str, int]
     by_cpus: dict[str, int]
     example_runs: list[int]
+    seen_in_ci: int = Field(0, description="kept triaged dumps (POST /triage) with this signature")
