@@ -145,6 +145,20 @@ def test_html_escaped_page_source_is_decoded() -> None:
     assert a.confidence is Confidence.PARTIAL
 
 
+def test_page_source_with_tags_and_no_entity_is_read() -> None:
+    page = (
+        "<pre>"
+        + TIMEOUT
+        + CANCELLER
+        + "\n"
+        + READER.replace("goroutine 20", '<span class="pl-k">goroutine</span> 20')
+        + "</pre>"
+    )
+    a = analyze_goroutines(page)
+    assert a.label is Label.CANCELIOEX_SYNC_IO
+    assert a.problems[0] == "tags removed (a page's source)"
+
+
 def test_go_test_json_output_fields_are_joined() -> None:
     events = [{"Action": "run", "Package": "os", "Test": "TestPipeIOCloseRace"}]
     # test2json splits long lines: cut every line in two events.
