@@ -51,6 +51,7 @@ CRASH_KINDS = {
     "golang-go-11710-windows-cgo-exception.txt": "exception-0xc0000005",
     "go-wrk-28-windows-thread-limit.txt": "thread-limit",
     "golang-go-38382-test2json-goroutine-panic.txt": "panic",
+    "golang-go-16069-reported-stuck-was-fault.txt": "fault",
 }
 
 
