@@ -95,14 +95,38 @@ def test_any_bytes_decoded_analyse_without_raising(data: bytes) -> None:
     analyze_or_refuse(data.decode("utf-8", errors="replace"))
 
 
+notes = st.sampled_from(["<- stuck here", "// blocked", "<-- HERE", "# the reader", "--> why?"])
+
+
 @st.composite
 def mutated_dumps(draw: st.DrawFn) -> str:
     lines = draw(st.sampled_from(TEXTS)).split("\n")
     for _ in range(draw(st.integers(1, 6))):
-        op = draw(st.sampled_from(["cut", "drop", "dup", "insert", "crlf", "prefix", "garble"]))
+        op = draw(
+            st.sampled_from(
+                [
+                    "cut",
+                    "cut-top",
+                    "blank",
+                    "note",
+                    "drop",
+                    "dup",
+                    "insert",
+                    "crlf",
+                    "prefix",
+                    "garble",
+                ]
+            )
+        )
         at = draw(st.integers(0, max(len(lines) - 1, 0)))
         if op == "cut":
             lines = lines[:at]
+        elif op == "cut-top":  # a page or log that lost its top
+            lines = lines[at:]
+        elif op == "blank":  # an editor's blank line inside a goroutine
+            lines.insert(at, "")
+        elif op == "note" and lines:
+            lines[at] += "   " + draw(notes)
         elif op == "drop":
             del lines[at : at + draw(st.integers(1, 5))]
         elif op == "dup":
@@ -149,9 +173,6 @@ def test_whole_frame_tokens_read_like_line_by_line(text: str) -> None:
     assume(all(h is None or h.start() == 0 for h in headers))  # one prefix, not two
     prefixed = "\n".join("ci| " + line for line in lines)
     assert goroutine_facts(prefixed) == goroutine_facts(text)
-
-
-notes = st.sampled_from(["<- stuck here", "// blocked", "<-- HERE", "# the reader", "--> why?"])
 
 
 @st.composite
