@@ -4,9 +4,15 @@
 classifies it several times and prints the median time and the peak memory.
 
     uv run python bench/goroutine_analysis.py [--goroutines 10000] [--bytes 10000000] [--rounds 5]
+    uv run python bench/goroutine_analysis.py --compare 3f3805a   # this tree against a commit
 
 Target (issue "The analyzer"): under 1 s on the 2-core development machine. The last line
 is one JSON object: {"bytes":..,"goroutines":..,"median_ms":..,"peak_mb":..}.
+
+``--compare REV`` also runs the same benchmark on the analyzer and protocol packages of a
+git revision (exported with ``git archive`` into a temporary folder, run in a child with
+that folder first on ``PYTHONPATH``) and prints both CPU medians and their ratio: issue 17
+allows the tolerant reader at most 20% more on well-formed dumps than the reader before it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import json
 import os
 import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -70,7 +79,11 @@ def main() -> None:
     parser.add_argument("--goroutines", type=int, default=10_000)
     parser.add_argument("--bytes", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compare", metavar="REV", help="also time the analyzer of this commit")
     args = parser.parse_args()
+    if args.compare:
+        _compare(args)
+        return
 
     text = build_dump(args.goroutines, args.bytes)
     size = len(text.encode())
@@ -106,6 +119,34 @@ def main() -> None:
         "load_1m": round(load, 1),
     }
     print(json.dumps(result))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    """This tree's figures, then REV's, each in its own child process, and the ratio."""
+    root = Path(__file__).parent.parent
+    base = [sys.executable, __file__, "--goroutines", str(args.goroutines)]
+    base += ["--bytes", str(args.bytes), "--rounds", str(args.rounds)]
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", args.compare, "analyzer", "protocol"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        old_path = os.pathsep.join([f"{tmp}/analyzer", f"{tmp}/protocol"])
+        figures = {}
+        for name, env in (
+            ("this tree", dict(os.environ)),
+            (args.compare, {**os.environ, "PYTHONPATH": old_path}),
+        ):
+            out = subprocess.run(base, env=env, check=True, capture_output=True, text=True).stdout
+            figures[name] = json.loads(out.strip().splitlines()[-1])
+            print(
+                f"{name}: {figures[name]['cpu_median_ms']:.0f} ms CPU median, {out.splitlines()[0]}"
+            )
+    new, old = (figures[k]["cpu_median_ms"] for k in figures)
+    print(f"CPU ratio this tree / {args.compare}: {new / old:.2f} (allowed: 1.20)")
+    print(json.dumps({"cpu_ms": new, "baseline_cpu_ms": old, "ratio": round(new / old, 3)}))
 
 
 if __name__ == "__main__":

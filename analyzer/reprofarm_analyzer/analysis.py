@@ -15,20 +15,35 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from reprofarm_protocol.analysis import Analysis, AnalysisLimits, DumpKind, Evidence, Label
+from reprofarm_protocol.analysis import (
+    Analysis,
+    AnalysisLimits,
+    Confidence,
+    DumpKind,
+    Evidence,
+    Label,
+)
 
 from reprofarm_analyzer.compressed import size_limit
 from reprofarm_analyzer.errors import AnalyzerUnavailableError, DumpLimitError, NotADumpError
 from reprofarm_analyzer.goroutine_classify import classify_dump
-from reprofarm_analyzer.goroutine_rules import RULES_VERSION
 from reprofarm_analyzer.goroutines import parse_goroutine_dumps
+from reprofarm_analyzer.pasted import unwrap
 
 _ELF_CORE = 4  # e_type ET_CORE, elf(5)
 _HEADER_BYTES = re.compile(
     rb"goroutine \d+(?: gp=0x[0-9a-fA-F]+)?(?: m=(?:\d+|nil))?(?: mp=0x[0-9a-fA-F]+)?"
     rb" \[[^\]\n]*\](?: \{[^\n]*\})?:"
 )
+_FRAME_BYTES = re.compile(rb"\)[ \t\r]*\n[ \t]*[^\s]+\.(?:go|s):\d+")
+"""A Go frame (``pkg.f(...)`` over ``\tfile.go:12``): a stack pasted without its header."""
 _CORE_NAME = re.compile(r"process-\d+\.\d+$")
+LOOKED_FOR = (
+    "looked for a minidump (MDMP) or ELF core header, a goroutine header"
+    " (`goroutine N [state]:`), Go frames (`pkg.fn(...)` over `\\tfile.go:N`), in plain"
+    " text, HTML or `go test -json` output; found none"
+)
+"""What an unreadable text is told: the one message of the CLI (exit 2) and the api (422)."""
 SIDECAR_SUFFIX = ".exports.json"
 """Name of a minidump's export sidecar: ``process-1.dmp`` -> ``process-1.dmp.exports.json``."""
 
@@ -49,7 +64,7 @@ def detect_kind(data: bytes) -> DumpKind | None:
         return DumpKind.MINIDUMP
     if data.startswith(b"\x7fELF"):
         return DumpKind.CORE if _elf_type(data) == _ELF_CORE else None
-    if _HEADER_BYTES.search(data):
+    if _HEADER_BYTES.search(data) or _FRAME_BYTES.search(data):
         return DumpKind.GOROUTINES
     return None
 
@@ -62,23 +77,33 @@ def _elf_type(data: bytes) -> int | None:
 
 
 def analyze_goroutine_dumps(text: str) -> list[Analysis]:
-    """One analysis per dump in ``text`` (a log can hold several), in order."""
-    return [classify_dump(dump) for dump in parse_goroutine_dumps(text)]
+    """One analysis per dump in ``text`` (a log can hold several), in order; a test2json
+    or HTML wrapping is taken off first and said in each one's ``problems``."""
+    unwrapped = unwrap(text)
+    analyses = [classify_dump(dump) for dump in parse_goroutine_dumps(unwrapped.text)]
+    if not unwrapped.notes:
+        return analyses
+    return [_repaired(a, unwrapped.notes) for a in analyses]
 
 
-def analyze_goroutines(text: str) -> Analysis:
+def _repaired(analysis: Analysis, notes: list[str]) -> Analysis:
+    confidence = analysis.confidence
+    if confidence is Confidence.STRONG:
+        confidence = Confidence.PARTIAL
+    return analysis.model_copy(
+        update={"problems": [*notes, *analysis.problems], "confidence": confidence}
+    )
+
+
+def analyze_goroutines(text: str, *, name: str = "<text>") -> Analysis:
     """The analysis of the goroutine dump(s) in ``text``; the most specific one when the
-    text holds several (a later dump wins a tie: it shows the hang for longer)."""
+    text holds several (a later dump wins a tie: it shows the hang for longer).
+
+    Raises ``NotADumpError`` when the text holds no goroutine at all: unreadable text is
+    refused, never called ``no-hang``."""
     analyses = analyze_goroutine_dumps(text)
     if not analyses:
-        return Analysis(
-            kind=DumpKind.GOROUTINES,
-            label=Label.NO_HANG,
-            signature="no-hang:no-dump",
-            rules_version=RULES_VERSION,
-            problems=["no goroutine header in the text"],
-            goroutines=0,
-        )
+        raise NotADumpError(name, LOOKED_FOR)
     index = _most_specific(analyses)
     chosen = analyses[index]
     if len(analyses) == 1:
@@ -98,10 +123,10 @@ def analyze_bytes(data: bytes, *, name: str, sidecar: bytes | None = None) -> An
     when the reader of its kind cannot be imported.
     """
     kind = detect_kind(data)
-    if kind is None:
-        raise NotADumpError(name, "no minidump or ELF core header, and no goroutine header")
-    if kind is DumpKind.GOROUTINES:
-        return analyze_goroutines(data.decode("utf-8", errors="replace"))
+    if kind is None and (b"\0" in data[:4096] or data.startswith(b"\x7fELF")):
+        raise NotADumpError(name, LOOKED_FOR)  # binary: no wrapping can hide a dump in it
+    if kind is DumpKind.GOROUTINES or kind is None:
+        return analyze_goroutines(data.decode("utf-8", errors="replace"), name=name)
     if kind is DumpKind.MINIDUMP:
         return _minidump(data, name, sidecar)
     with tempfile.TemporaryDirectory(prefix="reprofarm-core-") as tmp:
@@ -166,12 +191,17 @@ def combine(analyses: Sequence[Analysis]) -> tuple[Label, str]:
 
     Raises ``ValueError`` for an empty sequence: a run without dumps has no label here.
     """
+    best = deciding_report(analyses)
+    return best.label, best.signature
+
+
+def deciding_report(analyses: Sequence[Analysis]) -> Analysis:
+    """The report ``combine`` takes a run's label from (its confidence is the run's)."""
     if not analyses:
         raise ValueError("combine needs at least one analysis")
     from_goroutines = [a for a in analyses if a.kind is DumpKind.GOROUTINES]
     pool = from_goroutines or list(analyses)
-    best = pool[_most_specific(pool)]
-    return best.label, best.signature
+    return pool[_most_specific(pool)]
 
 
 def _most_specific(analyses: Sequence[Analysis]) -> int:

@@ -31,7 +31,13 @@ from typing import BinaryIO
 
 from reprofarm_protocol.analysis import Analysis, DumpKind, Evidence, Label, ThreadTop
 
-from reprofarm_analyzer.minidump_analysis import SYNC_READ, SYNC_WRITE, WAIT, unreadable
+from reprofarm_analyzer.minidump_analysis import (
+    SYNC_READ,
+    SYNC_WRITE,
+    WAIT,
+    process_dump_confidence,
+    unreadable,
+)
 
 CORE_RULES_VERSION = 1
 GDB_TIMEOUT_SECONDS = 120
@@ -109,6 +115,7 @@ def analyze_core(path: Path, *, executable: Path | None = None, gdb: str | None 
         kind=DumpKind.CORE,
         label=label,
         signature=signature,
+        confidence=process_dump_confidence(label, problems, stacks_read=bool(stacks)),
         rules_version=CORE_RULES_VERSION,
         evidence=evidence,
         problems=problems,

@@ -50,6 +50,9 @@ _DEADLOCK = "fatal error: all goroutines are asleep - deadlock!"
 _SIGNAL = re.compile(r"\b(SIG[A-Z0-9]+): ")
 _SIGCODE = re.compile(r"\bsigcode=(-?\d+)")
 _CRASH = re.compile(r"(?:^|\s)(?:panic: |fatal error: |Exception 0x|unexpected fault address)")
+_THREAD_LIMIT = re.compile(r"program exceeds \d+-thread limit")
+_EXCEPTION = re.compile(r"Exception (0x[0-9a-fA-F]+)")
+_SIGNAL_WORD = re.compile(r"\bsignal (SIG[A-Z0-9]+)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,9 @@ class DumpContext:
 
     trigger: Trigger
     line: str = ""
+    crash: str = ""
+    """For a crash, what kind: ``panic``, ``fatal-error``, ``exception-0xc0000005``,
+    ``SIGSEGV``, ``thread-limit``, ``fault`` (in the signature: ``no-hang:crash:SIGSEGV``)."""
 
     @property
     def says_hang(self) -> bool:
@@ -80,13 +86,31 @@ def read_context(dump: GoroutineDump) -> DumpContext:
     for line in dump.preamble:
         if _DEADLOCK in line:
             return DumpContext(Trigger.DEADLOCK, line)
+    for line in dump.preamble:
+        if _THREAD_LIMIT.search(line):
+            return DumpContext(Trigger.CRASH, line, "thread-limit")
     signal = _signal_trigger(dump.preamble)
     if signal is not None:
         return signal
     for line in dump.preamble:
         if _CRASH.search(line):
-            return DumpContext(Trigger.CRASH, line)
+            return DumpContext(Trigger.CRASH, line, crash_kind(line))
     return DumpContext(Trigger.UNKNOWN)
+
+
+def crash_kind(line: str) -> str:
+    """The kind of crash one preamble line names (see ``DumpContext.crash``)."""
+    m = _EXCEPTION.search(line)
+    if m:
+        return f"exception-{m.group(1).lower()}"
+    m = _SIGNAL_WORD.search(line) or _SIGNAL.search(line)
+    if m:
+        return m.group(1)
+    if "fatal error: " in line:
+        return "fatal-error"
+    if "panic: " in line:
+        return "panic"
+    return "fault"
 
 
 def _signal_trigger(preamble: list[str]) -> DumpContext | None:
@@ -99,7 +123,7 @@ def _signal_trigger(preamble: list[str]) -> DumpContext | None:
             return DumpContext(Trigger.QUIT, line)
         if name == "SIGABRT" and _sent_by_kill(preamble[index + 1 : index + 3]):
             return DumpContext(Trigger.QUIT, line)
-        return DumpContext(Trigger.CRASH, line)
+        return DumpContext(Trigger.CRASH, line, name)
     return None
 
 

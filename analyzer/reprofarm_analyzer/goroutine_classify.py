@@ -8,7 +8,9 @@ single goroutines (10,000 workers stuck at one line are one group):
 3. keep as *stuck* the blocked rest, all of them when the dump says "hang" or says nothing,
    only those waiting a minute or more in an on-demand dump, none in a crash;
 4. the first rule whose roles distinct stuck goroutines can fill gives label, signature and
-   evidence.
+   evidence; a rule of several roles that only some stuck goroutines fill says so in the
+   evidence (the verdict then comes from a later rule, never from half a pattern);
+5. the confidence: how complete the goroutines the label rests on are (``_confidence``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reprofarm_protocol.analysis import Analysis, DumpKind, Evidence, StuckGroup
+from reprofarm_protocol.analysis import Analysis, Confidence, DumpKind, Evidence, StuckGroup
 
 from reprofarm_analyzer.dump_context import DumpContext, Trigger, read_context
 from reprofarm_analyzer.goroutine_model import GoroutineDump
@@ -72,12 +74,16 @@ def classify_dump(dump: GoroutineDump) -> Analysis:
     for rule in RULES:
         matches = _apply(rule, stuck, context, every_function)
         if matches is None:
+            evidence.extend(_half_pattern(rule, stuck, context))
             continue
         evidence.extend(_role_evidence(rule, matches))
+        confidence, why = _confidence(rule, matches, context, dump)
+        evidence.append(Evidence(rule="confidence", detail=f"{confidence.value}: {why}"))
         return Analysis(
             kind=DumpKind.GOROUTINES,
             label=rule.label,
             signature=_signature(rule, matches, context),
+            confidence=confidence,
             rules_version=RULES_VERSION,
             evidence=evidence,
             problems=list(dump.problems),
@@ -175,12 +181,61 @@ def _signature(rule: Rule, matches: list[list[_Match]], context: DumpContext) ->
     """``label:role1|role2``: function names only, so ids, addresses and minutes never
     change it. With no roles the dump's trigger stands in: ``no-hang:crash``."""
     if not matches:
-        return f"{rule.label.value}:{context.trigger.value}"
+        crash = f":{context.crash}" if context.crash else ""
+        return f"{rule.label.value}:{context.trigger.value}{crash}"
     parts = []
     for found in matches:
         chains = sorted({_chain(m) for m in found})[:SIGNATURE_STACKS]
         parts.append("+".join(chains))
     return f"{rule.label.value}:{'|'.join(parts)}"
+
+
+def _half_pattern(rule: Rule, stuck: list[StackGroup], context: DumpContext) -> list[Evidence]:
+    """A rule of several roles that some stuck goroutines fill and none fill the rest: why
+    it did not fire (a reader cut off, a canceller whose reader is not in the text)."""
+    if len(rule.roles) < 2 or (rule.triggers and context.trigger not in rule.triggers):
+        return []
+    filled = [[m for g in stuck if (m := _fill(role, g)) is not None] for role in rule.roles]
+    if all(filled) or not any(filled):
+        return []
+    present: list[str] = []
+    missing: list[str] = []
+    for role, found in zip(rule.roles, filled, strict=True):
+        if found:
+            ids = ", ".join(str(g.id) for m in found for g in m.group.members[:5])
+            present.append(f"{role.name} (goroutines {ids})")
+        else:
+            states = f", state {'/'.join(sorted(role.states))}" if role.states else ""
+            missing.append(f"{role.name} ({role.why}{states})")
+    return [
+        Evidence(
+            rule=rule.name,
+            detail=f"not applied, half of the pattern: {'; '.join(present)} found, no stuck"
+            f" goroutine is {'; '.join(missing)}",
+        )
+    ]
+
+
+def _confidence(
+    rule: Rule, matches: list[list[_Match]], context: DumpContext, dump: GoroutineDump
+) -> tuple[Confidence, str]:
+    """``weak`` when the text has no goroutine header at all or a role rests on single
+    frames; ``partial`` when the text was repaired or cut (a deciding goroutine without
+    its header, cut or elided) or does not say why it was written; else ``strong``."""
+    deciding = [g for found in matches for m in found for g in m.group.members]
+    if dump.goroutines and all(g.headerless for g in dump.goroutines):
+        return Confidence.WEAK, "no goroutine header in the text: ids and states unknown"
+    for found in matches:
+        if all(len(g.frames) <= 1 for m in found for g in m.group.members):
+            return Confidence.WEAK, "the label comes from single frames"
+    if dump.problems:
+        return Confidence.PARTIAL, f"the text was repaired or cut ({len(dump.problems)} problems)"
+    if any(g.truncated or g.elided or g.headerless for g in deciding):
+        return Confidence.PARTIAL, "goroutines the label rests on are cut or elided"
+    pattern = bool(rule.roles and rule.roles[0].anchors)
+    if context.trigger is Trigger.UNKNOWN and not pattern:
+        return Confidence.PARTIAL, "the text does not say why it was written"
+    return Confidence.STRONG, "the goroutines the label rests on are complete tracebacks"
 
 
 def _context_evidence(context: DumpContext) -> Evidence:

@@ -42,6 +42,9 @@ class Goroutine:
     stack_unavailable: bool = False
     truncated: bool = False
     line: int = 0
+    headerless: bool = False
+    """Frames found before the first header (the text's top was cut): the id is negative
+    (-1, -2, ...) and the state ``unknown``, since both stood in the header that is gone."""
 
     @property
     def functions(self) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from reprofarm_protocol.analysis import Label
 
 from reprofarm_analyzer.dump_context import HANG_TRIGGERS, Trigger
 
-RULES_VERSION = 1
+RULES_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)

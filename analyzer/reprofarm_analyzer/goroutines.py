@@ -14,6 +14,9 @@ How it reads:
 * Lines outside goroutine blocks are kept as the dump's preamble or trailer: they are what
   tells a hang from a crash (``dump_context``).
 * A dump cut off mid-goroutine keeps what was read; the goroutine is marked ``truncated``.
+* Pasted by hand: a note after a header or frame (``<- stuck here``) is set aside, a line
+  of dots (``...``, ``(...)``) marks frames left out, frames before the first header (a cut
+  top) become a goroutine without header (``headerless``). Each is a line in ``problems``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import re
 from reprofarm_analyzer import traceback_lines as tl
 from reprofarm_analyzer.goroutine_model import Frame, Goroutine, GoroutineDump
 
+UNKNOWN_STATE = "unknown"
+"""The state of a goroutine whose header was cut off."""
+
 MAX_PROBLEMS = 20
 """Per dump: a broken paste can fail on every line, and one example of each is enough."""
 
@@ -31,6 +37,16 @@ _KEEP_AROUND = 40
 
 _MAX_WRAPPED = 8
 """Continuation lines joined back onto a frame whose arguments a terminal wrapped."""
+
+_MARKERS_KEPT = 4
+"""Trigger lines (``panic:``, ``Exception 0x...``) kept from before the preamble's window:
+a register dump and a runtime stack can push a crash's first line 60 lines up."""
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[T ][\d:.,]+Z?\s+")
+"""A CI log's timestamp, stripped from frames before any header taught the parser a prefix."""
+
+_RUNTIME_STACK = "runtime stack:"
+"""The system stack printed after a fatal error: frames without a goroutine of their own."""
 
 
 def parse_goroutine_dumps(text: str) -> list[GoroutineDump]:
@@ -59,6 +75,8 @@ class _Parser:
         self.prefix: re.Pattern[str] | None = None
         self.last_kind = ""
         self.wrapped: list[str] = []
+        self.fragment = ""  # the first part of a source line wrapped onto the next
+        self.reopenable: Goroutine | None = None  # ended by a blank line after a frame
         self.awaiting_creator_file = False
         self.orphan_problem = ""
 
@@ -128,6 +146,7 @@ class _Parser:
 
     def _header(self, number: int, raw: str, header: re.Match[str]) -> None:
         self._end_block()
+        self.reopenable = None
         self.prefix = tl.prefix_pattern(raw[: header.start()])
         facts = tl.header_facts(header)
         if self.dump is None or facts.id in self.seen or self._gap_starts_dump():
@@ -135,6 +154,11 @@ class _Parser:
         else:
             self.gap.clear()
         assert self.dump is not None
+        note = header.group(3)
+        if note:
+            self._problem(
+                number, f"note after goroutine {facts.id}'s header set aside: {note[:60]!r}"
+            )
         goroutine = Goroutine(
             id=facts.id,
             state=facts.state,
@@ -149,6 +173,17 @@ class _Parser:
 
     def _gap_line(self, number: int, line: str) -> None:
         stripped = line.strip()
+        reopened = self.reopenable
+        if reopened is not None and stripped and not self.gap:
+            self.reopenable = None
+            if tl.function_name(stripped) is not None:
+                # Go never prints a frame right after a blank line: a paste split the
+                # goroutine (an editor, a terminal). The frames stay with it.
+                self._problem(number, f"blank line inside goroutine {reopened.id}: joined")
+                self.current = reopened
+                self.last_kind = "file"
+                self._block_line(number, line)
+                return
         if tl.PARTIAL_HEADER.match(stripped):
             self._problem(number, f"unreadable goroutine header: {stripped[:80]!r}")
         if stripped:
@@ -167,6 +202,16 @@ class _Parser:
         if self.wrapped:
             self._continue_wrapped(number, goroutine, stripped)
             return
+        if self.fragment:
+            fragment, self.fragment = self.fragment, ""
+            joined = tl.file_position(fragment + stripped)
+            if joined is not None:
+                self._problem(
+                    number, f"source line wrapped onto two lines, joined: {fragment[-40:]!r}"
+                )
+                self._file_line(number, goroutine, joined, fragment + stripped)
+                return
+            self._problem(number - 1, f"not a traceback line: {fragment[:80]!r}")
         position = tl.file_position(stripped) if stripped[-1].isalnum() else None
         if position is not None:
             self._file_line(number, goroutine, position, stripped)
@@ -212,8 +257,19 @@ class _Parser:
             # A signal preamble right after a register dump: the block is over.
             self._end_block()
             self.gap.append(line)
+        elif tl.is_hand_elided(line):
+            goroutine.elided = True
+            self.last_kind = "elided"
+            self._problem(
+                number, f"frames of goroutine {goroutine.id} left out by hand: {line[:40]!r}"
+            )
+        elif (noted := tl.split_annotation(line)) is not None:
+            self._problem(number, f"note after a frame set aside: {noted[1][:60]!r}")
+            self._block_line(number, noted[0])
         elif tl.unfinished_call(line):
             self.wrapped = [line]
+        elif self.last_kind in ("func", "creator") and tl.path_fragment(line):
+            self.fragment = line  # judged with the next line
         else:
             self._problem(number, f"not a traceback line: {line[:80]!r}")
             self.last_kind = "other"
@@ -241,33 +297,43 @@ class _Parser:
             (i for i, line in enumerate(self.gap) if tl.DUMP_START.search(line)),
             None,
         )
+        orphans: list[Goroutine] = []
         if self.dump is None:
             preamble = self.gap
-            self._orphan_lines(preamble)
+            orphans = self._orphan_lines(preamble)
         else:
             cut = len(self.gap) if start is None else start
             self.dump.trailer.extend(self.gap[:cut][:_KEEP_AROUND])
             preamble = self.gap[cut:]
-        self.dump = GoroutineDump(preamble=preamble[-_KEEP_AROUND:], first_line=number)
+        markers = [line for line in preamble[:-_KEEP_AROUND] if tl.DUMP_START.search(line)]
+        self.dump = GoroutineDump(
+            goroutines=orphans,
+            preamble=[*markers[-_MARKERS_KEPT:], *preamble[-_KEEP_AROUND:]],
+            first_line=number,
+        )
         self.dumps.append(self.dump)
         self.seen = set()
         self.gap = []
 
-    def _orphan_lines(self, lines: list[str]) -> None:
-        """Frames before the first header: the text starts in the middle of a goroutine."""
-        orphans = sum(
-            1
-            for line in lines
-            if tl.function_name(line) is not None or tl.file_position(line) is not None
-        )
-        if orphans:
+    def _orphan_lines(self, lines: list[str]) -> list[Goroutine]:
+        """Frames before the first header: the text starts in the middle of a goroutine
+        (or holds no header at all). They become goroutines without header."""
+        orphans = _headerless(lines, self.prefix)
+        cut = [g for g in orphans if g.state == UNKNOWN_STATE]
+        if cut:
+            frames = sum(len(g.frames) for g in cut)
             self.orphan_problem = (
-                f"{orphans} frame lines before the first goroutine header"
-                " (the text starts in the middle of a goroutine)"
+                f"{frames} frames before the first goroutine header (the text starts in"
+                f" the middle of a goroutine): read as {len(cut)} goroutine(s) whose"
+                " id and state are unknown"
             )
+        return orphans
 
     def _end_block(self) -> None:
         self._salvage_wrapped()
+        self.fragment = ""
+        if self.current is not None and self.last_kind == "file":
+            self.reopenable = self.current
         self.current = None
         self.awaiting_creator_file = False
 
@@ -284,6 +350,14 @@ class _Parser:
         self._salvage_wrapped()
         if self.dump is not None:
             self.dump.trailer.extend(self.gap[:_KEEP_AROUND])
+        elif any(tl.function_name(line) is not None for line in self.gap):
+            # (the runtime stack of a fatal error without goroutines is one such text)
+            # No header anywhere: a stack pasted without its header is still a dump.
+            orphans = self._orphan_lines(self.gap)
+            if orphans:
+                self.dumps.append(
+                    GoroutineDump(goroutines=orphans, preamble=self.gap[-_KEEP_AROUND:])
+                )
         if self.orphan_problem and self.dumps:
             self.dumps[0].problems.insert(0, self.orphan_problem)
 
@@ -302,3 +376,58 @@ class _Parser:
             dump.problems.append(f"line {number}: {what}")
         elif len(dump.problems) == MAX_PROBLEMS:
             dump.problems.append("more unreadable lines follow (not listed)")
+
+
+def _headerless(lines: list[str], prefix: re.Pattern[str] | None) -> list[Goroutine]:
+    """Runs of frames (a function line over its source line) in the lines before the first
+    header, one goroutine per run. A ``runtime stack:`` block (the system stack after a
+    fatal error) becomes one too, in state ``running``: the thread that threw; so do
+    frames after a crash's first lines (``Exception 0xc0000005`` on Windows prints the
+    faulting goroutine's frames without a header)."""
+    found: list[Goroutine] = []
+    current: Goroutine | None = None
+    function: str | None = None
+    system_stack = False
+    after_crash = False  # Windows prints the faulting goroutine's frames with no header
+    for raw in lines:
+        line = _unprefixed(raw, prefix)
+        if tl.DUMP_START.search(line):
+            after_crash = True
+        noted = tl.split_annotation(line)
+        if noted is not None and tl.function_name(line) is None:
+            line = noted[0]
+        name = tl.function_name(line)
+        position = tl.file_position(line) if name is None else None
+        if name is not None:
+            function = name
+            continue
+        if position is not None and function is not None:
+            if current is None:
+                # The system stack is the thread that threw, and frames right after a
+                # crash's first lines are the faulting goroutine: running, never stuck.
+                state = "running" if system_stack or after_crash else UNKNOWN_STATE
+                current = Goroutine(id=-(len(found) + 1), state=state, headerless=True)
+                found.append(current)
+            current.frames.append(Frame(function, position[0], position[1]))
+            function = None
+            continue
+        creator = tl.created_by(line)
+        if creator is not None and current is not None:
+            current.created_by, current.created_in = creator
+            continue
+        if position is not None or tl.is_elided(line) or tl.is_hand_elided(line):
+            continue  # a created-by's source line, or frames left out
+        # Any other line ends a run of frames.
+        current = None
+        function = None
+        system_stack = line == _RUNTIME_STACK
+    return found
+
+
+def _unprefixed(line: str, prefix: re.Pattern[str] | None) -> str:
+    if prefix is not None:
+        m = prefix.match(line)
+        if m is not None:
+            return line[m.end() :].strip()
+    m = _TIMESTAMP.match(line)
+    return line[m.end() :] if m is not None else line

@@ -33,7 +33,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reprofarm_protocol.analysis import Analysis, DumpKind, Evidence, Label, ThreadTop
+from reprofarm_protocol.analysis import (
+    Analysis,
+    Confidence,
+    DumpKind,
+    Evidence,
+    Label,
+    ThreadTop,
+)
 from reprofarm_protocol.hardware import HardwareInfo
 
 from reprofarm_analyzer.contexts import ContextError, decode_context
@@ -112,6 +119,7 @@ def analyze_minidump(data: bytes, *, sidecar: bytes | None = None) -> Analysis:
         kind=DumpKind.MINIDUMP,
         label=label,
         signature=signature,
+        confidence=process_dump_confidence(label, problems, stacks_read=bool(dump.threads)),
         rules_version=MINIDUMP_RULES_VERSION,
         evidence=evidence,
         problems=problems,
@@ -125,6 +133,17 @@ def analyze_minidump(data: bytes, *, sidecar: bytes | None = None) -> Analysis:
     )
 
 
+def process_dump_confidence(label: Label, problems: list[str], *, stacks_read: bool) -> Confidence:
+    """A process dump's confidence: ``weak`` without thread stacks; ``partial`` for
+    ``other-hang`` (native stacks cannot tell which Go-level hang it is) or when something
+    could not be read; ``strong`` for the CancelIoEx pattern or a crash, read whole."""
+    if not stacks_read:
+        return Confidence.WEAK
+    if label is Label.OTHER_HANG or problems:
+        return Confidence.PARTIAL
+    return Confidence.STRONG
+
+
 def unreadable(kind: DumpKind, rules_version: int, reason: str) -> Analysis:
     """The analysis of a process dump that cannot be read: ``other-hang``, since dumps are
     taken of stalled processes only, with signature ``other-hang:unreadable-<kind>`` and the
@@ -133,6 +152,7 @@ def unreadable(kind: DumpKind, rules_version: int, reason: str) -> Analysis:
         kind=kind,
         label=Label.OTHER_HANG,
         signature=f"other-hang:unreadable-{kind.value}",
+        confidence=Confidence.WEAK,
         rules_version=rules_version,
         evidence=[Evidence(rule=f"{kind.value}.unreadable", detail=f"unreadable {kind}: {reason}")],
         problems=[f"{kind.value}: {reason}"],

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 HEADER = re.compile(
     r"goroutine (\d+)(?: gp=0x[0-9a-fA-F]+)?(?: m=(?:\d+|nil))?(?: mp=0x[0-9a-fA-F]+)?"
-    r" \[([^\]\n]*)\](?: \{.*\})?:\s*$"
+    r" \[([^\]\n]*)\](?: \{.*\})?:(?:[ \t]+(\S.*?))?\s*$"
 )
-"""Found with ``search`` so that whatever stands before it on the line is the line prefix."""
+"""Found with ``search`` so that whatever stands before it on the line is the line prefix.
+Group 3 is a note a person wrote after the colon (``goroutine 7 [chan receive]:  <- here``)."""
 
 SOURCE_LINE = re.compile(
     r"\s*(\S.*?):(\d+)(?: \+0x[0-9a-fA-F]+)?"
@@ -55,6 +56,10 @@ _REGISTER = re.compile(r"[a-z][a-z0-9]{0,7}\s+0x[0-9a-fA-F]+$")
 _MINUTES = re.compile(r"(\d+) minutes?$")
 _DIGITS = re.compile(r"(\d+)")
 _STATE_FLAGS = (" (scan)", " (leaked)")
+_ANNOTATION = re.compile(r"^(.*?\S)[ \t]+(?:<-+|<=+|←|-+>|=+>|//|#|\*{3}|!{2,}).*$")
+"""A note after a frame or source line: ``main.f(...)   <- blocked here``."""
+_HAND_ELIDED = re.compile(r"^[\[(]?(?:\.{3,}|…)[\])]?(?:\s.*)?$")
+"""Frames a person left out: ``...``, ``(...)``, ``[...]``, ``… 12 more frames``."""
 
 PARTIAL_HEADER = re.compile(r"goroutine \d+(?: |$)")
 """The start of a header that did not survive: a cut or a broken paste."""
@@ -170,6 +175,24 @@ def created_by(line: str) -> tuple[str, int | None] | None:
 
 def is_elided(line: str) -> bool:
     return _ELIDED.match(line) is not None
+
+
+def split_annotation(line: str) -> tuple[str, str] | None:
+    """``main.f(0x1)  <- stuck`` -> (``main.f(0x1)``, ``<- stuck``); None without a note."""
+    m = _ANNOTATION.match(line)
+    if m is None:
+        return None
+    return m.group(1), line[m.end(1) :].strip()
+
+
+def path_fragment(line: str) -> bool:
+    """The first part of a source path a terminal wrapped (``/src/net/connection.``)."""
+    return " " not in line and "(" not in line and ("/" in line or "\\" in line)
+
+
+def is_hand_elided(line: str) -> bool:
+    """A line standing for frames a person left out (not Go's own elision line)."""
+    return _HAND_ELIDED.match(line) is not None
 
 
 def is_register(line: str) -> bool:

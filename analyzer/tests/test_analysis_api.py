@@ -85,10 +85,12 @@ def test_files_of_no_dump_kind_raise_not_a_dump(tmp_path: Path) -> None:
         assert isinstance(caught.value, AnalyzerError)
 
 
-def test_text_without_goroutines_is_no_hang_with_a_problem() -> None:
-    analysis = analyze_goroutines("hello\n")
-    assert analysis.label is Label.NO_HANG
-    assert analysis.problems == ["no goroutine header in the text"]
+def test_text_without_goroutines_is_refused_not_no_hang() -> None:
+    """Unreadable text is refused (the CLI's exit 2, the api's 422), never ``no-hang``."""
+    for text in ("hello\n", "Close -> CancelIoEx -> waits for ReadFile <- stuck\n", ""):
+        with pytest.raises(NotADumpError) as caught:
+            analyze_goroutines(text)
+        assert "goroutine header" in caught.value.reason, caught.value.reason
 
 
 def test_several_dumps_in_one_text_give_the_most_specific_label() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from reprofarm_analyzer.analysis import analyze_path
+from reprofarm_analyzer.errors import NotADumpError
 from reprofarm_protocol.analysis import DumpKind, Label
 
 CORPUS = Path(__file__).parent / "corpus" / "goroutines"
@@ -25,7 +26,11 @@ def test_corpus_has_at_least_twelve_dumps() -> None:
     assert len(DUMPS) >= 12
 
 
-@pytest.mark.parametrize("name", DUMPS)
+REFUSED = "refused"
+"""The expected "label" of text that is no goroutine dump: refused, never no-hang."""
+
+
+@pytest.mark.parametrize("name", [n for n in DUMPS if EXPECTED[n] != REFUSED])
 def test_corpus_dump_gets_its_expected_label(name: str) -> None:
     analysis = analyze_path(CORPUS / name)
     assert analysis.kind is DumpKind.GOROUTINES
@@ -33,3 +38,60 @@ def test_corpus_dump_gets_its_expected_label(name: str) -> None:
         f"{name}: expected {EXPECTED[name]}, got {analysis.label.value} "
         f"({analysis.signature}); evidence: {[e.detail for e in analysis.evidence]}"
     )
+
+
+@pytest.mark.parametrize("name", [n for n in DUMPS if EXPECTED[n] == REFUSED])
+def test_corpus_text_that_is_no_dump_is_refused(name: str) -> None:
+    with pytest.raises(NotADumpError) as caught:
+        analyze_path(CORPUS / name)
+    assert "goroutine header" in caught.value.reason
+
+
+CRASH_KINDS = {
+    "golang-go-11710-windows-cgo-exception.txt": "exception-0xc0000005",
+    "go-wrk-28-windows-thread-limit.txt": "thread-limit",
+    "golang-go-38382-test2json-goroutine-panic.txt": "panic",
+    "golang-go-16069-reported-stuck-was-fault.txt": "fault",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRASH_KINDS))
+def test_corpus_crash_names_its_kind(name: str) -> None:
+    """A crash is no hang whatever its goroutines wait on, and says which crash it is."""
+    analysis = analyze_path(CORPUS / name)
+    assert analysis.signature == f"no-hang:crash:{CRASH_KINDS[name]}"
+    assert analysis.stuck == []
+
+
+def test_corpus_wrapped_paste_keeps_the_frames_after_a_blank_line() -> None:
+    analysis = analyze_path(CORPUS / "golang-go-15009-windows-wrapped-paste.txt")
+    stuck = {g.state: g.frames for g in analysis.stuck}
+    assert "network.(*Connection).serveLoop" in " ".join(stuck["semacquire"])
+    assert any("wrapped onto two lines" in p for p in analysis.problems)
+    assert analysis.confidence.value == "partial"
+
+
+def test_the_add_command_copies_a_dump_with_its_label_and_source(tmp_path) -> None:
+    """The one documented command, run on a copy of the corpus folder."""
+    import shutil
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS.parent, corpus, ignore=shutil.ignore_patterns("__pycache__"))
+    dump = tmp_path / "goroutines-1.txt"
+    dump.write_bytes((CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt").read_bytes())
+    args = ["--name", "farm-run-7-control", "--label", "control-deadlock", "--source", "run 7"]
+    done = subprocess.run(
+        [sys.executable, str(corpus / "add.py"), str(dump), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the analyzer says control-deadlock" in done.stdout
+    added = corpus / "goroutines"
+    assert (added / "farm-run-7-control.txt").read_bytes() == dump.read_bytes()
+    labels = tomllib.loads((added / "expected.toml").read_text())["labels"]
+    assert labels["farm-run-7-control.txt"] == "control-deadlock"
+    assert "`farm-run-7-control.txt` | run 7" in (added / "SOURCES.md").read_text()

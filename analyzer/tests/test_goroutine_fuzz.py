@@ -3,12 +3,16 @@ parser reads back exactly the goroutines a dump holds."""
 
 from __future__ import annotations
 
+import html
+import json
 from pathlib import Path
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from reprofarm_analyzer.analysis import analyze_goroutines
+from reprofarm_analyzer.analysis import analyze_goroutine_dumps, analyze_goroutines
+from reprofarm_analyzer.errors import NotADumpError
 from reprofarm_analyzer.goroutines import count_headers, parse_goroutine_dumps
+from reprofarm_analyzer.pasted import unwrap
 from reprofarm_analyzer.traceback_lines import HEADER
 
 CORPUS = sorted((Path(__file__).parent / "corpus" / "goroutines").glob("*.txt"))
@@ -61,28 +65,68 @@ def test_parse_reads_back_rendered_goroutines(specs) -> None:
     assert dump.problems == []
 
 
+def headed(dumps: list) -> int:
+    """Goroutines read from a header (frames before the first header become goroutines
+    without one, on top of these)."""
+    return sum(1 for d in dumps for g in d.goroutines if not g.headerless)
+
+
+def analyze_or_refuse(text: str) -> None:
+    """The one behaviour for any text: an analysis, or NotADumpError when the text holds
+    no goroutine at all (never a ``no-hang`` for text that is not a dump)."""
+    try:
+        analysis = analyze_goroutines(text)
+    except NotADumpError:
+        assert analyze_goroutine_dumps(text) == []
+        return
+    assert analysis.goroutines
+    assert analysis.signature.startswith(analysis.label.value)
+
+
 @given(st.text())
 def test_any_text_parses_without_raising(text: str) -> None:
     dumps = parse_goroutine_dumps(text)
-    assert sum(len(d.goroutines) for d in dumps) == count_headers(text)
-    analyze_goroutines(text)
+    assert headed(dumps) == count_headers(text)
+    analyze_or_refuse(text)
 
 
 @given(st.binary())
 def test_any_bytes_decoded_analyse_without_raising(data: bytes) -> None:
-    text = data.decode("utf-8", errors="replace")
-    analysis = analyze_goroutines(text)
-    assert analysis.goroutines is not None
+    analyze_or_refuse(data.decode("utf-8", errors="replace"))
+
+
+notes = st.sampled_from(["<- stuck here", "// blocked", "<-- HERE", "# the reader", "--> why?"])
 
 
 @st.composite
 def mutated_dumps(draw: st.DrawFn) -> str:
     lines = draw(st.sampled_from(TEXTS)).split("\n")
     for _ in range(draw(st.integers(1, 6))):
-        op = draw(st.sampled_from(["cut", "drop", "dup", "insert", "crlf", "prefix", "garble"]))
+        op = draw(
+            st.sampled_from(
+                [
+                    "cut",
+                    "cut-top",
+                    "blank",
+                    "note",
+                    "drop",
+                    "dup",
+                    "insert",
+                    "crlf",
+                    "prefix",
+                    "garble",
+                ]
+            )
+        )
         at = draw(st.integers(0, max(len(lines) - 1, 0)))
         if op == "cut":
             lines = lines[:at]
+        elif op == "cut-top":  # a page or log that lost its top
+            lines = lines[at:]
+        elif op == "blank":  # an editor's blank line inside a goroutine
+            lines.insert(at, "")
+        elif op == "note" and lines:
+            lines[at] += "   " + draw(notes)
         elif op == "drop":
             del lines[at : at + draw(st.integers(1, 5))]
         elif op == "dup":
@@ -105,16 +149,17 @@ def mutated_dumps(draw: st.DrawFn) -> str:
 @given(mutated_dumps())
 def test_mutated_real_dumps_analyse_without_raising(text: str) -> None:
     dumps = parse_goroutine_dumps(text)
-    assert sum(len(d.goroutines) for d in dumps) == count_headers(text)
-    analysis = analyze_goroutines(text)
-    assert analysis.signature.startswith(analysis.label.value)
+    assert headed(dumps) == count_headers(text)
+    analyze_or_refuse(text)
 
 
 def goroutine_facts(text: str) -> list[tuple]:
+    # Without any header no prefix is learnt, so frames alone are compared with headers.
     return [
         (g.id, g.state, g.wait_minutes, g.locked, g.frames, g.created_by, g.elided, g.truncated)
         for d in parse_goroutine_dumps(text)
         for g in d.goroutines
+        if not g.headerless
     ]
 
 
@@ -128,3 +173,40 @@ def test_whole_frame_tokens_read_like_line_by_line(text: str) -> None:
     assume(all(h is None or h.start() == 0 for h in headers))  # one prefix, not two
     prefixed = "\n".join("ci| " + line for line in lines)
     assert goroutine_facts(prefixed) == goroutine_facts(text)
+
+
+@st.composite
+def pasted(draw: st.DrawFn) -> tuple[list[tuple[str, int | None, bool, list[str]]], str]:
+    """A rendered dump, then what a person does to it before pasting: notes after headers
+    and frames, indentation by hand, and one of the wrappings (HTML source, test2json)."""
+    specs = draw(goroutine_specs)
+    lines = []
+    for line in render(specs).split("\n"):
+        if line.startswith("goroutine ") and draw(st.booleans()):
+            line += "   " + draw(notes)
+        elif line.startswith("\t") and draw(st.booleans()):
+            line = " " * draw(st.integers(2, 8)) + line.strip() + "  " + draw(notes)
+        elif line and not line.startswith(("goroutine ", "\t")) and draw(st.booleans()):
+            line = " " * draw(st.integers(1, 4)) + line
+        lines.append(line)
+    text = "\n".join(lines)
+    wrap = draw(st.sampled_from(["none", "html", "test2json"]))
+    if wrap == "html":
+        text = "<pre>" + html.escape(text) + "</pre>"
+    elif wrap == "test2json":
+        cut = draw(st.integers(1, 40))
+        pieces = [text[i : i + cut] for i in range(0, len(text), cut)]
+        text = "\n".join(json.dumps({"Action": "output", "Output": p}) for p in pieces)
+    return specs, text
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(pasted())
+def test_pasted_dumps_read_back_the_rendered_goroutines(case) -> None:
+    specs, text = case
+    analyses = analyze_goroutine_dumps(text)
+    assert len(analyses) == 1
+    assert analyses[0].goroutines == len(specs)
+    (dump,) = parse_goroutine_dumps(unwrap(text).text)
+    got = [(g.state, g.wait_minutes, g.locked, list(g.functions)) for g in dump.goroutines]
+    assert got == [(s, m, lk, fs) for s, m, lk, fs in specs]

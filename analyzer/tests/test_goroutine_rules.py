@@ -85,8 +85,9 @@ def rule_named(name: str):
     return next(r for r in RULES if r.name == name)
 
 
-def test_rules_version_is_one() -> None:
-    assert RULES_VERSION == 1
+def test_rules_version_is_two() -> None:
+    """2: crash signatures name the crash kind (``no-hang:crash:SIGSEGV``)."""
+    assert RULES_VERSION == 2
 
 
 def test_rule_cancelioex_with_sync_io() -> None:
@@ -170,7 +171,7 @@ def test_rule_hang_reported_nothing_stuck() -> None:
 
 def test_rule_nothing_stuck() -> None:
     a = analyze_goroutines(dump(block(1, "running", "main.main"), preamble="panic: boom\n\n"))
-    assert (a.label, a.signature) == (Label.NO_HANG, "no-hang:crash")
+    assert (a.label, a.signature) == (Label.NO_HANG, "no-hang:crash:panic")
 
 
 def test_crash_dump_names_no_stuck_goroutine() -> None:

@@ -33,6 +33,7 @@ from reprofarm_api.signatures.router import router as signatures_router
 from reprofarm_api.stats.router import router as stats_router
 from reprofarm_api.studies.router import router as studies_router
 from reprofarm_api.tasks import OutboxRelay, TaskSender
+from reprofarm_api.triage.router import router as triage_router
 from reprofarm_api.views.router import router as views_router
 
 DESCRIPTION = """
@@ -104,10 +105,15 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         install_router,
         live_router,
         views_router,
+        triage_router,
     ):
         app.include_router(router)
 
     app.add_middleware(AfterCommit, poke_relay=outbox_relay.poke, runs_ready=work.runs_ready)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        paths={"/api/v1/triage": settings.max_triage_bytes},
+    )
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
     return app

@@ -114,6 +114,9 @@ TABLE: dict[str, Rule] = {
     "GET /api/v1/artifacts/{artifact_id}/debugger-script": Rule(READERS, ok=NOT_ANALYSED),
     "GET /api/v1/signatures": Rule(READERS),
     "GET /api/v1/signatures/{key}/runs": Rule(READERS, ok=NOT_ANALYSED),
+    # Triage of a dump from outside the farm: any reader may ask (keep=true, which stores
+    # the dump, needs a submitter: test_triage.py).
+    "POST /api/v1/triage": Rule(READERS),
     # The dashboard: who the token is, what changed, and its read models (readers only;
     # an agent token reads nothing but what it runs).
     "GET /api/v1/whoami": Rule(READERS),

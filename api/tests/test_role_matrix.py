@@ -118,6 +118,7 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     "GET /api/v1/signatures/{key}/runs": lambda f: Request(
         "GET", f"/api/v1/signatures/{'0' * 16}/runs"
     ),
+    "POST /api/v1/triage": lambda f: Request("POST", "/api/v1/triage", content=UPLOAD),
     "GET /api/v1/whoami": lambda f: Request("GET", "/api/v1/whoami"),
     "GET /api/v1/live": lambda f: Request("GET", "/api/v1/live"),
     "GET /api/v1/views/overview": lambda f: Request("GET", "/api/v1/views/overview"),

@@ -3,10 +3,12 @@
 Each FILE may be a goroutine dump (Go's text), a Windows minidump, a Linux core
 (gzip-compressed or not), or a run folder written by ``reprofarm run``. ``--json``
 prints one object per file (a list for several), with ``kind``, ``label``,
-``signature`` and ``evidence`` (and for minidumps ``arch``, ``os_build`` and
-``threads``). Exit code 0 when every file was read, whatever it shows; 2 when
-one is not a dump at all, cannot be read, or is refused by the analysis limits
-(``REPROFARM_ANALYSIS_*``, as in the worker: a gzip bomb is named, not expanded).
+``signature``, ``confidence`` and ``evidence`` (and for minidumps ``arch``,
+``os_build`` and ``threads``). Exit code 0 when every file was read, whatever it
+shows; 2 when one is not a dump at all (the message on stderr names what was
+looked for, and stdout stays empty when no file could be read), cannot be read,
+or is refused by the analysis limits (``REPROFARM_ANALYSIS_*``, as in the
+worker: a gzip bomb is named, not expanded).
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ def _analyze_file(path: Path, limits: AnalysisLimits) -> list[Analysis]:
     return [analyze_bounded(dump, sidecar=sidecar, limits=limits) for dump, sidecar in dumps]
 
 
-def _print(path: Path, analysis: Analysis, console: Console) -> None:
-    console.print(f"[bold]{path}[/bold]: {analysis.kind.value}")
-    console.print(f"  label      {analysis.label.value}")
+def print_report(analysis: Analysis, console: Console) -> None:
+    """The human-readable report of one analysis, label and confidence first."""
+    console.print(f"  label      {analysis.label.value} ({analysis.confidence.value} confidence)")
     console.print(f"  signature  {analysis.signature}", highlight=False)
     if analysis.arch or analysis.os_build:
         console.print(f"  system     {analysis.arch} {analysis.os_build}", highlight=False)
@@ -52,6 +54,11 @@ def _print(path: Path, analysis: Analysis, console: Console) -> None:
         console.print(f"  unread     {problem}", highlight=False, markup=False, style="yellow")
 
 
+def _print(path: Path, analysis: Analysis, console: Console) -> None:
+    console.print(f"[bold]{path}[/bold]: {analysis.kind.value}")
+    print_report(analysis, console)
+
+
 def analyze(
     files: Annotated[list[Path], typer.Argument(help="dumps or run folders", exists=True)],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
@@ -66,7 +73,7 @@ def analyze(
         except (AnalyzerError, OSError) as exc:
             _stderr.print(f"error: {exc}", highlight=False, markup=False)
             failed = True
-    if as_json:
+    if as_json and results:
         reports = [a.model_dump(mode="json") for _, a in results]
         single = len(files) == 1 and not files[0].is_dir() and len(reports) == 1
         print(json.dumps(reports[0] if single else reports, indent=2))

@@ -37,6 +37,7 @@ def test_one_goroutine_dump_gives_one_object_with_the_contract_keys():
     assert report["label"] == "control-deadlock"
     assert report["signature"].startswith("control-deadlock")
     assert report["evidence"]
+    assert report["confidence"] == "strong"
 
 
 def test_several_files_give_a_list_and_a_gzipped_dump_reads_like_the_plain_one(tmp_path):
@@ -93,10 +94,44 @@ def test_a_file_that_is_no_dump_is_exit_2_with_a_clear_error(tmp_path):
     assert "not" in done.stderr.lower()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Close -> CancelIoEx -> waits -> ReadFile never returns (condensed by hand)\n",
+        "goroutine 7 was stuck in chan receive, I think\n",
+        "",
+    ],
+)
+def test_text_that_is_no_dump_is_exit_2_with_nothing_on_stdout(tmp_path, text):
+    """One behaviour for unreadable input: never a no-hang report, always exit 2."""
+    paste = tmp_path / "paste.txt"
+    paste.write_text(text)
+    for args in ((paste, "--json"), (paste,)):
+        done = analyze(*args)
+        assert (done.returncode, done.stdout) == (2, ""), done
+        assert "looked for" in done.stderr
+        assert "goroutine header" in done.stderr
+
+
+def test_an_annotated_hand_indented_paste_gets_its_label_and_a_lowered_confidence(tmp_path):
+    paste = tmp_path / "paste.txt"
+    paste.write_text(
+        "fatal error: all goroutines are asleep - deadlock!\n\n"
+        "goroutine 1 [chan receive]:   <- stuck here\n"
+        "    main.main()\n"
+        "        /src/main.go:9 +0x1d   // the receive\n"
+    )
+    done = analyze(paste, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["label"], report["confidence"]) == ("other-hang", "weak")
+    assert any("stuck here" in p for p in report["problems"])
+
+
 def test_the_readable_report_names_the_label_and_the_evidence():
     done = analyze(CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt")
     assert done.returncode == 0, done.stderr
-    assert "control-deadlock" in done.stdout
+    assert "control-deadlock (strong confidence)" in done.stdout
     assert "evidence" in done.stdout
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reprofarm_protocol.analysis import Analysis, Label
+from reprofarm_protocol.analysis import Analysis, Confidence, Label
 from reprofarm_protocol.jobs import RunState
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -96,15 +96,24 @@ def lock_run(session: Session, *, run_id: int) -> Run:
     return run
 
 
-def label_run(session: Session, *, run_id: int, label: Label | None, signature: str | None) -> Run:
-    """Set a run's verdict (the worker combines its reports); None with no report
-    at all means every dump was unreadable."""
+def label_run(
+    session: Session,
+    *,
+    run_id: int,
+    label: Label | None,
+    signature: str | None,
+    confidence: Confidence | None = None,
+) -> Run:
+    """Set a run's verdict (the worker combines its reports) and the confidence of the
+    report it came from; None with no report at all means every dump was unreadable
+    (``weak``: nothing was read)."""
     run = session.get(Run, run_id, with_for_update=True)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
     if label is None:
-        label, signature = Label.OTHER_HANG, UNREADABLE
+        label, signature, confidence = Label.OTHER_HANG, UNREADABLE, Confidence.WEAK
     assert signature is not None
+    run.label_confidence = confidence.value if confidence else None
     run.label = label.value
     run.signature = signature[:500]
     run.signature_key = signature_key(run.signature)
@@ -116,6 +125,7 @@ def label_result(run: Run) -> None:
     dumps (unless they were analysed before the result arrived)."""
     if run.status in (RunState.PASSED, RunState.FAILED):
         run.label = Label.NO_HANG.value
+        run.label_confidence = Confidence.STRONG.value  # the run finished: no dump needed
         run.signature = Label.NO_HANG.value
         run.signature_key = signature_key(run.signature)
 

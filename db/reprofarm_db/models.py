@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -240,6 +241,8 @@ class Run(Base):
     label: Mapped[str | None] = mapped_column(String(40))
     signature: Mapped[str | None] = mapped_column(String(500))
     signature_key: Mapped[str | None] = mapped_column(String(16), index=True)
+    # strong, partial or weak: the confidence of the report the label came from
+    label_confidence: Mapped[str | None] = mapped_column(String(10))
 
     # The status is the version every UPDATE of a run checks (``WHERE status = <as read>``):
     # a write decided on a stale read fails instead of winning (reprofarm_db.states).
@@ -282,6 +285,12 @@ class ArtifactAnalysis(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # indexed: max(analyzed_at) is the dashboard's version of the analyses (views.changes)
     analyzed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    @property
+    def confidence(self) -> str | None:
+        """Kept inside the report's JSON (no column); None for an unreadable dump."""
+        found = (self.report or {}).get("confidence")
+        return str(found) if found is not None else None
 
 
 ROLLUP_KEYS = (
@@ -334,3 +343,23 @@ class Outbox(Base):
     args: Mapped[list[Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class TriagedDump(Base):
+    """A dump sent to ``POST /triage`` from outside the farm (a CI log, an issue) and
+    kept because its sender asked (``keep=true``): it is the farm's "seen in CI" beside
+    "reproduced here". Dumps not asked to be kept are analysed and forgotten."""
+
+    __tablename__ = "triaged_dumps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sent_by: Mapped[str] = mapped_column(String(100))  # the token's name
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[str | None] = mapped_column(String(500))  # what the sender says it is
+    label: Mapped[str] = mapped_column(String(40))
+    signature: Mapped[str] = mapped_column(String(500))
+    signature_key: Mapped[str] = mapped_column(String(16), index=True)
+    confidence: Mapped[str] = mapped_column(String(10))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    size: Mapped[int]
+    text_gz: Mapped[bytes] = mapped_column(LargeBinary)  # the dump as sent, gzip-compressed

@@ -51,6 +51,12 @@ class ControllerSettings(BaseSettings):
     max_body_bytes: int = Field(
         1 << 20, gt=0, description="largest request body, artifact uploads excepted (they stream)"
     )
+    max_triage_bytes: int = Field(
+        16 << 20,
+        gt=0,
+        description="largest dump POST /triage reads (in the request: 10 MB of goroutines take"
+        " about 0.3 s of CPU)",
+    )
     db_request_slots: int = Field(
         16,
         ge=1,

@@ -22,6 +22,19 @@ PENDING_LABEL = "pending"
 """What statistics group a hung run under while its dumps are not analysed yet."""
 
 
+class Confidence(StrEnum):
+    """How far a label can be trusted (docs/analyzer.md, "Confidence").
+
+    ``strong``: the goroutines (or threads) the label rests on are all there, in traceback
+    form, in a dump whose reason is known; ``partial``: the text was repaired or cut, or
+    does not say why it was written; ``weak``: the label rests on a goroutine without its
+    header, a cut goroutine, or a single frame."""
+
+    STRONG = "strong"
+    PARTIAL = "partial"
+    WEAK = "weak"
+
+
 class DumpKind(StrEnum):
     GOROUTINES = "goroutines"
     MINIDUMP = "minidump"
@@ -69,6 +82,10 @@ class Analysis(BaseModel):
     kind: DumpKind
     label: Label
     signature: str = Field(description="stable across goroutine ids, addresses and wait times")
+    confidence: Confidence = Field(
+        Confidence.WEAK,
+        description="strong, partial or weak (reports made before confidence existed read weak)",
+    )
     rules_version: int
     evidence: list[Evidence] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)

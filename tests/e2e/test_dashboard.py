@@ -392,4 +392,58 @@ def test_a_submitter_cancels_a_study_from_its_page(farm, browser):
     page.click("#cancel-confirm")
     page.wait_for_selector("h2 .badge:has-text('cancelled')")
     assert page.locator("#cancel-study").count() == 0
+
+
+CORPUS = Path(__file__).resolve().parents[2] / "analyzer" / "tests" / "corpus" / "goroutines"
+
+
+def test_the_triage_page_reads_a_pasted_dump_and_shows_the_farms_evidence(
+    farm, control_job, browser, tmp_path
+):
+    """A control-deadlock dump pasted by hand (a note after a header, frames indented)
+    meets the farm's own control hangs: label with its confidence, the bucket with k/n
+    per hardware, first and latest runs; kept, it counts as seen in CI. A dropped file
+    that is no dump gets the api's message."""
+    wait_for(
+        "the control job's hangs to be labelled",
+        lambda: any(
+            b["label"] == "control-deadlock"
+            for b in farm.call("GET", "/api/v1/signatures", farm.viewer).json()
+        ),
+        timeout=120,
+    )
+    lines = []
+    for line in (
+        (CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt").read_text().split("\n")
+    ):
+        if line.startswith("goroutine ") and "sync.Mutex.Lock" in line:
+            line += "   <- stuck here"
+        elif line.startswith("\t"):
+            line = "      " + line.strip()
+        lines.append(line)
+    page = _open(browser, farm.link(farm.submitter))
+    _nav(page, "triage")
+    page.fill("#triage-text", "\n".join(lines))
+    page.check("#triage-keep")
+    page.fill("#triage-source", "https://ci.example/job/17")
+    page.click("#triage-submit")
+    page.wait_for_selector("#farm-evidence #by-hardware tbody tr")
+    result = page.inner_text("#triage-result")
+    assert "control-deadlock" in result
+    assert "partial confidence" in result
+    assert "stuck here" in result  # the note is named among what was repaired
+    rows = page.locator("#by-hardware tbody tr")
+    assert rows.count() >= 1
+    assert "/" in rows.first.inner_text()
+    assert "run #" in page.inner_text("#farm-evidence")
+    assert "1 kept dump" in page.inner_text("#farm-evidence")
+    page.locator("#farm-evidence").scroll_into_view_if_needed()
+    _shot(page, "triage")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Close -> CancelIoEx -> ReadFile never returns\n")
+    page.set_input_files("#triage-file", str(notes))
+    page.click("#triage-submit")
+    page.wait_for_selector("#page .error")
+    assert "goroutine header" in page.inner_text("#page .error")
+    page.js_errors[:] = [e for e in page.js_errors if "422" not in e]
     page.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from reprofarm_analyzer.analysis import combine
+from reprofarm_analyzer.analysis import deciding_report
 from reprofarm_analyzer.bounded import analyze_bounded
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
@@ -101,8 +101,14 @@ def analyze_artifact(
             rules_version=RULES_VERSION,
         )
         reports = analyses.reports_of_run(session, run_id=run_id)
-        label, signature = combine(reports) if reports else (None, None)
-        run = analyses.label_run(session, run_id=run_id, label=label, signature=signature)
+        best = deciding_report(reports) if reports else None
+        run = analyses.label_run(
+            session,
+            run_id=run_id,
+            label=best.label if best else None,
+            signature=best.signature if best else None,
+            confidence=best.confidence if best else None,
+        )
         if run.cell is not None:
             studies.note_run_ended(session, job_id=run.job_id)  # a verify waits on labels
         return run.label or "pending"

@@ -36,6 +36,9 @@ class RunRead(BaseModel):
     label: str | None = Field(
         description="the analyzer's verdict; None for a hang not analysed yet (pending)"
     )
+    confidence: str | None = Field(
+        None, description="strong, partial or weak: the confidence of the report behind label"
+    )
     signature: str | None
     signature_key: str | None = Field(description="its bucket: GET /signatures/{key}/runs")
     leased_at: datetime | None
@@ -62,6 +65,7 @@ class RunRead(BaseModel):
             duration_s=run.duration_s,
             reason=run.reason,
             label=run.label,
+            confidence=run.label_confidence,
             signature=run.signature,
             signature_key=run.signature_key,
             leased_at=run.leased_at,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 from reprofarm_analyzer.debugger_script import cdb_script
-from reprofarm_db import analyses
+from reprofarm_db import analyses, triage
 from reprofarm_db import artifacts as artifacts_
 from reprofarm_db.errors import Conflict, NotFound
 from reprofarm_protocol.analysis import Analysis
@@ -44,6 +44,7 @@ def artifact_analysis(artifact_id: ArtifactId, session: SessionDep, _token: View
         run_id=row.run_id,
         kind=row.kind,
         label=row.label,
+        confidence=row.confidence,
         signature=row.signature,
         rules_version=row.rules_version,
         analyzed_at=row.analyzed_at,
@@ -81,8 +82,11 @@ def signatures(
     label: Annotated[str | None, Query(max_length=40, description="only this label")] = None,
 ) -> list[dict[str, Any]]:
     """Hung runs grouped by signature, most frequent first: first and last seen,
-    counts per hardware, Go version and CPU count, and recent example runs."""
-    return [b.as_dict() for b in analyses.buckets(session, label=label)]
+    counts per hardware, Go version and CPU count, recent example runs, and how many
+    triaged dumps from outside the farm were kept with it (seen in CI)."""
+    found = analyses.buckets(session, label=label)
+    seen = triage.kept_counts(session, keys=[b.key for b in found])
+    return [{**b.as_dict(), "seen_in_ci": seen.get(b.key, 0)} for b in found]
 
 
 @router.get(

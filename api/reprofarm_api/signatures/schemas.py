@@ -13,6 +13,7 @@ class AnalysisRead(BaseModel):
     run_id: int
     kind: str
     label: str | None = Field(description="None when the dump could not be read (see error)")
+    confidence: str | None = Field(None, description="strong, partial or weak (of the label)")
     signature: str | None
     rules_version: int
     analyzed_at: datetime
@@ -31,3 +32,4 @@ class BucketRead(BaseModel):
     by_go_version: dict[str, int]
     by_cpus: dict[str, int]
     example_runs: list[int]
+    seen_in_ci: int = Field(0, description="kept triaged dumps (POST /triage) with this signature")

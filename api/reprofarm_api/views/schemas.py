@@ -147,6 +147,7 @@ class RunRow(BaseModel):
     duration_s: float
     reason: str = Field(description="cut at 200 characters")
     label: str | None
+    confidence: str | None = Field(None, description="strong, partial or weak (of the label)")
     signature_key: str | None
     leased_at: datetime | None
     finished_at: datetime | None
@@ -168,6 +169,7 @@ class RunRow(BaseModel):
             duration_s=r.duration_s,
             reason=r.reason[:200],
             label=r.label,
+            confidence=r.label_confidence,
             signature_key=r.signature_key,
             leased_at=r.leased_at,
             finished_at=r.finished_at,
@@ -220,6 +222,7 @@ class AnalysisBrief(BaseModel):
     artifact_id: int
     kind: str
     label: str | None
+    confidence: str | None = Field(None, description="strong, partial or weak")
     signature: str | None
     error: str | None
 

@@ -114,3 +114,14 @@ export async function whoami() {
 }
 
 export function forgetWhoami() { me = null; }
+
+/** POST raw bytes or text (a dump to triage) and read the JSON answer. */
+export async function postRaw(path, body, params) {
+  const response = await fetch(path + query(params), {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/octet-stream" }),
+    body,
+  });
+  if (!response.ok) { throw await failure(response, path); }
+  return response.json();
+}

@@ -12,6 +12,7 @@ import * as signatures from "./pages/signatures.js";
 import * as agents from "./pages/agents.js";
 import * as hardware from "./pages/hardware.js";
 import * as submit from "./pages/submit.js";
+import * as triage from "./pages/triage.js";
 
 router.route("/", overview);
 router.route("/jobs", jobs);
@@ -22,6 +23,7 @@ router.route("/signatures", signatures);
 router.route("/agents", agents);
 router.route("/hardware/:fingerprint", hardware);
 router.route("/submit", submit);
+router.route("/triage", triage);
 
 const page = document.getElementById("page");
 const status = document.getElementById("status");

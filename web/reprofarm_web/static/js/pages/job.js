@@ -74,7 +74,7 @@ function runColumns() {
     { key: "agent", label: "Agent", sortable: true, render: (r) => r.agent || "–" },
     { key: "iterations", label: "Iterations", sortable: true, numeric: true, render: (r) => fmt.count(r.iterations) },
     { key: "duration_s", label: "Duration", sortable: true, numeric: true, render: (r) => fmt.duration(r.duration_s) },
-    { key: "label", label: "Label", sortable: true, render: (r) => r.label || (r.status === "hung" ? "pending" : "–") },
+    { key: "label", label: "Label", sortable: true, render: (r) => (r.label ? h("span", {}, r.label, r.confidence ? h("span", { class: "muted" }, ` (${r.confidence})`) : null) : r.status === "hung" ? "pending" : "–") },
     { key: "finished_at", label: "Finished", sortable: true, render: (r) => fmt.time(r.finished_at) },
     { key: "reason", label: "Reason", render: (r) => h("span", { class: "reason" }, r.reason) },
   ];

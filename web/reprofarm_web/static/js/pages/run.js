@@ -6,6 +6,7 @@ import * as api from "../api.js";
 import * as fmt from "../format.js";
 import { h, link, section, table, errorBox, badge, dl } from "../components.js";
 import { href } from "../router.js";
+import { facts as reportFacts, labelled, reportParts } from "../report.js";
 
 export const name = "run";
 
@@ -55,28 +56,9 @@ async function analysisBlock(brief) {
   const a = await api.get(`/api/v1/artifacts/${brief.artifact_id}/analysis`);
   const report = a.report || {};
   return h("div", { class: "analysis" },
-    h("h3", {}, `${brief.kind} (artifact ${brief.artifact_id}): `, h("code", {}, a.label)),
-    dl([["Signature", h("code", {}, a.signature)], ["Rules version", a.rules_version], ["Analysed", fmt.time(a.analyzed_at)],
-      report.goroutines !== null && report.goroutines !== undefined ? ["Goroutines", report.goroutines] : null,
-      report.os_build ? ["OS build (dump)", report.os_build] : null]),
-    (report.evidence || []).length ? h("ul", {}, report.evidence.map((e) => h("li", {}, `${e.detail} `, h("span", { class: "muted" }, `(${e.rule})`)))) : null,
-    (report.stuck || []).length ? table({
-      caption: "Stuck goroutines (identical stacks collapsed)",
-      columns: [
-        { key: "count", label: "Goroutines", numeric: true },
-        { key: "state", label: "State" },
-        { key: "goroutines", label: "Ids", render: (g) => g.goroutines.slice(0, 12).join(", ") + (g.goroutines.length > 12 ? "…" : "") },
-        { key: "frames", label: "Frames (innermost first)", render: (g) => h("code", { class: "frames" }, g.frames.join("\n")) },
-      ],
-      rows: report.stuck,
-    }) : null,
-    (report.threads || []).length ? table({
-      caption: "Threads",
-      columns: [{ key: "id", label: "Thread" }, { key: "top", label: "Top frame", render: (t) => h("code", {}, t.top) },
-        { key: "role", label: "Role", render: (t) => t.role || "–" }],
-      rows: report.threads.filter((t) => t.role).concat(report.threads.filter((t) => !t.role)).slice(0, 40),
-    }) : null,
-    (report.problems || []).length ? h("p", { class: "muted" }, "Problems: " + report.problems.join("; ")) : null);
+    h("h3", {}, `${brief.kind} (artifact ${brief.artifact_id}): `, labelled(a.label, a.confidence)),
+    reportFacts({ ...report, signature: a.signature }, [["Rules version", a.rules_version], ["Analysed", fmt.time(a.analyzed_at)]]),
+    reportParts(report));
 }
 
 export async function mount(root, { params }) {
@@ -122,7 +104,7 @@ export async function mount(root, { params }) {
       ["Duration", fmt.duration(run.duration_s)],
       ["Exit code", result.exit_code ?? "–"],
       ["Errors", result.errors !== undefined ? `${result.errors}${result.first_error ? `; first: ${result.first_error}` : ""}` : "–"],
-      ["Label", run.label ? h("span", {}, h("code", {}, run.label), " ", run.signature_key
+      ["Label", run.label ? h("span", {}, labelled(run.label, run.confidence), " ", run.signature_key
         ? link(href("/signatures", { key: run.signature_key }), run.signature) : "") : run.status === "hung" ? "pending (not analysed yet)" : "–"],
       run.late_result ? ["Late result", "kept for the record, not counted (the lease had expired)"] : null,
     ]);
@@ -149,6 +131,7 @@ export async function mount(root, { params }) {
             e.preventDefault();
             document.getElementById(`analysis-${a.id}`)?.scrollIntoView();
           } }, a.analysis.label) : "unreadable",
+          a.analysis.confidence ? h("span", { class: "muted" }, ` (${a.analysis.confidence})`) : null,
           a.kind === "minidump" && a.analysis.label ? h("span", {}, " · ", h("button", { type: "button", class: "link",
             onclick: async () => {
               try { await api.download(`/api/v1/artifacts/${a.id}/debugger-script`, `${a.name.replace(/\.gz$/, "")}.cdb.txt`); }

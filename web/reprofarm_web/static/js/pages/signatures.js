@@ -46,7 +46,8 @@ export async function mount(root, { query }) {
           id: "signatures",
           columns: [
             { key: "signature", label: "Signature", render: (b) => h("span", { id: `sig-${b.key}` }, h("code", {}, b.signature), h("br"), h("span", { class: "muted" }, b.label)) },
-            { key: "runs", label: "Hung runs", numeric: true },
+            { key: "runs", label: "Reproduced here", numeric: true, render: (b) => h("span", {}, `${b.runs} hung runs`,
+              b.seen_in_ci ? h("span", { class: "muted seen-in-ci" }, h("br"), `seen in CI: ${b.seen_in_ci}`) : null) },
             { key: "seen", label: "First / last seen", render: (b) => h("span", {}, fmt.time(b.first_seen), h("br"), fmt.time(b.last_seen)) },
             { key: "hardware", label: "By hardware", render: (b) => counts(b.by_hardware, hw) },
             { key: "go", label: "By Go version", render: (b) => counts(b.by_go_version, (v) => `Go ${v}`) },

@@ -1,0 +1,1 @@
+"""Triage of dumps from outside the farm: ``POST /api/v1/triage``."""

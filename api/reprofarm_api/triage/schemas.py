@@ -1,0 +1,56 @@
+"""Triage schemas: the analyzer's report plus the farm's evidence for its signature."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+from reprofarm_protocol.analysis import Analysis
+
+
+class HardwareHitsRead(BaseModel):
+    hardware: str = Field(description="the configuration's fingerprint")
+    label: str = Field(description="the configuration, readable (CPU, OS, hypervisor)")
+    runs: int = Field(description="counted runs of the scenarios the signature appeared in")
+    hangs: int = Field(description="those runs that hung with this signature")
+    ci95_low: float = Field(description="Wilson 95% interval of hangs/runs")
+    ci95_high: float
+
+
+class RunMarkRead(BaseModel):
+    id: int
+    finished_at: datetime | None
+    go_version: str
+    hardware: str
+
+
+class FarmBucketRead(BaseModel):
+    key: str = Field(description="the bucket: GET /signatures/{key}/runs")
+    signature: str
+    label: str
+    match: str = Field(description="exact, or similar (stuck stacks overlap, see similarity)")
+    similarity: float = Field(description="Jaccard overlap of the stuck stacks; 1 when exact")
+    hung_runs: int
+    by_hardware: list[HardwareHitsRead]
+    first_run: RunMarkRead | None
+    latest_run: RunMarkRead | None
+    go_versions_seen: list[str] = Field(description="Go versions of the bucket's hung runs")
+    go_versions_never: list[str] = Field(
+        description="Go versions the farm ran these scenarios with and never saw it"
+    )
+
+
+class SeenInCiRead(BaseModel):
+    dumps: int = Field(description="triaged dumps with this signature that were kept")
+    first_sent: datetime | None
+    last_sent: datetime | None
+
+
+class TriageRead(Analysis):
+    """The analysis (as ``reprofarm analyze --json`` prints it), then the farm's evidence."""
+
+    bucket: FarmBucketRead | None = Field(
+        description="the farm's hung runs with this signature (or a similar one); null if none"
+    )
+    seen_in_ci: SeenInCiRead = Field(description="kept triaged dumps with this signature")
+    kept_id: int | None = Field(description="the stored dump's id when keep=true, else null")

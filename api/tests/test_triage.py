@@ -1,0 +1,181 @@
+"""``POST /api/v1/triage`` on the real app and Postgres: a pasted dump's report and the
+farm's evidence for its signature (bucket, hit rate per hardware, Go versions), kept only
+when asked; unreadable text and oversized bodies refused with the field and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from reprofarm_analyzer.analysis import analyze_path
+from reprofarm_db import analyses
+from reprofarm_db.engine import transaction
+from reprofarm_db.models import TriagedDump
+from sqlalchemy import select
+
+from tests.api_calls import lease, make_build, register, submit
+
+CORPUS = Path(__file__).resolve().parents[2] / "analyzer" / "tests" / "corpus" / "goroutines"
+CONTROL = CORPUS / "hangtest-control-deadlock-stall-go1.27-linux.txt"
+RESULT = {
+    "reason": "stall",
+    "iterations": 100,
+    "duration_s": 2.0,
+    "cpu_set": [0],
+    "requested_cpu_set": [0],
+    "gomaxprocs": 1,
+    "exit_code": None,
+}
+
+
+def farm_with_one_labelled_hang(api, tmp_path) -> int:
+    """Three runs on one agent: one hung (labelled from the real control dump), two passed."""
+    agent = register(api)
+    assert submit(api, repeats=3).status_code == 201
+    make_build(api, tmp_path / "hangtest.exe")
+    hung_id = 0
+    for n in range(3):
+        run = lease(api, agent)
+        status = "hung" if n == 0 else "passed"
+        r = api.client.post(
+            f"/api/v1/runs/{run['run_id']}/result",
+            headers=run["headers"],
+            json={"result": {**RESULT, "status": status}},
+        )
+        assert r.status_code == 200, r.text
+        if status == "hung":
+            hung_id = run["run_id"]
+    report = analyze_path(CONTROL)
+    with transaction(api.client.app.state.sessions) as s:
+        analyses.label_run(
+            s,
+            run_id=hung_id,
+            label=report.label,
+            signature=report.signature,
+            confidence=report.confidence,
+        )
+    return hung_id
+
+
+def annotated_paste() -> bytes:
+    """The control dump as a person pastes it: notes after a header, frames indented."""
+    lines = []
+    for line in CONTROL.read_text().split("\n"):
+        if line.startswith("goroutine ") and "sync.Mutex.Lock" in line:
+            line += "   <- stuck here"
+        elif line.startswith("\t"):
+            line = "        " + line.strip()
+        lines.append(line)
+    return "\n".join(lines).encode()
+
+
+def test_a_pasted_dump_gets_its_report_and_the_farms_bucket(api, tmp_path) -> None:
+    hung_id = farm_with_one_labelled_hang(api, tmp_path)
+    viewer = api.token("viewer")
+    r = api.client.post(
+        "/api/v1/triage",
+        headers={**api.headers(viewer), "Content-Type": "text/plain"},
+        content=annotated_paste(),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["label"], body["confidence"]) == ("control-deadlock", "partial")
+    assert any("stuck here" in p for p in body["problems"])
+    bucket = body["bucket"]
+    assert bucket["match"] == "exact"
+    assert bucket["signature"] == body["signature"]
+    assert bucket["hung_runs"] == 1
+    assert bucket["first_run"]["id"] == bucket["latest_run"]["id"] == hung_id
+    (hw,) = bucket["by_hardware"]
+    assert (hw["runs"], hw["hangs"]) == (3, 1)
+    assert 0 < hw["ci95_low"] < 1 / 3 < hw["ci95_high"] < 1
+    assert bucket["go_versions_seen"]
+    assert bucket["go_versions_never"] == []
+    assert body["kept_id"] is None
+    assert body["seen_in_ci"]["dumps"] == 0
+    with transaction(api.client.app.state.sessions) as s:
+        assert s.scalars(select(TriagedDump)).all() == [], "not kept unless asked"
+
+
+def test_a_dump_the_farm_never_saw_has_no_bucket(api) -> None:
+    text = (
+        b"panic: test timed out after 10m0s\n\ngoroutine 5 [chan receive]:\n"
+        b"main.waitForever()\n\t/src/main.go:9 +0x1d\nmain.main()\n\t/src/main.go:4 +0x11\n"
+    )
+    r = api.client.post("/api/v1/triage", headers=api.headers(api.token("viewer")), content=text)
+    assert r.status_code == 200, r.text
+    assert (r.json()["label"], r.json()["bucket"]) == ("other-hang", None)
+
+
+def test_keep_stores_the_dump_with_who_sent_it_and_counts_it_as_seen_in_ci(api) -> None:
+    submitter = api.token("submitter")
+    text = CONTROL.read_bytes()
+    for n in (1, 2):
+        r = api.client.post(
+            "/api/v1/triage?keep=true&source=https://ci.example/job/7",
+            headers=api.headers(submitter),
+            content=text,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["kept_id"] is not None
+        assert r.json()["seen_in_ci"]["dumps"] == n
+    with transaction(api.client.app.state.sessions) as s:
+        kept = s.scalars(select(TriagedDump)).all()
+    assert [(k.sent_by, k.source, k.label) for k in kept] == [
+        ("submitter", "https://ci.example/job/7", "control-deadlock")
+    ] * 2
+
+
+def test_keep_needs_a_submitter_token(api) -> None:
+    r = api.client.post(
+        "/api/v1/triage?keep=true",
+        headers=api.headers(api.token("viewer")),
+        content=CONTROL.read_bytes(),
+    )
+    assert r.status_code == 403, r.text
+    assert "submitter" in r.json()["detail"]["message"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"Close -> CancelIoEx -> ReadFile never returns\n", b"", b"\x00\x01binary\x00"],
+)
+def test_text_that_is_no_dump_is_422_naming_the_body(api, text: bytes) -> None:
+    r = api.client.post("/api/v1/triage", headers=api.headers(api.token("viewer")), content=text)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail["field"] == "body"
+    assert "goroutine header" in detail["message"]
+
+
+@pytest.mark.parametrize("api", [{"max_triage_bytes": 4096}], indirect=True)
+def test_a_dump_over_the_limit_is_413(api) -> None:
+    r = api.client.post(
+        "/api/v1/triage", headers=api.headers(api.token("viewer")), content=CONTROL.read_bytes()
+    )
+    assert r.status_code == 413, r.text
+    assert "4096" in r.json()["detail"]["message"]
+
+
+def test_the_triage_limit_is_its_own_not_the_body_limit(api) -> None:
+    """A 3 MB dump passes (the ordinary body limit is 1 MiB)."""
+    block = CONTROL.read_text()
+    text = (block + "\n") * (3_000_000 // len(block))
+    r = api.client.post(
+        "/api/v1/triage", headers=api.headers(api.token("viewer")), content=text.encode()
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] == "control-deadlock"
+
+
+def test_a_kept_dump_shows_as_seen_in_ci_beside_the_bucket(api, tmp_path) -> None:
+    farm_with_one_labelled_hang(api, tmp_path)
+    r = api.client.post(
+        "/api/v1/triage?keep=true",
+        headers=api.headers(api.token("submitter")),
+        content=annotated_paste(),
+    )
+    assert r.status_code == 200, r.text
+    (bucket,) = api.client.get("/api/v1/signatures", headers=api.headers(api.admin)).json()
+    assert (bucket["runs"], bucket["seen_in_ci"]) == (1, 1)
+    assert bucket["key"] == r.json()["bucket"]["key"]

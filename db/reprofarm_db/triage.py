@@ -1,0 +1,231 @@
+"""The farm's evidence for a signature met outside the farm, and the dumps kept from there.
+
+``POST /triage`` analyses a dump from a CI log or an issue; this module answers "has the
+farm seen this, where, and how often": the bucket of hung runs with that signature (or,
+when none has it exactly, the bucket whose stuck stacks overlap it most), its hit rate per
+hardware configuration with Wilson 95% intervals, its first and latest runs, and the Go
+versions it appeared under and those it never did. A triaged dump is stored only when its
+sender asks (``keep``), and the kept ones are the bucket's "seen in CI".
+
+Hit rates: a hardware configuration's runs are its counted runs (``COUNTED_RUN_STATES``,
+as everywhere) of the scenarios the signature appeared in; its hangs are those runs that
+hung with this signature.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from reprofarm_protocol.analysis import Analysis
+from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
+from reprofarm_protocol.rates import wilson_interval
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from reprofarm_db.analyses import signature_key
+from reprofarm_db.models import HardwareConfig, Run, TriagedDump, utcnow
+
+SIMILAR_AT_LEAST = 0.5
+"""Jaccard overlap of stuck stacks from which another bucket is offered as similar."""
+
+_COUNTED = tuple(sorted(COUNTED_RUN_STATES))
+
+
+@dataclass
+class HardwareHits:
+    hardware: str  # the fingerprint
+    label: str
+    runs: int
+    hangs: int
+    ci95_low: float
+    ci95_high: float
+
+
+@dataclass
+class RunMark:
+    id: int
+    finished_at: datetime | None
+    go_version: str
+    hardware: str
+
+
+@dataclass
+class FarmBucket:
+    key: str
+    signature: str
+    label: str
+    match: str  # "exact" or "similar"
+    similarity: float
+    hung_runs: int
+    by_hardware: list[HardwareHits]
+    first_run: RunMark | None
+    latest_run: RunMark | None
+    go_versions_seen: list[str]
+    go_versions_never: list[str]
+
+
+@dataclass
+class SeenInCi:
+    dumps: int
+    first_sent: datetime | None
+    last_sent: datetime | None
+
+
+def stacks_of(signature: str) -> frozenset[str]:
+    """The stuck stacks a signature names: ``label:a,b|c+d`` -> {a,b; c; d}. A signature
+    without roles (``other-hang:test-timeout``) names none."""
+    _, _, body = signature.partition(":")
+    if "@" not in body and "," not in body:
+        return frozenset()
+    return frozenset(stack for role in body.split("|") for stack in role.split("+") if stack)
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard overlap of two signatures' stuck stacks; 1.0 for equal signatures."""
+    if a == b:
+        return 1.0
+    left, right = stacks_of(a), stacks_of(b)
+    if not left or not right:
+        return 0.0
+    return len(left & right) / len(left | right)
+
+
+def farm_bucket(session: Session, *, signature: str, label: str) -> FarmBucket | None:
+    """The bucket of hung runs for ``signature``: exact, else the most similar one of the
+    same label (``SIMILAR_AT_LEAST``), else None."""
+    hung = [Run.status == RunState.HUNG, Run.signature_key.is_not(None)]
+    key = signature_key(signature[:500])  # runs store the first 500 characters
+    match, score = "exact", 1.0
+    found = session.scalar(select(Run.signature).where(*hung, Run.signature_key == key).limit(1))
+    if found is None:
+        candidates = session.execute(
+            select(Run.signature_key, Run.signature)
+            .where(*hung, Run.label == label)
+            .group_by(Run.signature_key, Run.signature)
+        ).all()
+        scored = sorted(
+            ((similarity(signature, str(sig)), str(sig), str(k)) for k, sig in candidates),
+            reverse=True,
+        )
+        if not scored or scored[0][0] < SIMILAR_AT_LEAST:
+            return None
+        score, found, key = scored[0]
+        match = "similar"
+    return _bucket(session, key=key, signature=str(found), match=match, score=score)
+
+
+def _bucket(session: Session, *, key: str, signature: str, match: str, score: float) -> FarmBucket:
+    """Aggregates only: a bucket may hold many thousands of hung runs."""
+    ours = [Run.status == RunState.HUNG, Run.signature_key == key]
+    scenarios = list(session.scalars(select(Run.scenario).where(*ours).distinct()))
+    counted = [Run.status.in_(_COUNTED), Run.scenario.in_(scenarios)]
+    hardware = {h.id: h for h in session.scalars(select(HardwareConfig))}
+    totals = dict(
+        session.execute(
+            select(Run.hardware_config_id, func.count())
+            .where(*counted)
+            .group_by(Run.hardware_config_id)
+        ).all()
+    )
+    hangs = dict(
+        session.execute(
+            select(Run.hardware_config_id, func.count())
+            .where(*ours)
+            .group_by(Run.hardware_config_id)
+        ).all()
+    )
+    by_hardware = []
+    for config_id, n in sorted(totals.items(), key=lambda item: -hangs.get(item[0], 0) / item[1]):
+        k = int(hangs.get(config_id, 0))
+        low, high = wilson_interval(k, int(n))
+        config = hardware.get(config_id) if config_id is not None else None
+        by_hardware.append(
+            HardwareHits(
+                hardware=config.fingerprint if config else "unknown",
+                label=config.label if config else "unknown",
+                runs=int(n),
+                hangs=k,
+                ci95_low=round(low, 6),
+                ci95_high=round(high, 6),
+            )
+        )
+    order = (Run.finished_at, Run.id)
+    first = session.scalars(select(Run).where(*ours).order_by(*order).limit(1)).first()
+    latest = session.scalars(
+        select(Run).where(*ours).order_by(*(c.desc() for c in order)).limit(1)
+    ).first()
+    seen = sorted(session.scalars(select(Run.go_version).where(*ours).distinct()))
+    tried = session.scalars(select(Run.go_version).where(*counted).distinct()).all()
+    return FarmBucket(
+        key=key,
+        signature=signature,
+        label=(first.label or "") if first else "",
+        match=match,
+        similarity=round(score, 3),
+        hung_runs=int(sum(hangs.values())),
+        by_hardware=by_hardware,
+        first_run=_mark(first, hardware) if first else None,
+        latest_run=_mark(latest, hardware) if latest else None,
+        go_versions_seen=seen,
+        go_versions_never=sorted(set(tried) - set(seen)),
+    )
+
+
+def _mark(run: Run, hardware: dict[int, HardwareConfig]) -> RunMark:
+    config = hardware.get(run.hardware_config_id) if run.hardware_config_id else None
+    return RunMark(
+        id=run.id,
+        finished_at=run.finished_at,
+        go_version=run.go_version,
+        hardware=config.fingerprint if config else "unknown",
+    )
+
+
+def seen_in_ci(session: Session, *, key: str) -> SeenInCi:
+    """Kept triaged dumps with this signature key: how many, first and last sent."""
+    n, first, last = session.execute(
+        select(func.count(), func.min(TriagedDump.sent_at), func.max(TriagedDump.sent_at)).where(
+            TriagedDump.signature_key == key
+        )
+    ).one()
+    return SeenInCi(dumps=int(n), first_sent=first, last_sent=last)
+
+
+def kept_counts(session: Session, *, keys: list[str]) -> dict[str, int]:
+    """Kept triaged dumps per signature key, for the signatures list."""
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(TriagedDump.signature_key, func.count())
+        .where(TriagedDump.signature_key.in_(keys))
+        .group_by(TriagedDump.signature_key)
+    ).all()
+    return {str(k): int(n) for k, n in rows}
+
+
+def keep(
+    session: Session, *, analysis: Analysis, data: bytes, sent_by: str, source: str | None
+) -> TriagedDump:
+    """Store a triaged dump its sender asked to keep (gzip-compressed, with its report)."""
+    row = TriagedDump(
+        sent_by=sent_by[:100],
+        sent_at=utcnow(),
+        source=source[:500] if source else None,
+        label=analysis.label.value,
+        signature=analysis.signature[:500],
+        signature_key=signature_key(analysis.signature[:500]),
+        confidence=analysis.confidence.value,
+        report=analysis.model_dump(mode="json"),
+        size=len(data),
+        text_gz=gzip.compress(data, compresslevel=6),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def as_dict(value: FarmBucket | SeenInCi) -> dict[str, Any]:
+    return asdict(value)
