@@ -203,10 +203,12 @@ def uniform(cells: list[Cell], n: int, c: int, budget: int, rng: random.Random) 
             cell.run(rng)
             spent += 1
             hangs, runs = cell.totals
+            # The fixed-n rule may certify a cell at its c-th hang (the rest of its n runs
+            # cannot undo it); the runs are still spent, as a fixed matrix spends them.
+            if hangs >= c and first is None:
+                first = spent
             if runs == n:
                 decisions[i] = REPRODUCES if hangs >= c else DOES_NOT
-                if decisions[i] is REPRODUCES and first is None:
-                    first = spent
     return Outcome(decisions, [c.totals[1] for c in cells], spent, first)
 
 

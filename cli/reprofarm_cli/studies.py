@@ -73,6 +73,9 @@ _COMMON = frozenset(
         "in_flight",
         "webhook",
         "process_dumps",
+        "workers",
+        "iterations",
+        "priority",
     )
 )
 """The options verify and search share (``common_spec``'s arguments, by name)."""
@@ -132,6 +135,9 @@ def common_spec(
     in_flight: int,
     webhook: str | None,
     process_dumps: int,
+    workers: int,
+    iterations: int | None,
+    priority: int,
 ) -> dict[str, Any]:
     """The fields verify and search share, as the api takes them."""
     try:
@@ -146,7 +152,11 @@ def common_spec(
             "budget": {"runs": budget, "run_hours": budget_hours},
             "in_flight_per_cell": in_flight,
             "process_dumps": process_dumps,
+            "workers": workers,
+            "priority": priority,
         }
+        if iterations is not None:
+            spec["iterations"] = iterations
         if duration is not None:
             spec["duration_s"] = parse_duration(duration, field="duration")
     except ValueError as exc:
@@ -260,6 +270,9 @@ def verify(
     in_flight: InFlightOpt = 2,
     webhook: WebhookOpt = None,
     process_dumps: DumpsOpt = 2,
+    workers: Annotated[int, typer.Option(help="hangtest workers per run")] = 10,
+    iterations: Annotated[int | None, typer.Option(help="per worker (or --duration)")] = None,
+    priority: Annotated[int, typer.Option(help="higher leases first")] = 0,
     idempotency_key: KeyOpt = None,
     wait: WaitOpt = False,
     reconnect_timeout: ReconnectOpt = "10m",
@@ -305,6 +318,9 @@ def search(
     in_flight: InFlightOpt = 2,
     webhook: WebhookOpt = None,
     process_dumps: DumpsOpt = 2,
+    workers: Annotated[int, typer.Option(help="hangtest workers per run")] = 10,
+    iterations: Annotated[int | None, typer.Option(help="per worker (or --duration)")] = None,
+    priority: Annotated[int, typer.Option(help="higher leases first")] = 0,
     idempotency_key: KeyOpt = None,
     wait: WaitOpt = False,
     reconnect_timeout: ReconnectOpt = "10m",

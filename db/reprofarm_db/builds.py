@@ -78,13 +78,13 @@ def list_(session: Session) -> list[Build]:
 
 
 def go_versions(job: Job) -> set[str]:
-    """The Go releases a job's runs use: its axis, and a verify study's arms' own."""
-    versions = set(job.spec["go_versions"])
+    """The Go releases a job's runs use: its axis, or a verify study's arms' own (the
+    common version only for an arm that does not set its own)."""
+    versions = set()
     for arm in ("baseline", "candidate"):
-        version = (job.spec.get(arm) or {}).get("go_version")
-        if version is not None:
-            versions.add(str(version))
-    return versions
+        if arm in job.spec:
+            versions.add(str(job.spec[arm].get("go_version") or job.spec["go_versions"][0]))
+    return versions or set(job.spec["go_versions"])
 
 
 def missing_for_job(session: Session, *, job: Job, source_sha256: str) -> list[tuple[str, str]]:

@@ -403,7 +403,10 @@ def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
         if run.agent_id is not None:
             release_agent(session, agent_id=run.agent_id, run_id=run.id)
         lost.append(run.id)
-        if not _job_cancelled(session, job_id=run.job_id) and run.attempt < max_attempts:
+        # A study's lost run is not retried here: its next step replaces it if the study
+        # still needs it, within its budget and only for a cell still undecided.
+        retry = run.cell is None and run.attempt < max_attempts
+        if retry and not _job_cancelled(session, job_id=run.job_id):
             session.add(
                 Run(
                     job_id=run.job_id,
@@ -418,8 +421,6 @@ def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
                     min_cpus=run.min_cpus,
                     affinity=run.affinity,
                     control_chance=run.control_chance,
-                    arm=run.arm,
-                    cell=run.cell,
                     repeat_index=run.repeat_index,
                     pool=run.pool,
                     required_agent_id=run.required_agent_id,

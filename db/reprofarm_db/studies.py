@@ -36,7 +36,7 @@ from reprofarm_protocol.studies import (
     StudyRead,
     VerifyCreate,
 )
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reprofarm_db import agents as agents_
@@ -45,7 +45,7 @@ from reprofarm_db import study_rules as rules
 from reprofarm_db.errors import Invalid, NotFound
 from reprofarm_db.models import Agent, Job, Run, utcnow
 from reprofarm_db.states import lock_job, locked_runs, move_job, move_run
-from reprofarm_db.study_view import Evaluation, RunFact, evaluate, search_rule
+from reprofarm_db.study_view import Evaluation, RunFact, as_decided, evaluate, search_rule
 
 MAX_CELLS = 2000
 SLOTS_PER_AGENT = 2
@@ -180,44 +180,71 @@ def facts(session: Session, *, job_id: int) -> list[RunFact]:
     """The study's runs in the order they finished (open runs last)."""
     rows = session.execute(
         select(
+            Run.id,
             Run.cell,
             Run.arm,
             Run.status,
             Run.label,
+            Run.signature_key,
             Run.agent_id,
             Run.duration_s,
             Run.leased_at,
+            Run.finished_at,
         )
         .where(Run.job_id == job_id, Run.cell.is_not(None))
         .order_by(Run.finished_at.is_(None), Run.finished_at, Run.id)
     )
     return [
         RunFact(
-            cell=cell,
-            arm=arm,
-            status=status,
-            label=label,
-            agent_id=agent_id,
-            duration_s=float(duration or 0.0),
-            started=leased_at is not None,
+            run_id=row.id,
+            cell=row.cell,
+            arm=row.arm,
+            status=row.status,
+            label=row.label,
+            signature_key=row.signature_key,
+            agent_id=row.agent_id,
+            duration_s=float(row.duration_s or 0.0),
+            started=row.leased_at is not None,
+            finished_at=row.finished_at,
         )
-        for cell, arm, status, label, agent_id, duration, leased_at in rows
-        if cell is not None
+        for row in rows
+        if row.cell is not None
     ]
 
 
 def _evaluate(
-    session: Session, job: Job, spec: VerifyCreate | SearchCreate, *, trace: bool
+    session: Session,
+    job: Job,
+    spec: VerifyCreate | SearchCreate,
+    *,
+    trace: bool,
+    now: datetime | None = None,
 ) -> Evaluation:
-    return evaluate(
+    """What the study's runs say now; for a study that decided, what they said when it
+    did: runs that ended after the decision (those that were out) are left out, and the
+    reason says how many, so a hang found while stopping never rewrites the answer."""
+    runs = facts(session, job_id=job.id)
+    decided_at = job.decided_at
+    late = 0
+    if decided_at is not None:
+        runs, late = as_decided(runs, decided_at)
+    evaluation = evaluate(
         job_id=job.id,
         status=job.status,
         spec=spec,
         spec_json=job.spec,
         cells=job.cells or [],
-        facts=facts(session, job_id=job.id),
+        facts=runs,
+        now=decided_at or now or utcnow(),
         trace=trace,
     )
+    if late:
+        evaluation.read.reason += f" ({late} runs out at the decision ended later: not counted)"
+    if job.status == JobState.CANCELLED and not evaluation.read.decided:
+        evaluation.read.reason = f"cancelled before it decided ({evaluation.read.reason})"
+    elif job.status == JobState.EXPIRED and job.study is not None:
+        evaluation.read.reason = str(job.study["reason"])
+    return evaluation
 
 
 def read(session: Session, *, job_id: int) -> StudyRead:
@@ -234,32 +261,65 @@ class Step:
     decided: bool
 
 
-def step(session: Session, *, job_id: int, now: datetime | None = None) -> Step:
+def step(
+    session: Session,
+    *,
+    job_id: int,
+    max_runs: int,
+    replan_max: int,
+    now: datetime | None = None,
+) -> Step:
     """One step of a study (the worker's task): end it if it decided or spent its
-    budget, else top its cells up. A finished or unknown job is left alone."""
+    budget, else top its cells up (never past ``max_runs`` runs in all, the limit of
+    every job). A finished or unknown job is left alone. A study whose builds never
+    came (its runs expired after ``replan_max`` re-plans) ends expired."""
     job = lock_job(session, job_id=job_id)
     if job is None or job.kind == JobKind.MATRIX or job.status in FINISHED_JOB_STATES:
         return Step(0, False)
     spec = parse_spec(job)
-    evaluation = _evaluate(session, job, spec, trace=False)
+    now = now or utcnow()
+    evaluation = _evaluate(session, job, spec, trace=False, now=now)
     if evaluation.read.decided:
-        _finish(session, job, spec, evaluation.read, now=now or utcnow())
+        _finish(session, job, spec, evaluation.read, now=now)
         return Step(0, True)
+    if job.replans >= replan_max and _builds_never_came(session, job_id=job.id):
+        evaluation.read.reason = "its hangtest build never came (see the worker's log)"
+        _finish(session, job, spec, evaluation.read, now=now, to=JobState.EXPIRED)
+        return Step(0, True)
+    made = session.scalar(select(func.count()).select_from(Run).where(Run.job_id == job.id))
+    left = max(0, max_runs - (made or 0))
+    if evaluation.budget_left is None or evaluation.budget_left > left:
+        evaluation.budget_left = left
     _top_up(session, job, spec, evaluation)
     job.study = evaluation.read.model_dump(mode="json")
     session.flush()
     return Step(builds.mark_ready_if_built(session, job=job), False)
 
 
+def _builds_never_came(session: Session, *, job_id: int) -> bool:
+    """The sweep gave up on this job's builds: it expired runs still pending."""
+    return (
+        session.scalar(
+            select(Run.id).where(Run.job_id == job_id, Run.status == RunState.EXPIRED).limit(1)
+        )
+        is not None
+    )
+
+
 def _finish(
-    session: Session, job: Job, spec: VerifyCreate | SearchCreate, read: StudyRead, now: datetime
+    session: Session,
+    job: Job,
+    spec: VerifyCreate | SearchCreate,
+    read: StudyRead,
+    now: datetime,
+    to: JobState = JobState.DONE,
 ) -> None:
     for run in locked_runs(session, Run.job_id == job.id, Run.status.in_(NOT_STARTED_RUN_STATES)):
         move_run(run, RunState.CANCELLED, finished_at=now, reason="the study decided")
-    job.study = read.model_copy(update={"status": JobState.DONE}).model_dump(mode="json")
+    job.study = read.model_copy(update={"status": to, "decided": True}).model_dump(mode="json")
     job.decided_at = now
     session.flush()
-    move_job(session, job_id=job.id, to=JobState.DONE, now=now)
+    move_job(session, job_id=job.id, to=to, now=now)
     if spec.webhook_url is not None:
         outbox.add(session, task=TASK_STUDY_WEBHOOK, args=[job.id])
 
@@ -269,8 +329,13 @@ def _top_up(
 ) -> int:
     """New runs where cells are short of their runs in flight, within the budget."""
     left = evaluation.budget_left
-    if evaluation.hours_left == 0:
-        return 0
+    hours_left = evaluation.hours_left
+    if hours_left is not None:
+        # Runs out now will spend about their length each: no new run past the budget.
+        length_s = max(float(spec.duration_s or 0.0), 1.0)
+        out_now = sum(evaluation.open_by_cell.values())
+        affordable = max(0, int(hours_left * 3600 / length_s) - out_now)
+        left = affordable if left is None else min(left, affordable)
     wanted = (
         _verify_wants(spec, evaluation)
         if isinstance(spec, VerifyCreate)

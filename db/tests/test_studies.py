@@ -82,7 +82,7 @@ def _play(sessions, agent_id, outcome, *, label=BUG):
 
 def _step(sessions, job_id):
     with transaction(sessions) as s:
-        return studies.step(s, job_id=job_id)
+        return studies.step(s, job_id=job_id, max_runs=10_000, replan_max=0)
 
 
 def _read(sessions, job_id):
@@ -416,3 +416,68 @@ def test_a_static_job_takes_control_chance_as_an_axis(sessions):
         assert job.spec["control_chance"] == [0.0, 1e-3]
     # a single number is still accepted (a list of one)
     assert JobCreate(scenario="control-deadlock", control_chance=0.5).control_chance == [0.5]
+
+
+def test_a_lost_study_run_is_replaced_by_the_study_not_retried_by_the_sweep(sessions):
+    with transaction(sessions) as s:
+        (agent,) = _lab(s, ("solo", "arm64"))
+        job_id = _create(
+            s,
+            SearchCreate(scenario="control-deadlock", control_chance=[0], budget={"runs": 3}),
+        ).id
+    now = datetime.now(UTC)
+    with transaction(sessions) as s:
+        leases.lease_for(s, agent_id=agent.id, now=now, lease_s=60, avoid_grace_s=0)
+    with transaction(sessions) as s:
+        lost = leases.sweep(s, now=now + timedelta(seconds=120), max_attempts=3)
+        assert len(lost) == 1
+        assert s.scalar(select(func.count()).select_from(Run).where(Run.job_id == job_id)) == 2
+    _step(sessions, job_id)  # the lost run used one of the 3 runs: one more is made
+    with transaction(sessions) as s:
+        statuses = sorted(s.scalars(select(Run.status).where(Run.job_id == job_id)))
+    assert statuses == ["lost", "ready", "ready"]
+
+
+def test_a_study_without_a_run_budget_stops_at_the_jobs_limit(sessions):
+    with transaction(sessions) as s:
+        (agent,) = _lab(s, ("solo", "arm64"))
+        job_id = _create(
+            s,
+            SearchCreate(
+                scenario="control-deadlock",
+                budget={"runs": None, "run_hours": 100},
+                in_flight_per_cell=4,
+            ),
+        ).id
+    for _ in range(10):
+        _play(sessions, agent.id, RunStatus.PASSED)
+        with transaction(sessions) as s:
+            studies.step(s, job_id=job_id, max_runs=6, replan_max=5)
+    with transaction(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(Run).where(Run.job_id == job_id)) == 6
+
+
+def test_a_study_whose_build_never_comes_ends_expired(sessions):
+    with transaction(sessions) as s:
+        register_agent(s, "solo", arch="arm64")  # no build for it: its runs stay pending
+        job, _ = studies.create(
+            s,
+            spec=SearchCreate(scenario="control-deadlock"),
+            idempotency_key=None,
+            submitted_by=None,
+            online_since=LONG_AGO,
+            max_runs=1000,
+            webhook_secret_set=False,
+        )
+        job_id = job.id
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with transaction(sessions) as s:
+        for _ in range(3):
+            jobs.replan_stranded(s, now=later, after_s=1, max_replans=0)
+    _step(sessions, job_id)
+    with transaction(sessions) as s:
+        job = s.get(Job, job_id)
+        assert job.status == JobState.EXPIRED
+        assert "build never came" in studies.read(s, job_id=job_id).reason
+        made = s.scalar(select(func.count()).select_from(Run).where(Run.job_id == job_id))
+    assert made == 2  # the first runs only: no new pending runs after it gave up

@@ -124,9 +124,18 @@ class VerifyCreate(StudyCommon):
     )
     label: Label | None = Field(
         None,
-        description="the bug's label (docs/analyzer.md); default: the baseline's most common "
-        "hang label",
+        description="the bug's label (docs/analyzer.md); default: the label of the baseline's "
+        "first analysed hang",
     )
+    screen_lo: float = Field(
+        0.001,
+        ge=0,
+        lt=1,
+        description="a cell whose baseline never hangs is dropped once its runs show a rate of "
+        "at most this (against screen_hi): the study compares the arms where the baseline "
+        "reproduces",
+    )
+    screen_hi: float = Field(0.01, gt=0, le=1, description="see screen_lo")
 
     @model_validator(mode="after")
     def _one_version(self) -> VerifyCreate:
@@ -135,6 +144,11 @@ class VerifyCreate(StudyCommon):
                 "go_versions/control_chance: a verify study compares two arms; give one Go "
                 "version and one chance in common, and the differences in baseline/candidate"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _screen(self) -> VerifyCreate:
+        _check_thresholds(self.screen_lo, self.screen_hi, field="screen_lo")
         return self
 
     @model_validator(mode="after")
@@ -184,9 +198,15 @@ class SearchCreate(StudyCommon):
 
     @model_validator(mode="after")
     def _thresholds(self) -> SearchCreate:
-        if self.lo >= self.hi:
-            raise ValueError(f"lo: must be below hi ({self.lo:g} >= {self.hi:g})")
+        _check_thresholds(self.lo, self.hi, field="lo")
         return self
+
+
+def _check_thresholds(lo: float, hi: float, *, field: str) -> None:
+    """Two rates a sequential test can tell apart in a bounded number of runs: the fixed
+    design it is compared with needs about 1/(hi - lo)^2 runs, and a step computes it."""
+    if hi < 1.5 * lo:
+        raise ValueError(f"{field}: must be at most two thirds of hi ({lo:g} and {hi:g})")
 
 
 StudyCreate = Annotated[VerifyCreate | SearchCreate, Field(discriminator="kind")]
@@ -200,6 +220,12 @@ class Tally(BaseModel):
     other_hangs: int = Field(0, description="hangs with another label: shown, not counted")
     pending: int = Field(0, description="hangs whose dumps are not analysed yet")
     open: int = Field(0, description="runs pending, ready or leased")
+    held: int = Field(
+        0,
+        description="runs that ended after one created before them that is still out: "
+        "counted once it ends (runs count in the order they were made, so slow hangs are "
+        "not outnumbered by fast clean runs)",
+    )
     ci95_low: float
     ci95_high: float
 

@@ -56,24 +56,29 @@ def plan_job(
     return missing
 
 
-def study_step(sessions: sessionmaker[Session], job_id: int, wakeup_url: str | None = None) -> bool:
+def study_step(sessions: sessionmaker[Session], settings: ControllerSettings, job_id: int) -> bool:
     """One step of a study: end it if it decided, else top up its runs in flight.
     Returns whether it decided."""
     with transaction(sessions) as session:
-        done = studies.step(session, job_id=job_id)
-    wakeups.publish(wakeup_url, done.ready)  # after the commit: idle agents take them
+        done = studies.step(
+            session,
+            job_id=job_id,
+            max_runs=settings.max_runs_per_job,
+            replan_max=settings.replan_max,
+        )
+    wakeups.publish(settings.wakeup_redis_url, done.ready)  # after the commit: agents take them
     if done.decided:
         log.info("study %s decided", job_id)
     return done.decided
 
 
-def step_studies(sessions: sessionmaker[Session], wakeup_url: str | None = None) -> int:
+def step_studies(sessions: sessionmaker[Session], settings: ControllerSettings) -> int:
     """Every study not finished takes a step, each in its own transaction: the safety
     net under the step each result asks for (a task lost with a worker, a study waiting
     on its dumps' analysis). Returns how many decided."""
     with transaction(sessions) as session:
         running = studies.running(session)
-    return sum(study_step(sessions, job_id, wakeup_url) for job_id in running)
+    return sum(study_step(sessions, settings, job_id) for job_id in running)
 
 
 def send_webhook(
@@ -126,7 +131,7 @@ def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) 
         expired = jobs.expire_waiting(session, now=now)
     with transaction(sessions) as session:
         jobs.finish_settled(session)
-    step_studies(sessions, settings.wakeup_redis_url)
+    step_studies(sessions, settings)
     with transaction(sessions) as session:
         replanned, abandoned = jobs.replan_stranded(
             session, now=now, after_s=settings.replan_after_s, max_replans=settings.replan_max
@@ -220,7 +225,7 @@ def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[S
 
     @app.task(name=TASK_STUDY_STEP)  # type: ignore[untyped-decorator]
     def _study_step(job_id: int) -> bool:
-        decided = study_step(sessions, job_id, settings.wakeup_redis_url)
+        decided = study_step(sessions, settings, job_id)
         _flush_outbox()  # the webhook of a study that decided
         return decided
 
