@@ -4,6 +4,7 @@ filters are a 422 naming the field; each chunk is its own short read."""
 
 import csv
 import io
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -271,6 +272,6 @@ def test_each_chunk_is_one_short_read_and_one_row_group(api, farm):
     assert groups == [4, 4, 4, 3]
     reads = [i for i, e in enumerate(events) if e == "read"]
     assert len(reads) == math.ceil(15 / 4)
-    for a, b in zip(reads, reads[1:], strict=False):
+    for a, b in itertools.pairwise(reads):
         assert "checkin" in events[a:b], f"the connection was held from read {a} to read {b}"
     assert pq.read_table(io.BytesIO(r.content)).to_pylist() == expected(api)

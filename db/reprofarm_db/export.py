@@ -122,7 +122,9 @@ def read_chunk(session: Session, *, where: views.RunFilter, after_id: int, limit
         .order_by(Run.id)
         .limit(limit)
     )
-    fetched = session.execute(query).all()
+    # The Core connection, not the ORM session: these are plain rows, and the ORM's
+    # row processing took half the time of a chunk.
+    fetched = session.connection().execute(query).all()
     chances = _legacy_chances(session, {r[1] for r in fetched if r[10] is None})
     return [_row(r, chances) for r in fetched]
 

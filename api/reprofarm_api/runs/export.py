@@ -18,7 +18,6 @@ import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,7 +56,9 @@ class CsvEncoder:
         self._writer.writerow(export.NAMES)
 
     def add(self, rows: Sequence[export.Row]) -> bytes:
-        self._writer.writerows(tuple(_csv_value(v) for v in r) for r in rows)
+        if _TIMES:  # only the time columns need converting: the rest are written as they are
+            rows = [_iso_times(r) for r in rows]
+        self._writer.writerows(rows)
         return self._drain()
 
     def finish(self) -> bytes:
@@ -70,10 +71,17 @@ class CsvEncoder:
         return text.encode()
 
 
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+_TIMES = tuple(i for i, c in enumerate(export.COLUMNS) if c.kind == "time")
+
+
+def _iso_times(row: export.Row) -> export.Row:
+    """ISO 8601 (``str`` of a datetime puts a space where the ``T`` goes)."""
+    values = list(row)
+    for i in _TIMES:
+        time: datetime | None = values[i]
+        if time is not None:
+            values[i] = time.isoformat()
+    return tuple(values)
 
 
 class _Drain:
