@@ -1,6 +1,6 @@
 """The export of a million runs from Postgres: rows per second and the api's peak memory.
 
-    uv run python bench/export.py [--runs 1000000] [--chunk-rows 10000]
+    uv run python bench/export.py [--runs 1000000] [--chunk-rows 5000,1000]
     uv run python bench/export.py --database-url URL   # an already loaded database
 
 Loads the dashboard benchmark's farm (bench/dashboard_queries.py: runs in every state
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import itertools
 import json
 import os
 import signal
@@ -154,7 +155,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--hardware", type=int, default=2_000)
     parser.add_argument("--agents", type=int, default=1_000)
-    parser.add_argument("--chunk-rows", type=int, default=10_000)
+    parser.add_argument(
+        "--chunk-rows",
+        default="5000,1000",
+        help="REPROFARM_EXPORT_CHUNK_ROWS values to measure, comma-separated",
+    )
     parser.add_argument("--database-url", help="measure this already loaded database")
     args = parser.parse_args()
     shape = Shape(runs=args.runs, hardware=args.hardware, agents=args.agents)
@@ -172,14 +177,18 @@ def main() -> None:
         engine.dispose()
         rows = counted_runs(url)
         figures = []
-        for fmt in ("csv", "parquet"):
-            f = measure(url, token, fmt, args.chunk_rows)
+        for chunk_rows, fmt in itertools.product(
+            (int(c) for c in args.chunk_rows.split(",")), ("csv", "parquet")
+        ):
+            f = measure(url, token, fmt, chunk_rows)
+            f["chunk_rows"] = chunk_rows
             if f["rows"] != rows:
                 raise SystemExit(f"{fmt}: {f['rows']} rows exported, {rows} counted runs")
             f["rows_per_s"] = round(rows / f["seconds"])
             figures.append(f)
             print(
-                f"{fmt:8} {rows:,} rows, {f['bytes'] / 1e6:.0f} MB in {f['seconds']:.1f} s: "
+                f"{fmt:8} chunks of {chunk_rows:,}: {rows:,} rows, {f['bytes'] / 1e6:.0f} MB "
+                f"in {f['seconds']:.1f} s: "
                 f"{f['rows_per_s']:,} rows/s; api RSS {f['warm_rss_mb']} MB warm, "
                 f"peak {f['peak_rss_mb']} MB (+{f['export_mb']} MB for the export)"
             )
@@ -187,7 +196,6 @@ def main() -> None:
         json.dumps(
             {
                 "shape": vars(shape),
-                "chunk_rows": args.chunk_rows,
                 "load_avg": [round(x, 1) for x in os.getloadavg()],
                 "exports": figures,
             }

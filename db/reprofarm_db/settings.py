@@ -60,11 +60,12 @@ class ControllerSettings(BaseSettings):
         "with 4 more in overflow",
     )
     export_chunk_rows: int = Field(
-        10_000,
+        5_000,
         ge=1,
         le=1_000_000,
         description="runs an export reads per chunk, each in a short database slot of its "
-        "own: what bounds its memory (one chunk, one Parquet row group)",
+        "own: what bounds its memory (one chunk, one Parquet row group; about 7 KB a run "
+        "in the api process, bench/export.py)",
     )
     sweep_interval_s: float = Field(5.0, gt=0)
     metrics_token_required: bool = Field(
