@@ -171,7 +171,6 @@ class VerifyCreate(StudyCommon):
             raise ValueError(f"{arm}.{where}: {first['msg']}") from None
 
 
-
 class SearchCreate(StudyCommon):
     """Where does it reproduce? Every cell of the matrix (hardware configuration x CPU
     count x affinity x Go version x control chance) gets a sequential decision."""
