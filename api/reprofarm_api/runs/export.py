@@ -171,6 +171,7 @@ async def stream(
     chunk shorter than ``limit`` is the last: no extra query to learn it."""
     enc = encoder(fmt)
     rows = first
+    del first  # else this frame would hold the first chunk to the end
     while True:
         # Encoding in a worker thread (tens of milliseconds a chunk): the event loop
         # keeps serving other requests meanwhile.
@@ -178,5 +179,6 @@ async def stream(
         if len(rows) < limit:
             break
         after_id = rows[-1][0]
+        rows = []  # the sent chunk goes before the next is read: one chunk held, not two
         rows = await slots.run(_read, factory, where, after_id, limit)
     yield await run_in_threadpool(enc.finish)
