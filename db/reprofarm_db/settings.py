@@ -64,7 +64,7 @@ class ControllerSettings(BaseSettings):
         ge=1,
         le=1_000_000,
         description="runs an export reads per chunk, each in a short database slot of its "
-        "own: what bounds its memory (one chunk, one Parquet row group; about 7 KB a run "
+        "own: what bounds its memory (one chunk, one Parquet row group; about 5 KB a run "
         "in the api process, bench/export.py)",
     )
     sweep_interval_s: float = Field(5.0, gt=0)
