@@ -3,12 +3,14 @@ the documented contract, and that a failed export leaves no file behind."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +37,13 @@ class Controller:
     admin: str
     job_id: int
     counted: list[int]  # the job's passed, hung and failed runs
+    pid: int  # the api process's
 
 
-@pytest.fixture(scope="module")
-def controller(tmp_path_factory) -> Iterator[Controller]:
-    """A real api process with one job of runs in every state, and another job's."""
-    data = tmp_path_factory.mktemp("data")
+@contextmanager
+def running_controller(data: Path, repeats: int, env: dict[str, str]) -> Iterator[Controller]:
+    """A real api process (``env``: its REPROFARM_* settings) on a database with two
+    jobs of ``repeats`` runs in every state each."""
     url = f"sqlite:///{data / 'reprofarm.sqlite'}"
     upgrade(url)
     engine = make_engine(url)
@@ -51,7 +54,7 @@ def controller(tmp_path_factory) -> Iterator[Controller]:
         s.add_all(jobs)
         s.flush()
         for job in jobs:
-            for i, status in enumerate(STATES):
+            for i, status in enumerate(STATES * repeats):
                 s.add(
                     Run(
                         job_id=job.id,
@@ -77,11 +80,11 @@ def controller(tmp_path_factory) -> Iterator[Controller]:
         )
     engine.dispose()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPROFARM_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REPROFARM_")}
     with (data / "api.log").open("ab") as log:
         process = subprocess.Popen(
             [str(BIN / "reprofarm"), "api", "--port", str(port)],
-            env={**env, "REPROFARM_DATA_DIR": str(data)},
+            env={**clean, "REPROFARM_DATA_DIR": str(data), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -96,10 +99,17 @@ def controller(tmp_path_factory) -> Iterator[Controller]:
 
     try:
         wait_for("the api", healthy, timeout=60, every=0.2)
-        yield Controller(base, admin, job_id, counted)
+        yield Controller(base, admin, job_id, counted, process.pid)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory) -> Iterator[Controller]:
+    with running_controller(tmp_path_factory.mktemp("data"), repeats=1, env={}) as c:
+        yield c
 
 
 def export(c: Controller, *args: str, api: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -168,3 +178,30 @@ def test_an_unknown_format_exits_2_before_asking(controller, tmp_path):
     assert done.returncode == 2
     assert "format: 'xlsx' is not one of csv, parquet" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_cut_short_exits_2_and_leaves_nothing(tmp_path):
+    """One run per chunk (REPROFARM_EXPORT_CHUNK_ROWS=1) keeps the api streaming for a
+    while; it is killed once the first bytes are on disk, so the answer never ends."""
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "out" / "runs.csv"
+    out.parent.mkdir()
+    partial = out.with_name("runs.csv.partial")
+    env = {"REPROFARM_EXPORT_CHUNK_ROWS": "1"}
+    with running_controller(data, repeats=300, env=env) as c:
+        command = [str(BIN / "reprofarm"), "export", "--out", str(out)]
+        with subprocess.Popen(
+            [*command, "--api", c.url, "--token", c.admin],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as exporting:
+            wait_for(
+                "the first bytes", lambda: partial.exists() and partial.stat().st_size, 60, 0.01
+            )
+            os.killpg(c.pid, signal.SIGKILL)
+            _, stderr = exporting.communicate(timeout=60)
+    assert exporting.returncode == 2, stderr
+    assert "broke off" in stderr
+    assert list(out.parent.iterdir()) == []
