@@ -99,6 +99,7 @@ TABLE: dict[str, Rule] = {
     "POST /api/v1/jobs/{job_id}/cancel": Rule(SUBMITTERS),
     "GET /api/v1/jobs/{job_id}/runs": Rule(READERS),
     "GET /api/v1/runs/{run_id}": Rule(READERS),
+    "GET /api/v1/runs/export": Rule(READERS),
     "POST /api/v1/studies": Rule(SUBMITTERS, ok=frozenset({201})),
     "GET /api/v1/studies/{job_id}": Rule(READERS),
     "POST /api/v1/studies/{job_id}/cancel": Rule(SUBMITTERS),

@@ -96,6 +96,9 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     "POST /api/v1/jobs/{job_id}/cancel": _fresh_job_to_cancel,
     "GET /api/v1/jobs/{job_id}/runs": lambda f: Request("GET", f"/api/v1/jobs/{f.job_id}/runs"),
     "GET /api/v1/runs/{run_id}": lambda f: Request("GET", f"/api/v1/runs/{f.run_id}"),
+    "GET /api/v1/runs/export": lambda f: Request(
+        "GET", f"/api/v1/runs/export?job_id={f.job_id}&format=parquet"
+    ),
     "POST /api/v1/studies": lambda f: Request("POST", "/api/v1/studies", json=SEARCH),
     "GET /api/v1/studies/{job_id}": lambda f: Request("GET", f"/api/v1/studies/{_fresh_study(f)}"),
     "POST /api/v1/studies/{job_id}/cancel": lambda f: Request(

@@ -1,6 +1,6 @@
 """``reprofarm``: one command for the whole farm. The agent core's commands
 (probe, build, run) are mounted from the agent package; the controller's
-(up, api, worker, beat, submit, watch, verify, search, stats, analyze, triage,
+(up, api, worker, beat, submit, watch, verify, search, stats, export, analyze, triage,
 token, db) live here."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from reprofarm_agent import cli as agent_cli
 
 from reprofarm_cli import remote, services, studies
 from reprofarm_cli.analyze import analyze
+from reprofarm_cli.export import export
 from reprofarm_cli.triage import triage
 from reprofarm_cli.up import up
 
@@ -27,6 +28,7 @@ app.command()(remote.watch)
 app.command()(studies.verify)
 app.command()(studies.search)
 app.command()(remote.stats)
+app.command()(export)
 app.command()(analyze)
 app.command()(triage)
 app.add_typer(remote.token_app, name="token")

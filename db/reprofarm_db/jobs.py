@@ -232,6 +232,12 @@ def run_chance(spec: dict[str, Any], run: Run) -> float | None:
     axis (NULL), its job's single number."""
     if run.control_chance is not None:
         return run.control_chance
+    return legacy_chance(spec)
+
+
+def legacy_chance(spec: dict[str, Any]) -> float | None:
+    """A job's single control chance, as jobs stored it before the chance was an axis
+    (a list now, which gives no one number)."""
     legacy = spec.get("control_chance")
     return float(legacy) if isinstance(legacy, int | float) else None
 

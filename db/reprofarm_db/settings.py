@@ -65,6 +65,14 @@ class ControllerSettings(BaseSettings):
         "connection pool is this plus 4 (token checks, the outbox relay, the work re-check), "
         "with 4 more in overflow",
     )
+    export_chunk_rows: int = Field(
+        5_000,
+        ge=1,
+        le=1_000_000,
+        description="runs an export reads per chunk, each in a short database slot of its "
+        "own: what bounds its memory (one chunk, one Parquet row group; about 5 KB a run "
+        "in the api process, bench/export.py)",
+    )
     sweep_interval_s: float = Field(5.0, gt=0)
     metrics_token_required: bool = Field(
         False,

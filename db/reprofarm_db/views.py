@@ -40,16 +40,18 @@ _COUNTED = COUNTED_RUN_STATES
 @dataclass(frozen=True)
 class RunFilter:
     """Which runs a rate counts. ``submitted_since`` keeps the runs of jobs
-    submitted since then (a job's runs are created with it, so this is a range of
-    job ids, on an index); ``label``/``signature`` narrow what counts as a hang,
-    as in ``stats.group_runs``; ``hardware`` is a fingerprint, ``hardware_in``
-    several (the configurations on a page of the map)."""
+    submitted since then, ``submitted_until`` those submitted before then (a job's
+    runs are created with it, so this is a range of job ids, on an index);
+    ``label``/``signature`` narrow what counts as a hang, as in ``stats.group_runs``;
+    ``hardware`` is a fingerprint, ``hardware_in`` several (the configurations on a
+    page of the map)."""
 
     job_id: int | None = None
     scenario: str | None = None
     go_version: str | None = None
     hardware: str | None = None
     submitted_since: datetime | None = None
+    submitted_until: datetime | None = None
     label: str | None = None
     signature: str | None = None
     hardware_in: tuple[str, ...] | None = None  # fingerprints: a page of the map
@@ -74,7 +76,9 @@ class Tally:
         return GroupRow(keys=dict(self.keys), counts=self.counts, spread=spread)
 
 
-def _where(session: Session, f: RunFilter) -> list[ColumnElement[bool]]:
+def conditions(session: Session, f: RunFilter) -> list[ColumnElement[bool]]:
+    """The filter as conditions on ``runs``: one definition for the dashboard's
+    tallies and the export (reprofarm_db.export)."""
     where: list[ColumnElement[bool]] = []
     if f.job_id is not None:
         where.append(Run.job_id == f.job_id)
@@ -89,6 +93,9 @@ def _where(session: Session, f: RunFilter) -> list[ColumnElement[bool]]:
     if f.submitted_since is not None:
         first = session.scalar(select(func.min(Job.id)).where(Job.created_at >= f.submitted_since))
         where.append(Run.job_id >= first if first is not None else false())
+    if f.submitted_until is not None:
+        last = session.scalar(select(func.max(Job.id)).where(Job.created_at < f.submitted_until))
+        where.append(Run.job_id <= last if last is not None else false())
     return where
 
 
@@ -125,7 +132,7 @@ def tally(session: Session, *, group_by: Sequence[str], where: RunFilter) -> lis
             func.sum(Run.iterations),
             func.sum(Run.duration_s),
         )
-        .where(*_where(session, where))
+        .where(*conditions(session, where))
         .group_by(*cols, Run.agent_id, Run.status, target)
     )
     groups: dict[tuple[Any, ...], Tally] = {}
@@ -186,7 +193,7 @@ def rates(session: Session, *, group_by: Sequence[str], where: RunFilter) -> lis
     runs, on an index) or a time range (the rollups have no time) is a ``tally``
     of the runs themselves. Both give the same rows for the same runs
     (db/tests/test_views.py pins it)."""
-    if where.submitted_since is None and where.hardware is None:
+    if where.submitted_since is None and where.submitted_until is None and where.hardware is None:
         return stats.group_runs(
             session,
             group_by=group_by,

@@ -1,8 +1,9 @@
 """The dashboard in a real headless Chromium on a farm from `reprofarm up` with real
 runs: every page reached by clicking from `/`, live updates without reloads, the
 hangs of a control job in the right cells, a dump downloaded with its sha256, the
-submit form's dry run, cancel for a submitter but not for a viewer, and a search
-study's page reaching its decision live.
+runs a page shows downloaded as CSV and Parquet, the submit form's dry run, cancel
+for a submitter but not for a viewer, and a search study's page reaching its decision
+live.
 
 One farm and one browser serve the whole module (starting a farm costs seconds);
 each test opens its own page. Screenshots of every page (1400x900) go to
@@ -10,6 +11,7 @@ test-artifacts/screenshots/ (git ignores it; CI keeps it)."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import signal
@@ -254,6 +256,40 @@ def test_the_run_page_downloads_a_dump_whose_sha256_matches(farm, control_job, b
     page.wait_for_selector(".status-line:has-text('sha256 matches')")
     page.wait_for_selector(".analysis", timeout=60_000)  # the worker analysed the dump
     _shot(page, "run")
+    page.close()
+
+
+def test_the_overview_and_the_job_page_download_the_runs_they_show(farm, control_job, browser):
+    import pyarrow.parquet as pq  # the api's dependency
+
+    job_id = control_job["job"]["id"]
+    page = _open(browser, farm.link(farm.viewer))
+    page.click(f"#jobs a[href='#/jobs/{job_id}']")
+    page.wait_for_selector("#cells tbody tr[data-cpus='2'] td.cell[data-k='1']", timeout=120_000)
+    with page.expect_download() as info:
+        page.click("button[data-export='parquet']")
+    assert info.value.suggested_filename == f"runs-job-{job_id}.parquet"
+    runs = pq.read_table(info.value.path()).to_pylist()
+    assert [(r["job_id"], r["status"], r["cpus"]) for r in runs] == [
+        (job_id, "hung", 1),
+        (job_id, "hung", 2),
+    ]
+    page.wait_for_selector(".export-links .status-line:has-text('downloaded')")
+    _shot(page, "job-export")
+    _nav(page, "overview")
+    page.wait_for_selector("#rates td.cell[data-k]")
+    page.select_option("#f-scenario", "pipe-close-race")  # the filter goes with the download
+    page.wait_for_selector("#rates td.empty")
+    with page.expect_download() as info:
+        page.click("button[data-export='csv']")
+    assert info.value.suggested_filename == "runs.csv"
+    with Path(info.value.path()).open(newline="") as f:
+        assert list(csv.DictReader(f)) == [], "no pipe-close-race run: the header alone"
+    page.select_option("#f-scenario", "control-deadlock")
+    with page.expect_download() as info:
+        page.click("button[data-export='csv']")
+    with Path(info.value.path()).open(newline="") as f:
+        assert {r["job_id"] for r in csv.DictReader(f)} >= {str(job_id)}
     page.close()
 
 

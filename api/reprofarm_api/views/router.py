@@ -62,6 +62,9 @@ def run_filter(
     since: Annotated[
         datetime | None, Query(description="only runs of jobs submitted since (ISO 8601)")
     ] = None,
+    until: Annotated[
+        datetime | None, Query(description="only runs of jobs submitted before (ISO 8601)")
+    ] = None,
     label: Annotated[
         str | None,
         Query(max_length=40, description="count only hangs with this label (or pending)"),
@@ -70,14 +73,19 @@ def run_filter(
         str | None, Query(max_length=500, description="count only hangs with this signature")
     ] = None,
 ) -> views.RunFilter:
+    """The filters the overview, the job page and the export share (a time without a
+    zone is UTC)."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
     return views.RunFilter(
         job_id=job_id,
         scenario=scenario,
         go_version=go_version,
         hardware=hardware,
         submitted_since=since,
+        submitted_until=until,
         label=label,
         signature=signature,
     )

@@ -4,6 +4,7 @@
 import * as api from "../api.js";
 import * as fmt from "../format.js";
 import { h, link, section, table, pager, filterBar, errorBox, badge, progress, dl, rateCell, cancelButton, confirming } from "../components.js";
+import { exportLinks } from "../export.js";
 import { replaceQuery, href } from "../router.js";
 import { vocabulary } from "../vocabulary.js";
 import { finished } from "./jobs.js";
@@ -93,7 +94,8 @@ export async function mount(root, { params, query, me }) {
   const runsControls = h("div");
   const runsBox = h("div", { class: "scroll" });
   root.append(
-    h("section", { "aria-label": "job" }, heading, actions, facts, skippedBox),
+    h("section", { "aria-label": "job" }, heading, actions, facts, skippedBox,
+      exportLinks(() => ({ job_id: jobId }), "this job's counted runs")),
     section("Matrix", cellsBox),
     section("Runs", runsControls, runsBox));
 

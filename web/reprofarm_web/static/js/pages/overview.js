@@ -4,6 +4,7 @@
 import * as api from "../api.js";
 import * as fmt from "../format.js";
 import { h, link, section, table, rateCell, legend, bar, pager, filterBar, errorBox } from "../components.js";
+import { exportLinks } from "../export.js";
 import { apiFilters, fields } from "../filters.js";
 import { replaceQuery, href } from "../router.js";
 import { vocabulary } from "../vocabulary.js";
@@ -110,7 +111,8 @@ export async function mount(root, { query }) {
   root.append(
     section("Hit rates by hardware configuration",
       h("p", { class: "hint" }, "Rows: hardware configurations with runs under the filters. Colour shows the rate; the numbers beside it are the evidence."),
-      controls, legend(state.mode), mapBox, pagerBox),
+      controls, legend(state.mode), mapBox, pagerBox,
+      exportLinks(() => apiFilters(state), "the counted runs under these filters")),
     section("Go versions compared", comparisonBox),
     section("Latest jobs", jobsBox, h("p", {}, link("#/jobs", "All jobs →"))));
 
