@@ -281,7 +281,10 @@ def watch(
 
 def stats(
     group_by: Annotated[
-        str, typer.Option(help="keys: hardware,cpus,affinity,go_version,scenario,pool,agent")
+        str,
+        typer.Option(
+            help="keys: hardware,cpus,affinity,go_version,control_chance,scenario,pool,agent"
+        ),
     ] = "hardware",
     job: Annotated[int | None, typer.Option(help="only this job")] = None,
     compare: Annotated[str | None, typer.Option(help="a key to compare across (Fisher)")] = None,
