@@ -138,7 +138,7 @@ def _ascend(
     return coef, _score(x, hangs, runs, coef)[2], current, max_iter + 1
 
 
-def _hessian(x: Array, hangs: Array, runs: Array, coef: Array, index: Array) -> Array:
+def _hessian(x: Array, hangs: Array, runs: Array, coef: Array, index: NDArray[np.intp]) -> Array:
     """The penalised likelihood's Hessian over ``index``, by central differences of the
     modified score (its gradient)."""
     hessian = np.zeros((index.size, index.size))
