@@ -1,7 +1,8 @@
 """``explain``: which factor explains the hit rate, over the counted runs under the same
 filters as the statistics. This module makes the cells (one per hardware configuration,
 CPU count, affinity, Go version, control chance and scenario, with its machines'
-spread) from ``stats.group_runs``, so the rollups feed the model at a million runs;
+spread) from ``views.rates``, the dashboard's rates (the rollups unless a time range
+asks for a scan), so the rollups feed the model at a million runs;
 reprofarm_db.explain_model is the math.
 
 Factor names are the statistics group keys (``cpus``, ``affinity``, ``go_version``,
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reprofarm_db import stats
+from reprofarm_db import views
 from reprofarm_db.explain_model import Cell, Report
 from reprofarm_db.explain_model import explain as explain_cells
 from reprofarm_db.hit_rates import GroupRow
@@ -94,12 +96,19 @@ def explain(
     signature: str | None = None,
     scenario: str | None = None,
     go_version: str | None = None,
+    submitted_since: datetime | None = None,
 ) -> Report:
-    """The explain report over the counted runs these filters keep (see ``stats``)."""
-    only = {k: v for k, v in (("scenario", scenario), ("go_version", go_version)) if v}
-    rows = stats.group_runs(
-        session, group_by=_RUN_KEYS, job_id=job_id, label=label, signature=signature, only=only
+    """The explain report over the counted runs these filters keep: the rates the
+    dashboard shows (``views.rates``: the rollups, or a scan for a time range)."""
+    where = views.RunFilter(
+        job_id=job_id,
+        scenario=scenario,
+        go_version=go_version,
+        label=label,
+        signature=signature,
+        submitted_since=submitted_since,
     )
+    rows = views.rates(session, group_by=_RUN_KEYS, where=where)
     facts = _facts(session, {r.keys["hardware"] for r in rows if r.keys["hardware"]})
     unknown = dict.fromkeys(_HARDWARE_FACTORS, UNKNOWN)
     cells = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -84,7 +85,12 @@ def explain_rate(
     signature: Annotated[
         str | None, Query(max_length=500, description="count only hangs with this signature")
     ] = None,
+    since: Annotated[
+        datetime | None, Query(description="only runs of jobs submitted since (ISO 8601)")
+    ] = None,
 ) -> ExplainRead:
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
     report = explain.explain(
         session,
         job_id=job_id,
@@ -92,5 +98,6 @@ def explain_rate(
         go_version=go_version,
         label=label,
         signature=signature,
+        submitted_since=since,
     )
     return ExplainRead.model_validate(explain.as_dict(report))
