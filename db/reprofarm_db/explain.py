@@ -112,8 +112,14 @@ def explain(
     facts = _facts(session, {r.keys["hardware"] for r in rows if r.keys["hardware"]})
     unknown = dict.fromkeys(_HARDWARE_FACTORS, UNKNOWN)
     cells = []
+    named: dict[tuple[str, Any], str] = {}  # 48,000 rows share a few dozen values
     for r in rows:
-        levels = {k: _level(k, r.keys[k]) for k in _RUN_KEYS if k != "hardware"}
+        levels = {}
+        for k in _RUN_KEYS[1:]:
+            value = r.keys[k]
+            if (k, value) not in named:
+                named[k, value] = _level(k, value)
+            levels[k] = named[k, value]
         levels.update(facts.get(r.keys["hardware"], unknown))
         chi2, df = machines_chi2(r)
         cells.append(Cell(levels, r.counts.hangs, r.counts.runs, chi2, df))
