@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from reprofarm_db import explain
 
-from reprofarm_api.deps import ID_MAX, SessionDep, Viewer
+from reprofarm_api.deps import ID_MAX, SessionDep, SettingsDep, Viewer
 from reprofarm_api.responses import AUTHENTICATED
+from reprofarm_api.views.router import answers, data_version
 
 router = APIRouter(prefix="/api/v1/explain", tags=["stats"], responses=AUTHENTICATED)
 
@@ -72,7 +73,9 @@ class ExplainRead(BaseModel):
 
 @router.get("", response_model=ExplainRead, summary="Which factor explains the hit rate")
 def explain_rate(
+    request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     _token: Viewer,
     job_id: Annotated[
         int | None, Query(ge=1, le=ID_MAX, description="only this job's runs")
@@ -89,15 +92,23 @@ def explain_rate(
         datetime | None, Query(description="only runs of jobs submitted since (ISO 8601)")
     ] = None,
 ) -> ExplainRead:
+    """Kept until the runs change, like the overview's map (its panel asks after every
+    change /live announces; a million runs cost a second and a half)."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    report = explain.explain(
-        session,
-        job_id=job_id,
-        scenario=scenario,
-        go_version=go_version,
-        label=label,
-        signature=signature,
-        submitted_since=since,
+
+    def make() -> ExplainRead:
+        report = explain.explain(
+            session,
+            job_id=job_id,
+            scenario=scenario,
+            go_version=go_version,
+            label=label,
+            signature=signature,
+            submitted_since=since,
+        )
+        return ExplainRead.model_validate(explain.as_dict(report))
+
+    return answers(request).get_or_make(
+        (request.url.path, str(request.query_params), data_version(session, settings)), make
     )
-    return ExplainRead.model_validate(explain.as_dict(report))
