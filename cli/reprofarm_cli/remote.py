@@ -368,7 +368,7 @@ def explain(
                 ratio,
                 ci,
             )
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)  # piped: 80 columns cut the names
     if report["constant"]:
         typer.echo(
             "the same in every run: " + ", ".join(f"{k}={v}" for k, v in report["constant"].items())

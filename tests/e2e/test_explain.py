@@ -65,3 +65,22 @@ def test_explain_finds_the_control_chance_and_not_the_cpu_count(farm: Farm) -> N
     assert len(reference) == 1
     assert reference[0]["odds_ratio"] == 1.0
     assert report["aliased"] == []
+    table = subprocess.run(
+        [
+            str(BIN / "reprofarm"),
+            "explain",
+            "--job",
+            str(job["job_id"]),
+            "--api",
+            farm.url,
+            "--token",
+            farm.admin,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert table.returncode == 0, table.stderr[-3000:]
+    assert "8 hangs in 16 counted runs" in table.stdout, table.stdout
+    assert "1 (reference)" in table.stdout, table.stdout
+    assert table.stdout.index("control_chance") < table.stdout.index("cpus "), table.stdout
