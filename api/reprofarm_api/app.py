@@ -23,6 +23,7 @@ from reprofarm_api.artifacts.store import ArtifactStore
 from reprofarm_api.body_limit import BodyLimit
 from reprofarm_api.builds.router import router as builds_router
 from reprofarm_api.db_slots import DatabaseSlots, pool_size
+from reprofarm_api.explain.router import router as explain_router
 from reprofarm_api.install.router import router as install_router
 from reprofarm_api.install.service import Releases
 from reprofarm_api.jobs.router import router as jobs_router
@@ -43,7 +44,8 @@ CancelIoEx) on many machines at once and measures which hardware reproduces it.
 * **QA** submit jobs (`POST /api/v1/jobs`) and watch their runs.
 * **Agents** register with their hardware, long-poll for runs (`POST /api/v1/agents/me/lease`),
   heartbeat, upload artifacts and post results.
-* **Everyone** reads hit rates (`GET /api/v1/stats`) with Wilson 95% intervals.
+* **Everyone** reads hit rates (`GET /api/v1/stats`) with Wilson 95% intervals, and
+  which factor explains them (`GET /api/v1/explain`).
 
 Every call needs `Authorization: Bearer <token>` (roles: viewer, submitter, agent, admin), except
 `/health` and `/metrics`. A bad request gets a 4xx whose `detail` names the field and the reason,
@@ -99,6 +101,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         artifacts_router,
         builds_router,
         stats_router,
+        explain_router,
         studies_router,
         signatures_router,
         ops_router,

@@ -105,6 +105,7 @@ TABLE: dict[str, Rule] = {
     "POST /api/v1/studies/{job_id}/cancel": Rule(SUBMITTERS),
     "GET /api/v1/artifacts/{artifact_id}": Rule(READERS),
     "GET /api/v1/stats": Rule(READERS),
+    "GET /api/v1/explain": Rule(READERS),
     "GET /api/v1/builds": Rule(READERS),
     "GET /api/v1/agents": Rule(READERS),
     "GET /api/v1/hardware": Rule(READERS),

@@ -108,6 +108,7 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
         "GET", f"/api/v1/artifacts/{f.artifact_id}"
     ),
     "GET /api/v1/stats": lambda f: Request("GET", "/api/v1/stats?group_by=hardware"),
+    "GET /api/v1/explain": lambda f: Request("GET", "/api/v1/explain"),
     "GET /api/v1/builds": lambda f: Request("GET", "/api/v1/builds"),
     "GET /api/v1/agents": lambda f: Request("GET", "/api/v1/agents"),
     "GET /api/v1/hardware": lambda f: Request("GET", "/api/v1/hardware"),

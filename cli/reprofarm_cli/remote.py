@@ -1,4 +1,4 @@
-"""Commands that talk to the api: submit, watch, stats, token create."""
+"""Commands that talk to the api: submit, watch, stats, explain, token create."""
 
 from __future__ import annotations
 
@@ -281,7 +281,10 @@ def watch(
 
 def stats(
     group_by: Annotated[
-        str, typer.Option(help="keys: hardware,cpus,affinity,go_version,scenario,pool,agent")
+        str,
+        typer.Option(
+            help="keys: hardware,cpus,affinity,go_version,control_chance,scenario,pool,agent"
+        ),
     ] = "hardware",
     job: Annotated[int | None, typer.Option(help="only this job")] = None,
     compare: Annotated[str | None, typer.Option(help="a key to compare across (Fisher)")] = None,
@@ -311,6 +314,70 @@ def stats(
     Console().print(table)
     for c in report["comparisons"]:
         typer.echo(f"{c['a']} vs {c['b']}: p={c['p_value']:.3g}, q={c['q_value']:.3g}")
+
+
+def explain(
+    scenario: Annotated[str | None, typer.Option(help="only this scenario")] = None,
+    job: Annotated[int | None, typer.Option(help="only this job")] = None,
+    go_version: Annotated[str | None, typer.Option(help="only this Go version")] = None,
+    label: Annotated[str | None, typer.Option(help="count only hangs with this label")] = None,
+    api: ApiOpt = None,
+    token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Which factor explains the hit rate: per factor a penalised likelihood-ratio test
+    with BH q-values, per level an odds ratio against the reference with a 95% interval,
+    and the factors the runs cannot tell apart. --json prints the whole report."""
+    params = {
+        k: v
+        for k, v in (
+            ("scenario", scenario),
+            ("job_id", job),
+            ("go_version", go_version),
+            ("label", label),
+        )
+        if v is not None
+    }
+    report = _call(resolve(api, token, data_dir), "GET", "/api/v1/explain", params=params)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{report['hangs']} hangs in {report['runs']} counted runs, {report['cells']} cells")
+    table = Table("factor", "p", "q", "level", "runs", "hangs", "odds ratio", "95% CI")
+    for f in report["factors"]:
+        name = " = ".join([f["factor"], *f["aliased_with"]])
+        p = "-" if f["p"] is None else f"{f['p']:.3g}"
+        q = "-" if f["q"] is None else f"{f['q']:.3g}"
+        for i, lv in enumerate(f["levels"]):
+            if lv["reference"]:
+                ratio, ci = "1 (reference)", ""
+            elif lv["odds_ratio"] is None:
+                ratio, ci = f"aliased with {', '.join(lv['aliased_with'])}", ""
+            else:
+                ratio = f"{lv['odds_ratio']:.3g}"
+                ci = f"{lv['ci95_low']:.3g} to {lv['ci95_high']:.3g}"
+            first = i == 0
+            table.add_row(
+                name if first else "",
+                p if first else "",
+                q if first else "",
+                lv["level"],
+                str(lv["runs"]),
+                str(lv["hangs"]),
+                ratio,
+                ci,
+            )
+    Console(width=max(120, Console().width)).print(table)  # piped: 80 columns cut the names
+    if report["constant"]:
+        typer.echo(
+            "the same in every run: " + ", ".join(f"{k}={v}" for k, v in report["constant"].items())
+        )
+    for line in [a["says"] for a in report["aliasing"]] + report["says"]:
+        typer.echo(line)
+    for s in report["stratified"]:
+        if s["breslow_day_p"] is not None and s["breslow_day_p"] < 0.05:
+            typer.echo(s["says"])
 
 
 token_app = typer.Typer(no_args_is_help=True, help="bearer tokens")

@@ -303,6 +303,7 @@ ROLLUP_KEYS = (
     "agent_id",
     "label",
     "signature_key",
+    "control_chance",
 )
 ROLLUP_COUNTERS = ("passed", "hung", "failed", "errors", "lost", "iterations", "run_seconds")
 
@@ -323,6 +324,8 @@ class RunRollup(Base):
     agent_id: Mapped[int]
     label: Mapped[str] = mapped_column(String(40))
     signature_key: Mapped[str] = mapped_column(String(16))
+    # -1: no chance of its own (hangtest's default, or a run stored before it was an axis)
+    control_chance: Mapped[float] = mapped_column(Float)
     passed: Mapped[int] = mapped_column(BigInteger, default=0)
     hung: Mapped[int] = mapped_column(BigInteger, default=0)
     failed: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -13,7 +13,9 @@ test inserting rows) can forget it. Bulk loads that bypass the ORM (COPY) call
 ``rebuild``; ``reprofarm db rebuild-rollups`` does the same by hand.
 
 Key columns hold no NULLs (a unique index would let NULL cells repeat): ``0`` means no
-hardware, all CPUs or no agent, ``''`` no pool or no label; a hung run the analyzer has
+hardware, all CPUs or no agent, ``''`` no pool or no label, ``-1`` (``NO_CHANCE``) no
+control chance of the run's own (hangtest's default, or a run stored before the chance
+was an axis: a real chance is never negative); a hung run the analyzer has
 not read yet is ``pending`` in both label and signature_key.
 """
 
@@ -42,6 +44,7 @@ _STATUS_COUNTER = {
     RunState.LOST: "lost",
 }
 _COUNTED = COUNTED_RUN_STATES
+NO_CHANCE = -1.0
 OUTCOMES = tuple(_STATUS_COUNTER.values())
 """The counters of finished runs by outcome (the rest count iterations and seconds)."""
 _KEPT_SQL = ", ".join(f"'{state.value}'" for state in sorted(_STATUS_COUNTER))
@@ -71,6 +74,7 @@ def contribution(values: dict[str, Any]) -> Contribution | None:
         values["agent_id"] or 0,
         values["label"] or pending,
         values["signature_key"] or pending,
+        NO_CHANCE if values["control_chance"] is None else values["control_chance"],
     )
     counted = values["status"] in _COUNTED
     counts = tuple(
@@ -166,6 +170,7 @@ def rebuild(session: Session) -> int:
         "COALESCE(agent_id, 0)",
         f"COALESCE(label, CASE WHEN {hung} THEN '{PENDING_LABEL}' ELSE '' END)",
         f"COALESCE(signature_key, CASE WHEN {hung} THEN '{PENDING_LABEL}' ELSE '' END)",
+        f"COALESCE(control_chance, {NO_CHANCE})",
     )
     state_of = {counter: state.value for state, counter in _STATUS_COUNTER.items()}
     counter_exprs = tuple(

@@ -17,6 +17,7 @@ from reprofarm_db.analyses import signature_key
 from reprofarm_db.errors import Invalid
 from reprofarm_db.hit_rates import Counts, GroupRow, Spread
 from reprofarm_db.models import Agent, Run, RunRollup
+from reprofarm_db.rollups import NO_CHANCE
 
 
 def _pending_or(column: Any) -> Any:
@@ -41,6 +42,7 @@ GROUP_KEYS: dict[str, Any] = {
     "agent": Run.agent_id,
     "label": LABEL,
     "signature": SIGNATURE,
+    "control_chance": Run.control_chance,
 }
 COUNTED = tuple(sorted(COUNTED_RUN_STATES))
 
@@ -130,8 +132,16 @@ _ROLLUP_COLUMNS: dict[str, Any] = {
     "agent": RunRollup.agent_id,
     "label": RunRollup.label,
     "signature": RunRollup.signature_key,
+    "control_chance": RunRollup.control_chance,
 }
-_NONE_SENTINEL: dict[str, Any] = {"hardware": 0, "cpus": 0, "pool": "", "agent": 0, "label": ""}
+_NONE_SENTINEL: dict[str, Any] = {
+    "hardware": 0,
+    "cpus": 0,
+    "pool": "",
+    "agent": 0,
+    "label": "",
+    "control_chance": NO_CHANCE,
+}
 
 
 def _integer_sum(column: Any) -> Any:

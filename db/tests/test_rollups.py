@@ -30,9 +30,20 @@ KEY_SETS = [
     [*keys]
     for n in (1, 2, 5)
     for keys in combinations(
-        ["hardware", "cpus", "affinity", "go_version", "scenario", "pool", "agent", "label"], n
+        [
+            "hardware",
+            "cpus",
+            "affinity",
+            "go_version",
+            "scenario",
+            "pool",
+            "agent",
+            "label",
+            "control_chance",
+        ],
+        n,
     )
-][::8]  # 12 groupings of one, two and five keys
+][::8]  # 22 groupings of one, two and five keys
 
 
 def _rows(rows):
@@ -59,8 +70,9 @@ def play(s, steps, agent_ids, tokens_by_run, now):
     """Apply one random history through the business functions."""
     for action, status, label, who in steps:
         agent = s.get(Agent, agent_ids[who % len(agent_ids)])
-        if action == "submit":
-            make_ready_job(s, repeats=2, cpus=[1, 2], affinities=["compact", "spread"])
+        if action == "submit":  # with a chance axis, or with hangtest's default (NULL)
+            chances = {"control_chance": [0, 1e-3]} if who else {}
+            make_ready_job(s, repeats=2, cpus=[1, 2], affinities=["compact", "spread"], **chances)
             continue
         if action == "cancel":
             for job in jobs.list_(s, limit=1):

@@ -482,4 +482,42 @@ def test_the_triage_page_reads_a_pasted_dump_and_shows_the_farms_evidence(
     page.wait_for_selector("#page .error")
     assert "goroutine header" in page.inner_text("#page .error")
     page.js_errors[:] = [e for e in page.js_errors if "422" not in e]
+
+
+def test_what_matters_ranks_the_control_chance_and_plots_its_effect(farm, browser):
+    """A job of the control at chance 0 (never hangs) and 1e-3 (always hangs) on 1 and 2
+    CPUs: the overview filtered to it puts control_chance first with strong evidence,
+    cpus with none, and draws both effects with their intervals."""
+    spec = {
+        **CONTROL_JOB,
+        "repeats": 3,
+        "duration_s": 1,
+        "stall_timeout_s": 0.5,
+        "control_chance": [0, 1e-3],
+    }
+    r = farm.call("POST", "/api/v1/jobs", farm.submitter, json=spec)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    wait_for(
+        "the job to finish",
+        lambda: farm.call("GET", f"/api/v1/jobs/{job_id}", farm.viewer).json()["status"] == "done",
+        timeout=300,
+    )
+    page = _open(browser, farm.link(farm.viewer))
+    page.wait_for_selector("#jobs")
+    page.goto(f"{farm.url}/#/?job_id={job_id}")
+    page.wait_for_selector("#what-matters #factors tbody tr", timeout=60_000)
+    first = page.locator("#what-matters #factors tbody tr").first.inner_text()
+    assert first.startswith("control_chance"), first
+    assert "evidence" in first, first
+    assert "no evidence" not in first, first
+    cpus = page.locator("#what-matters #factors tbody tr").nth(1).inner_text()
+    assert cpus.startswith("cpus"), cpus
+    assert "no evidence" in cpus, cpus
+    effect = page.locator("#forest g.effect[data-factor='control_chance']")
+    assert effect.count() == 1
+    assert effect.locator("circle").count() == 1
+    assert "vs 0" in (effect.locator("title").text_content() or "")
+    page.locator("#what-matters").scroll_into_view_if_needed()
+    _shot(page, "what-matters")
     page.close()

@@ -94,7 +94,7 @@ def run_filter(
 Filter = Annotated[views.RunFilter, Depends(run_filter)]
 
 
-def _answers(request: Request) -> ByVersion:
+def answers(request: Request) -> ByVersion:
     """The app's own cache (apps are built by a factory; tests build many)."""
     cache: ByVersion | None = getattr(request.app.state, "dashboard_answers", None)
     if cache is None:
@@ -102,7 +102,7 @@ def _answers(request: Request) -> ByVersion:
     return cache
 
 
-def _data_version(session: Session, settings: ControllerSettings) -> tuple[str, ...]:
+def data_version(session: Session, settings: ControllerSettings) -> tuple[str, ...]:
     """What the rate answers read: the runs (their states), their labels, the jobs."""
     now = datetime.now(UTC)
     parts = views.changes(
@@ -132,8 +132,8 @@ def overview_map(
     chosen axis or pair; each cell k/n with the Wilson 95% interval. Kept until
     the runs change (one computation per change, however many tabs ask)."""
     axes = parse_axes(columns)
-    return _answers(request).get_or_make(
-        (request.url.path, str(request.query_params), _data_version(session, settings)),
+    return answers(request).get_or_make(
+        (request.url.path, str(request.query_params), data_version(session, settings)),
         lambda: overview(
             session, axes=axes, where=where, search=search, sort=sort, limit=limit, offset=offset
         ),
@@ -161,8 +161,8 @@ def go_comparison(
             else [],
         )
 
-    key = (request.url.path, str(request.query_params), _data_version(session, settings))
-    return _answers(request).get_or_make(key, make)
+    key = (request.url.path, str(request.query_params), data_version(session, settings))
+    return answers(request).get_or_make(key, make)
 
 
 @router.get("/jobs", response_model=JobPage, summary="Jobs newest first, with run counts")

@@ -9,6 +9,7 @@ import { apiFilters, fields } from "../filters.js";
 import { replaceQuery, href } from "../router.js";
 import { vocabulary } from "../vocabulary.js";
 import { jobRow } from "./jobs.js";
+import { whatMatters } from "./what_matters.js";
 
 export const name = "overview";
 
@@ -107,6 +108,7 @@ export async function mount(root, { query }) {
   const mapBox = h("div", { class: "scroll" });
   const pagerBox = h("div");
   const comparisonBox = h("div");
+  const mattersBox = h("div");
   const jobsBox = h("div");
   root.append(
     section("Hit rates by hardware configuration",
@@ -114,6 +116,7 @@ export async function mount(root, { query }) {
       controls, legend(state.mode), mapBox, pagerBox,
       exportLinks(() => apiFilters(state), "the counted runs under these filters")),
     section("Go versions compared", comparisonBox),
+    section("What matters", mattersBox),
     section("Latest jobs", jobsBox, h("p", {}, link("#/jobs", "All jobs →"))));
 
   let goVersions = [];
@@ -139,11 +142,12 @@ export async function mount(root, { query }) {
 
   async function refresh() {
     const filters = apiFilters(state);
-    const [map, comparison, jobs] = await Promise.allSettled([
+    const [map, comparison, jobs, matters] = await Promise.allSettled([
       api.get("/api/v1/views/overview", { ...filters, columns: state.columns, sort: state.sort,
         search: state.search, limit: PAGE, offset: state.offset }),
       api.get("/api/v1/views/go-comparison", filters),
       api.get("/api/v1/views/jobs", { limit: 5 }),
+      api.get("/api/v1/explain", filters),
     ]);
     if (map.status === "fulfilled") {
       mapBox.replaceChildren(mapTable(map.value, state.mode));
@@ -158,6 +162,9 @@ export async function mount(root, { query }) {
       }
       comparisonBox.replaceChildren(comparisonTable(comparison.value));
     } else { comparisonBox.replaceChildren(errorBox(comparison.reason)); }
+    if (matters.status === "fulfilled") {
+      mattersBox.replaceChildren(whatMatters(matters.value));
+    } else { mattersBox.replaceChildren(errorBox(matters.reason)); }
     if (jobs.status === "fulfilled") {
       jobsBox.replaceChildren(table({ id: "jobs", columns: jobRow(), rows: jobs.value.jobs, empty: "No job yet." }));
     } else { jobsBox.replaceChildren(errorBox(jobs.reason)); }

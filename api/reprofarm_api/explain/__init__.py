@@ -1,0 +1,1 @@
+"""Which factor explains the hit rate (docs/statistics.md, "Explain")."""
