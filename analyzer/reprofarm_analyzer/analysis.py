@@ -33,7 +33,7 @@ from reprofarm_analyzer.pasted import unwrap
 _ELF_CORE = 4  # e_type ET_CORE, elf(5)
 _HEADER_BYTES = re.compile(
     rb"goroutine \d+(?: gp=0x[0-9a-fA-F]+)?(?: m=(?:\d+|nil))?(?: mp=0x[0-9a-fA-F]+)?"
-    rb" \[[^\]\n]*\](?: \{[^\n]*\})?:"
+    rb" \[[^\]\n]{0,200}\](?: \{[^}\n]{0,200}\})?:"
 )
 _FRAME_BYTES = re.compile(rb"\)[ \t\r]*\n[ \t]*[^\s]+\.(?:go|s):\d+")
 """A Go frame (``pkg.f(...)`` over ``\tfile.go:12``): a stack pasted without its header."""
@@ -80,7 +80,14 @@ def analyze_goroutine_dumps(text: str) -> list[Analysis]:
     """One analysis per dump in ``text`` (a log can hold several), in order; a test2json
     or HTML wrapping is taken off first and said in each one's ``problems``."""
     unwrapped = unwrap(text)
-    analyses = [classify_dump(dump) for dump in parse_goroutine_dumps(unwrapped.text)]
+    # A dump shows at least one frame: "goroutine 9 [syscall]: Close -> CancelIoEx" is a
+    # person's summary of a stack, not a stack, and is refused like any other prose.
+    dumps = [
+        dump
+        for dump in parse_goroutine_dumps(unwrapped.text)
+        if any(g.frames for g in dump.goroutines)
+    ]
+    analyses = [classify_dump(dump) for dump in dumps]
     if not unwrapped.notes:
         return analyses
     return [_repaired(a, unwrapped.notes) for a in analyses]
@@ -115,6 +122,14 @@ def analyze_goroutines(text: str, *, name: str = "<text>") -> Analysis:
     return chosen.model_copy(update={"evidence": [note, *chosen.evidence]})
 
 
+def _from_utf16(data: bytes) -> bytes:
+    """UTF-16 text (with its byte-order mark) as UTF-8: Windows PowerShell 5.1 writes
+    `go test > log.txt` so, and its zero bytes would otherwise read as binary."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace").encode("utf-8")
+    return data
+
+
 def analyze_bytes(data: bytes, *, name: str, sidecar: bytes | None = None) -> Analysis:
     """Analyse a file's content; ``name`` is only for messages. ``sidecar`` is the export
     sidecar uploaded beside a minidump (ignored for other kinds).
@@ -122,6 +137,7 @@ def analyze_bytes(data: bytes, *, name: str, sidecar: bytes | None = None) -> An
     Raises ``NotADumpError`` for content of no known kind, and ``AnalyzerUnavailableError``
     when the reader of its kind cannot be imported.
     """
+    data = _from_utf16(data)
     kind = detect_kind(data)
     if kind is None and (b"\0" in data[:4096] or data.startswith(b"\x7fELF")):
         raise NotADumpError(name, LOOKED_FOR)  # binary: no wrapping can hide a dump in it

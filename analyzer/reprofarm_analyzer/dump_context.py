@@ -49,7 +49,13 @@ _TIMEOUT = re.compile(r"panic: test timed out after|Test killed with quit: ran t
 _DEADLOCK = "fatal error: all goroutines are asleep - deadlock!"
 _SIGNAL = re.compile(r"\b(SIG[A-Z0-9]+): ")
 _SIGCODE = re.compile(r"\bsigcode=(-?\d+)")
-_CRASH = re.compile(r"(?:^|\s)(?:panic: |fatal error: |Exception 0x|unexpected fault address)")
+_CRASH = re.compile(
+    r"^\s*(?:[0-9][0-9TZ:.+-]*\s+)?"
+    r"(?:panic: |fatal error: |Exception 0x|unexpected fault address|\[signal )"
+)
+"""A crash's first line, at the start of its line (after a log's timestamp at most): a
+test's own log line that mentions ``recovered panic: boom`` is not the process crashing."""
+_SIGNAL_LINE = re.compile(r"\[signal (0x[0-9a-fA-F]+|SIG[A-Z0-9]+)")
 _THREAD_LIMIT = re.compile(r"program exceeds \d+-thread limit")
 _EXCEPTION = re.compile(r"Exception (0x[0-9a-fA-F]+)")
 _SIGNAL_WORD = re.compile(r"\bsignal (SIG[A-Z0-9]+)\b")
@@ -103,6 +109,10 @@ def crash_kind(line: str) -> str:
     m = _EXCEPTION.search(line)
     if m:
         return f"exception-{m.group(1).lower()}"
+    m = _SIGNAL_LINE.search(line)  # the runtime's "[signal 0xc0000005 code=... pc=...]"
+    if m:
+        code = m.group(1)
+        return f"exception-{code.lower()}" if code.startswith("0x") else code
     m = _SIGNAL_WORD.search(line) or _SIGNAL.search(line)
     if m:
         return m.group(1)

@@ -253,8 +253,9 @@ class _Parser:
             self.last_kind = "unavailable"
         elif tl.is_register(line):
             self.last_kind = "register"
-        elif tl.DUMP_START.search(line):
-            # A signal preamble right after a register dump: the block is over.
+        elif tl.DUMP_START.search(line) or tl.GO_TEST_TRAILER.match(line):
+            # A signal preamble right after a register dump, or what `go test` prints
+            # after a dump (exit status 2, FAIL pkg 600s): the block is over.
             self._end_block()
             self.gap.append(line)
         elif tl.is_hand_elided(line):

@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass
 
 HEADER = re.compile(
-    r"goroutine (\d+)(?: gp=0x[0-9a-fA-F]+)?(?: m=(?:\d+|nil))?(?: mp=0x[0-9a-fA-F]+)?"
-    r" \[([^\]\n]*)\](?: \{.*\})?:(?:[ \t]+(\S.*?))?\s*$"
+    r"goroutine (\d{1,20})(?: gp=0x[0-9a-fA-F]{1,16})?(?: m=(?:\d+|nil))?(?: mp=0x[0-9a-fA-F]+)?"
+    r" \[([^\]\n]{0,200})\](?: \{[^}\n]{0,200}\})?:(?:[ \t]+(\S.*?))?\s*$"
 )
 """Found with ``search`` so that whatever stands before it on the line is the line prefix.
 Group 3 is a note a person wrote after the colon (``goroutine 7 [chan receive]:  <- here``)."""
@@ -65,6 +65,13 @@ PARTIAL_HEADER = re.compile(r"goroutine \d+(?: |$)")
 """The start of a header that did not survive: a cut or a broken paste."""
 
 STACK_UNAVAILABLE = "goroutine running on other thread; stack unavailable"
+
+GO_TEST_TRAILER = re.compile(
+    r"\s*(?:exit status \d+|FAIL\t|FAIL$|ok  \t|ok\s+\S+\s+\d|--- (?:FAIL|PASS|SKIP):|"
+    r"=== (?:RUN|PAUSE|CONT|NAME)\s|PASS$)"
+)
+"""What `go test` prints around a test's output: after the dump of a timed-out test it
+ends the dump (a trailer, not a broken traceback line)."""
 
 DUMP_START = re.compile(
     r"(?:^|\s)(?:panic: |fatal error: |SIG[A-Z0-9]+: |Exception 0x[0-9a-fA-F]+ |"

@@ -248,3 +248,35 @@ def test_text_that_is_no_dump_is_refused(text: str) -> None:
     with pytest.raises(NotADumpError) as caught:
         analyze_bytes(text.encode(), name="paste.txt")
     assert "goroutine header" in str(caught.value)
+
+
+def test_a_header_with_no_frame_under_it_is_prose_and_refused():
+    with pytest.raises(NotADumpError):
+        analyze_goroutines("goroutine 9 [syscall]: Close -> CancelIoEx -> stuck\n")
+
+
+def test_a_tests_own_log_line_about_a_panic_does_not_make_the_dump_a_crash():
+    text = "=== RUN   TestPipe\n    pipe_test.go:33: recovered panic: boom\n" + TIMEOUT + READER
+    analysis = analyze_goroutines(text)
+    assert analysis.label is not Label.NO_HANG
+
+
+def test_a_crash_whose_panic_line_was_cut_is_known_by_its_signal_line():
+    text = "[signal 0xc0000005 code=0x0 addr=0x0 pc=0x7ff6a1b2]\n\n" + READER
+    analysis = analyze_goroutines(text)
+    assert analysis.label is Label.NO_HANG
+    assert analysis.signature == "no-hang:crash:exception-0xc0000005"
+
+
+def test_what_go_test_prints_after_a_dump_ends_it_and_is_no_problem():
+    text = TIMEOUT + READER + "exit status 2\nFAIL\texample.com/pipe\t600.123s\n"
+    analysis = analyze_goroutines(text)
+    assert analysis.problems == []
+    assert analysis.confidence is Confidence.STRONG
+
+
+def test_a_utf16_log_as_windows_powershell_writes_it_is_read():
+    text = TIMEOUT + CANCELLER + "\n" + READER
+    plain = analyze_bytes(text.encode(), name="log.txt")
+    wide = analyze_bytes(text.encode("utf-16"), name="log.txt")
+    assert (wide.label, wide.signature) == (plain.label, plain.signature)

@@ -138,7 +138,15 @@ def test_keep_needs_a_submitter_token(api) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [b"Close -> CancelIoEx -> ReadFile never returns\n", b"", b"\x00\x01binary\x00"],
+    [
+        b"Close -> CancelIoEx -> ReadFile never returns\n",
+        b"",
+        b"\x00\x01binary\x00",
+        b"goroutine 9 [syscall]: Close -> CancelIoEx -> stuck\n",  # a header, no frame
+        # A crafted line that cost the old header patterns quadratic time (16 MiB: hours):
+        # read in linear time now, and in the bounded child anyway; refused as prose.
+        b"goroutine 1 [x] {" * 60_000,
+    ],
 )
 def test_text_that_is_no_dump_is_422_naming_the_body(api, text: bytes) -> None:
     r = api.client.post("/api/v1/triage", headers=api.headers(api.token("viewer")), content=text)

@@ -11,13 +11,14 @@ re-analysis moves runs between buckets by rewriting their label and signature.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from reprofarm_protocol.analysis import Analysis, Confidence, Label
 from reprofarm_protocol.jobs import RunState
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from reprofarm_db.errors import NotFound
@@ -130,9 +131,13 @@ def label_result(run: Run) -> None:
         run.signature_key = signature_key(run.signature)
 
 
-def analysed_artifacts(session: Session, *, older_than_rules: int | None = None) -> list[int]:
-    """Complete dumps to (re-)analyse: all of them, or those whose report was made
-    by rules older than ``older_than_rules``, plus any never analysed."""
+def analysed_artifacts(
+    session: Session, *, older_than_rules: Mapping[str, int] | None = None
+) -> list[int]:
+    """Complete dumps to (re-)analyse: all of them, or those whose report was made by
+    rules older than ``older_than_rules`` gives for the report's kind (each kind has its
+    own rules and version: comparing a minidump's with the goroutine rules' version
+    re-analysed every minidump at every pass), plus any never analysed."""
     query = (
         select(Artifact.id)
         .outerjoin(ArtifactAnalysis, ArtifactAnalysis.artifact_id == Artifact.id)
@@ -140,9 +145,11 @@ def analysed_artifacts(session: Session, *, older_than_rules: int | None = None)
         .order_by(Artifact.id)
     )
     if older_than_rules is not None:
-        query = query.where(
-            ArtifactAnalysis.id.is_(None) | (ArtifactAnalysis.rules_version < older_than_rules)
-        )
+        outdated = [
+            (ArtifactAnalysis.kind == kind) & (ArtifactAnalysis.rules_version < version)
+            for kind, version in older_than_rules.items()
+        ]
+        query = query.where(ArtifactAnalysis.id.is_(None) | or_(*outdated))
     return list(session.scalars(query))
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from reprofarm_analyzer.analysis import deciding_report
 from reprofarm_analyzer.bounded import analyze_bounded
+from reprofarm_analyzer.cores import CORE_RULES_VERSION
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
-from reprofarm_analyzer.minidump_analysis import cross_check
+from reprofarm_analyzer.minidump_analysis import MINIDUMP_RULES_VERSION, cross_check
 from reprofarm_db import analyses, studies
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Artifact, HardwareConfig, Run
@@ -114,6 +115,14 @@ def analyze_artifact(
         return run.label or "pending"
 
 
+CURRENT_RULES = {
+    DumpKind.GOROUTINES.value: RULES_VERSION,
+    DumpKind.MINIDUMP.value: MINIDUMP_RULES_VERSION,
+    DumpKind.CORE.value: CORE_RULES_VERSION,
+}
+"""Each kind of dump's rules, by version: a report older than its own kind's is redone."""
+
+
 def reanalyze(
     sessions: sessionmaker[Session],
     scratch: Path,
@@ -124,7 +133,7 @@ def reanalyze(
     """Re-analyse dumps made by older rules (or all); returns the artifacts done."""
     with transaction(sessions) as session:
         todo = analyses.analysed_artifacts(
-            session, older_than_rules=None if everything else RULES_VERSION
+            session, older_than_rules=None if everything else CURRENT_RULES
         )
     for artifact_id in todo:
         analyze_artifact(sessions, artifact_id, scratch, limits)

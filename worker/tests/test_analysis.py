@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
+from reprofarm_analyzer.minidump_analysis import MINIDUMP_RULES_VERSION
 from reprofarm_db import analyses, artifacts, builds, jobs, leases
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
@@ -250,3 +251,20 @@ def test_two_dumps_analysed_at_once_label_their_run_from_both_reports(sessions, 
         assert labels == ["control-deadlock", "other-hang"]
         run = s.get(Run, run_id)
         assert run.label == "control-deadlock", f"labelled from a partial set: {run.signature}"
+
+
+def test_each_kind_of_dump_is_reanalysed_against_its_own_rules_version(sessions, tmp_path):
+    """A minidump's report carries the minidump rules' version: compared with the goroutine
+    rules' (a higher number), it was redone at every pass, never done."""
+    agent_id, run_id, secret = leased_run(sessions)
+    artifact_id = upload(sessions, tmp_path, agent_id, run_id, secret, CONTROL_DUMP)
+    analyze_artifact(sessions, artifact_id, tmp_path / "scratch")
+    with transaction(sessions) as s:
+        row = analyses.for_artifact(s, artifact_id=artifact_id)
+        row.kind = "minidump"  # as a minidump's report is stored: the minidump rules' version
+        row.rules_version = MINIDUMP_RULES_VERSION
+    assert MINIDUMP_RULES_VERSION < RULES_VERSION
+    assert reanalyze(sessions, tmp_path / "scratch") == []
+    with transaction(sessions) as s:
+        analyses.for_artifact(s, artifact_id=artifact_id).rules_version = 0
+    assert reanalyze(sessions, tmp_path / "scratch") == [artifact_id]

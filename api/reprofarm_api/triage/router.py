@@ -2,7 +2,8 @@
 
 The body is the dump itself (pasted text or a file's bytes: a goroutine dump, a CI log,
 an issue page's HTML, ``go test -json`` output, a minidump). It is analysed here, in the
-request (bounded by ``max_triage_bytes``; a 10 MB dump takes about 0.3 s of CPU), and
+request (bounded by ``max_triage_bytes``, in the analyzer's bounded child process: a 10 MB
+dump takes about 0.3 s of CPU), and
 answered with the farm's evidence for its signature. Cores are refused: reading one needs
 gdb and the worker's limits. The dump is stored only with ``keep=true``, which needs a
 submitter token (it writes); reading a verdict needs a viewer's.
@@ -10,10 +11,13 @@ submitter token (it writes); reading a verdict needs a viewer's.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
-from reprofarm_analyzer.analysis import analyze_bytes, detect_kind
+from reprofarm_analyzer.analysis import detect_kind
+from reprofarm_analyzer.bounded import analyze_bounded
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_db import triage
 from reprofarm_db.analyses import signature_key
@@ -26,6 +30,10 @@ from reprofarm_api.responses import AUTHENTICATED
 from reprofarm_api.triage.schemas import FarmBucketRead, SeenInCiRead, TriageRead
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"], responses=AUTHENTICATED)
+
+TRIAGE_TIMEOUT_S = 30.0
+"""A pasted dump's analysis takes well under a second (10 MB: 0.3 s of CPU); this bounds
+what crafted text could cost."""
 
 DumpBody = Annotated[
     bytes,
@@ -49,10 +57,20 @@ def _analysed(data: DumpBody = b"", *, settings: SettingsDep) -> tuple[Analysis,
         )
     if detect_kind(data) is DumpKind.CORE:
         raise Invalid("body", "a core dump: upload it with its run (reading it needs gdb)")
-    try:
-        return analyze_bytes(data, name="body"), data
-    except AnalyzerError as exc:
-        raise Invalid("body", str(exc)) from exc
+    # In a child process within the analysis limits (docs/analyzer.md, "Bounded analysis"),
+    # and at most TRIAGE_TIMEOUT_S: a viewer's text must not hold an api thread for long.
+    limits = settings.analysis_limits()
+    limits = limits.model_copy(update={"timeout_s": min(limits.timeout_s, TRIAGE_TIMEOUT_S)})
+    scratch = settings.data_dir / "triage-scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=scratch, prefix="dump-") as held:
+        held.write(data)
+        held.flush()
+        try:
+            analysis = analyze_bounded(Path(held.name), scratch=scratch, limits=limits)
+        except (AnalyzerError, OSError) as exc:
+            raise Invalid("body", str(exc).replace(held.name, "body")) from exc
+    return analysis, data
 
 
 Analysed = Annotated[tuple[Analysis, bytes], Depends(_analysed)]
