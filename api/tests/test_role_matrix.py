@@ -33,6 +33,8 @@ HUNG = {
     "exit_code": None,
 }
 UPLOAD = b"goroutine 7 [IO wait]:\n" * 50
+TRIAGED = b"goroutine 7 [IO wait]:\nmain.main()\n\t/src/main.go:5 +0x1d\n"
+"""A dump as triage reads it: a header with a frame (a header alone is prose)."""
 
 
 @dataclass
@@ -122,7 +124,7 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     "GET /api/v1/signatures/{key}/runs": lambda f: Request(
         "GET", f"/api/v1/signatures/{'0' * 16}/runs"
     ),
-    "POST /api/v1/triage": lambda f: Request("POST", "/api/v1/triage", content=UPLOAD),
+    "POST /api/v1/triage": lambda f: Request("POST", "/api/v1/triage", content=TRIAGED),
     "GET /api/v1/whoami": lambda f: Request("GET", "/api/v1/whoami"),
     "GET /api/v1/live": lambda f: Request("GET", "/api/v1/live"),
     "GET /api/v1/views/overview": lambda f: Request("GET", "/api/v1/views/overview"),

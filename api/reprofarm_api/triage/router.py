@@ -69,7 +69,8 @@ def _analysed(data: DumpBody = b"", *, settings: SettingsDep) -> tuple[Analysis,
         try:
             analysis = analyze_bounded(Path(held.name), scratch=scratch, limits=limits)
         except (AnalyzerError, OSError) as exc:
-            raise Invalid("body", str(exc).replace(held.name, "body")) from exc
+            said = str(exc).replace(f"{held.name}: ", "").replace(held.name, "the dump")
+            raise Invalid("body", said) from exc
     return analysis, data
 
 
