@@ -3,11 +3,13 @@ time (the worker's step acts on it; the api shows it). Nothing here writes: a st
 state is a function of its runs, so a restart of any process loses nothing.
 
 The counting rules (docs/statistics.md, "Studies"):
-- counted runs are passed + hung + failed, as everywhere;
-- verify: a hang counts for the bug when its label is the bug's (``label`` of the
-  study, else the baseline's most common hang label); a hang with another label is
-  shown and left out of its arm's runs; a hang not analysed yet (``pending``) is left
-  out too, and while a candidate hang is pending the study cannot call it fixed;
+- counted runs are passed + hung + failed, as everywhere, in the order they were made
+  (a run counts once every run made before it in its cell and arm has ended);
+- verify: a hang counts for the bug when it shows the bug (``Bug``: the study's label,
+  else the first analysed baseline hang's, or one of its signatures); a hang with
+  another label is shown and left out of its arm's runs; a hang not analysed yet
+  (``pending``) holds the runs after it, and while a candidate hang is pending the
+  study cannot call it fixed;
 - search: every hang counts (a cell reproduces *a* hang at that rate).
 """
 
