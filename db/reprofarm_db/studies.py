@@ -36,7 +36,7 @@ from reprofarm_protocol.studies import (
     StudyRead,
     VerifyCreate,
 )
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reprofarm_db import agents as agents_
@@ -65,10 +65,11 @@ def _as_job(spec: VerifyCreate | SearchCreate) -> JobCreate:
 
 def plan_cells(
     session: Session, *, spec: VerifyCreate | SearchCreate, online_since: datetime
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[Agent]]:
     """The study's cells: per target group (pool, agent or any), per hardware
     configuration among its online agents, every Go version x CPU count x affinity x
-    chance. A cell's runs are pinned to its configuration by the fingerprint selector."""
+    chance; and those agents. A cell's runs are pinned to its configuration by the
+    fingerprint selector."""
     as_job = _as_job(spec)
     eligible = [
         a
@@ -122,7 +123,7 @@ def plan_cells(
                                 )
     if not cells:
         raise Invalid("cpus", "every cell asks for more CPUs than the matching agents have")
-    return cells
+    return cells, eligible
 
 
 def create(
@@ -151,7 +152,7 @@ def create(
             "webhook_url",
             "the controller has no REPROFARM_WEBHOOK_SECRET to sign webhooks with",
         )
-    cells = plan_cells(session, spec=spec, online_since=online_since)
+    cells, eligible = plan_cells(session, spec=spec, online_since=online_since)
     job = Job(
         kind=spec.kind,
         idempotency_key=idempotency_key,
@@ -159,9 +160,8 @@ def create(
         spec=spec_json,
         cells=cells,
         status=JobState.QUEUED,
-        targets=sorted(
-            {a.target for a in agents_.list_(session) if a.hardware_config_id in _hw(cells)}
-        ),
+        # A hardware configuration is one OS and architecture: one build target.
+        targets=sorted({a.target for a in eligible if a.hardware_config_id in _hw(cells)}),
         priority=spec.priority,
     )
     session.add(job)
@@ -286,8 +286,7 @@ def step(
         evaluation.read.reason = "its hangtest build never came (see the worker's log)"
         _finish(session, job, spec, evaluation.read, now=now, to=JobState.EXPIRED)
         return Step(0, True)
-    made = session.scalar(select(func.count()).select_from(Run).where(Run.job_id == job.id))
-    left = max(0, max_runs - (made or 0))
+    left = max(0, max_runs - evaluation.runs_made)
     if evaluation.budget_left is None or evaluation.budget_left > left:
         evaluation.budget_left = left
     _top_up(session, job, spec, evaluation)

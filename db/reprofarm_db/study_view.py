@@ -246,6 +246,7 @@ class Evaluation:
     budget_left: int | None  # runs; None: no run budget
     hours_left: float | None
     pick_order: list[int] = field(default_factory=list)  # search: cells for the next runs
+    runs_made: int = 0  # every run of the study, whatever its state (the job's run limit)
 
 
 def evaluate(
@@ -290,7 +291,7 @@ def evaluate(
             read.reason = "the budget ran out before the study could decide"
         else:
             read.reason = f"the budget is spent; waiting for {still_open} runs still out"
-    return Evaluation(read, active, open_by_cell, runs_left, hours_left, order)
+    return Evaluation(read, active, open_by_cell, runs_left, hours_left, order, len(facts))
 
 
 def _empty_read(kind: JobKind) -> StudyRead:
