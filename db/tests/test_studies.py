@@ -53,6 +53,13 @@ def _create(s, spec):
     return job
 
 
+def _solo_study(sessions, spec):
+    """One agent online (with builds) and a study of it: (agent, the study's job id)."""
+    with transaction(sessions) as s:
+        (agent,) = _lab(s, ("solo", "arm64"))
+        return agent, _create(s, spec).id
+
+
 def _play(sessions, agent_id, outcome, *, label=BUG):
     """The agent leases its next run and reports ``outcome`` (a RunStatus, or a callable
     of the leased run giving one); a hang is then labelled as the analyzer would.
@@ -136,19 +143,17 @@ def test_a_verify_study_interleaves_its_arms_on_each_hardware_cell(sessions):
 
 
 def test_verify_ends_fixed_after_enough_clean_candidate_runs_and_cancels_the_rest(sessions):
-    with transaction(sessions) as s:
-        (agent,) = _lab(s, ("solo", "arm64"))
-        job_id = _create(
-            s,
-            VerifyCreate(
-                scenario="control-deadlock",
-                duration_s=1,
-                baseline={"control_chance": 1e-3},
-                candidate={"control_chance": 0},
-                margin=1,
-                in_flight_per_cell=3,
-            ),
-        ).id
+    agent, job_id = _solo_study(
+        sessions,
+        VerifyCreate(
+            scenario="control-deadlock",
+            duration_s=1,
+            baseline={"control_chance": 1e-3},
+            candidate={"control_chance": 0},
+            margin=1,
+            in_flight_per_cell=3,
+        ),
+    )
     for _ in range(60):
         if _play(sessions, agent.id, _by_chance) is None:
             break
@@ -181,17 +186,15 @@ def test_verify_ends_fixed_after_enough_clean_candidate_runs_and_cancels_the_res
 
 
 def test_verify_ends_not_fixed_on_a_candidate_hang_with_the_bugs_label_only(sessions):
-    with transaction(sessions) as s:
-        (agent,) = _lab(s, ("solo", "arm64"))
-        job_id = _create(
-            s,
-            VerifyCreate(
-                scenario="control-deadlock",
-                duration_s=1,
-                baseline={"control_chance": 1e-3},
-                candidate={"control_chance": 1e-4},
-            ),
-        ).id
+    agent, job_id = _solo_study(
+        sessions,
+        VerifyCreate(
+            scenario="control-deadlock",
+            duration_s=1,
+            baseline={"control_chance": 1e-3},
+            candidate={"control_chance": 1e-4},
+        ),
+    )
 
     def other_label_for_the_candidate(leased):
         return RunStatus.HUNG
@@ -221,18 +224,16 @@ def test_verify_ends_not_fixed_on_a_candidate_hang_with_the_bugs_label_only(sess
 
 
 def test_a_candidate_hang_not_analysed_yet_holds_the_verdict(sessions):
-    with transaction(sessions) as s:
-        (agent,) = _lab(s, ("solo", "arm64"))
-        job_id = _create(
-            s,
-            VerifyCreate(
-                scenario="control-deadlock",
-                baseline={"control_chance": 1e-3},
-                candidate={"control_chance": 0},
-                margin=1,
-                in_flight_per_cell=1,
-            ),
-        ).id
+    agent, job_id = _solo_study(
+        sessions,
+        VerifyCreate(
+            scenario="control-deadlock",
+            baseline={"control_chance": 1e-3},
+            candidate={"control_chance": 0},
+            margin=1,
+            in_flight_per_cell=1,
+        ),
+    )
     candidate_hung = False
     for _ in range(40):
 
@@ -259,19 +260,17 @@ def test_a_candidate_hang_not_analysed_yet_holds_the_verdict(sessions):
 
 
 def test_a_search_decides_each_cell_and_spends_less_on_the_obvious_ones(sessions):
-    with transaction(sessions) as s:
-        (agent,) = _lab(s, ("solo", "arm64"))
-        job_id = _create(
-            s,
-            SearchCreate(
-                scenario="control-deadlock",
-                duration_s=1,
-                control_chance=[0, 1e-3],
-                lo=0.05,
-                hi=0.5,
-                budget={"runs": 200},
-            ),
-        ).id
+    agent, job_id = _solo_study(
+        sessions,
+        SearchCreate(
+            scenario="control-deadlock",
+            duration_s=1,
+            control_chance=[0, 1e-3],
+            lo=0.05,
+            hi=0.5,
+            budget={"runs": 200},
+        ),
+    )
     for _ in range(200):
         if _play(sessions, agent.id, _by_chance) is None:
             if _step(sessions, job_id).decided:
@@ -293,18 +292,16 @@ def test_a_search_decides_each_cell_and_spends_less_on_the_obvious_ones(sessions
 
 
 def test_a_study_never_creates_runs_past_its_budget_and_says_what_would_decide(sessions):
-    with transaction(sessions) as s:
-        (agent,) = _lab(s, ("solo", "arm64"))
-        job_id = _create(
-            s,
-            VerifyCreate(
-                scenario="control-deadlock",
-                baseline={"control_chance": 1e-3},
-                candidate={"control_chance": 0},
-                margin=50,
-                budget={"runs": 10},
-            ),
-        ).id
+    agent, job_id = _solo_study(
+        sessions,
+        VerifyCreate(
+            scenario="control-deadlock",
+            baseline={"control_chance": 1e-3},
+            candidate={"control_chance": 0},
+            margin=50,
+            budget={"runs": 10},
+        ),
+    )
     for _ in range(30):
         if _play(sessions, agent.id, _by_chance) is None and _step(sessions, job_id).decided:
             break
@@ -419,12 +416,10 @@ def test_a_static_job_takes_control_chance_as_an_axis(sessions):
 
 
 def test_a_lost_study_run_is_replaced_by_the_study_not_retried_by_the_sweep(sessions):
-    with transaction(sessions) as s:
-        (agent,) = _lab(s, ("solo", "arm64"))
-        job_id = _create(
-            s,
-            SearchCreate(scenario="control-deadlock", control_chance=[0], budget={"runs": 3}),
-        ).id
+    agent, job_id = _solo_study(
+        sessions,
+        SearchCreate(scenario="control-deadlock", control_chance=[0], budget={"runs": 3}),
+    )
     now = datetime.now(UTC)
     with transaction(sessions) as s:
         leases.lease_for(s, agent_id=agent.id, now=now, lease_s=60, avoid_grace_s=0)
@@ -439,16 +434,14 @@ def test_a_lost_study_run_is_replaced_by_the_study_not_retried_by_the_sweep(sess
 
 
 def test_a_study_without_a_run_budget_stops_at_the_jobs_limit(sessions):
-    with transaction(sessions) as s:
-        (agent,) = _lab(s, ("solo", "arm64"))
-        job_id = _create(
-            s,
-            SearchCreate(
-                scenario="control-deadlock",
-                budget={"runs": None, "run_hours": 100},
-                in_flight_per_cell=4,
-            ),
-        ).id
+    agent, job_id = _solo_study(
+        sessions,
+        SearchCreate(
+            scenario="control-deadlock",
+            budget={"runs": None, "run_hours": 100},
+            in_flight_per_cell=4,
+        ),
+    )
     for _ in range(10):
         _play(sessions, agent.id, RunStatus.PASSED)
         with transaction(sessions) as s:
