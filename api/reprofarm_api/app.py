@@ -22,6 +22,7 @@ from reprofarm_api.artifacts.service import Uploads
 from reprofarm_api.artifacts.store import ArtifactStore
 from reprofarm_api.body_limit import BodyLimit
 from reprofarm_api.builds.router import router as builds_router
+from reprofarm_api.controls.router import router as controls_router
 from reprofarm_api.db_slots import DatabaseSlots, pool_size
 from reprofarm_api.explain.router import router as explain_router
 from reprofarm_api.install.router import router as install_router
@@ -109,6 +110,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         live_router,
         views_router,
         triage_router,
+        controls_router,
     ):
         app.include_router(router)
 

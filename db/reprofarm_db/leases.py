@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+from reprofarm_protocol.controls import AgentHealth
 from reprofarm_protocol.jobs import (
     FINAL_STATES,
     FINISHED_JOB_STATES,
@@ -35,9 +36,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from reprofarm_db import analyses, builds, jobs, studies, tokens
+from reprofarm_db import analyses, builds, health, jobs, studies, tokens
 from reprofarm_db.errors import Conflict, NotFound, Unproven
-from reprofarm_db.models import Agent, Build, Job, Run
+from reprofarm_db.models import Agent, Build, HealthCheck, Job, Run
 from reprofarm_db.states import locked_runs, move_run
 
 _CANDIDATES = 20
@@ -57,6 +58,12 @@ def _eligible(
     matched selectors in Python gave up after a page of runs it could not take, and
     slept while a run it could take waited further down the queue."""
     pool_match = Run.pool.in_(agent.pools) if agent.pools else false()
+    if agent.health == AgentHealth.UNHEALTHY:
+        # An unhealthy agent's runs would not count: it takes only its next check.
+        checking = select(HealthCheck.job_id).where(
+            HealthCheck.agent_id == agent.id, HealthCheck.finished_at.is_(None)
+        )
+        return [Run.status == RunState.READY, Run.job_id.in_(checking)]
     return [
         Run.status == RunState.READY,
         or_(
@@ -357,6 +364,7 @@ def record_result(
         status = RunState(report.result.status.value)
         if cancelled and status is not RunState.HUNG:
             status = RunState.CANCELLED  # a hang found while cancelling is still evidence
+        discount = health.discount_for(session, agent=agent, run=run, status=status)
         move_run(
             run,
             status,
@@ -367,11 +375,13 @@ def record_result(
             finished_at=now,
             lease_expires_at=None,
             cancel_requested=cancelled,
+            discount=discount.value if discount else None,
         )
         analyses.label_result(run)
         release_agent(session, agent_id=agent.id, run_id=run.id)
         session.flush()
         _run_ended(session, run)
+        health.conclude_if_decided(session, run=run, now=now)
         return run, True
     if run.status in FINAL_STATES and run.result == payload:
         return run, False

@@ -121,6 +121,10 @@ class Agent(Base):
     machine_secret_hash: Mapped[str | None] = mapped_column(String(64))
     last_reboot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reboots: Mapped[int] = mapped_column(default=0)
+    # reprofarm_protocol.controls.AgentHealth: set by its health checks (reprofarm_db.health)
+    health: Mapped[str] = mapped_column(String(12), default="unknown", server_default="unknown")
+    health_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    health_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Build(Base):
@@ -243,6 +247,9 @@ class Run(Base):
     signature_key: Mapped[str | None] = mapped_column(String(16), index=True)
     # strong, partial or weak: the confidence of the report the label came from
     label_confidence: Mapped[str | None] = mapped_column(String(10))
+    # reprofarm_protocol.controls.Discount: why this finished run does not count (a hang on
+    # a negative control, a run of an unhealthy agent); NULL: it counts
+    discount: Mapped[str | None] = mapped_column(String(20), index=True)
 
     # The status is the version every UPDATE of a run checks (``WHERE status = <as read>``):
     # a write decided on a stale read fails instead of winning (reprofarm_db.states).
@@ -250,6 +257,40 @@ class Run(Base):
         "version_id_col": status,
         "version_id_generator": False,
     }
+
+
+class PoolSettings(Base):
+    """An admin's controls for one pool (reprofarm_protocol.controls.PoolControls); a pool
+    without a row has none. Pools themselves are just names agents register with."""
+
+    __tablename__ = "pools"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    negative_control: Mapped[bool] = mapped_column(Boolean, default=False)
+    canary_at_start: Mapped[bool] = mapped_column(Boolean, default=False)
+    positive_control_every_s: Mapped[float | None] = mapped_column(Float)
+    positive_control_chance: Mapped[float] = mapped_column(Float, default=1e-3)
+    positive_control_duration_s: Mapped[float] = mapped_column(Float, default=2.0)
+    go_version: Mapped[str] = mapped_column(String(40), default="1.27.3")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100), default="")
+
+
+class HealthCheck(Base):
+    """One health check of one agent: a job of one control run pinned to it
+    (reprofarm_db.health decides its outcome from the run and its dumps)."""
+
+    __tablename__ = "health_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    trigger: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class Artifact(Base):

@@ -3,7 +3,8 @@
 A cell is one combination of everything statistics group by: hardware configuration,
 scenario, Go version, CPU count, affinity, pool, agent, and the analyzer's label and
 signature. Its counters (passed, hung, failed, errors, lost, iterations and seconds of
-counted runs) are what a full scan of ``runs`` would sum for it.
+counted runs) are what a full scan of ``runs`` would sum for it. A run with a
+``discount`` (reprofarm_db.health: a harness problem) is in no cell.
 
 How they stay exact: every session made by ``engine.make_sessionmaker`` computes, at
 each flush, what each new, changed or deleted run contributed before and contributes
@@ -35,7 +36,7 @@ from reprofarm_db.models import ROLLUP_COUNTERS as COUNTERS
 from reprofarm_db.models import ROLLUP_KEYS as KEY_COLUMNS
 from reprofarm_db.models import Run, RunRollup
 
-_TRACKED = (*KEY_COLUMNS, "status", "iterations", "duration_s", "signature")
+_TRACKED = (*KEY_COLUMNS, "status", "iterations", "duration_s", "signature", "discount")
 _STATUS_COUNTER = {
     RunState.PASSED: "passed",
     RunState.HUNG: "hung",
@@ -58,9 +59,10 @@ class Contribution:
 
 
 def contribution(values: dict[str, Any]) -> Contribution | None:
-    """What a run with these column values adds to its cell (None: nothing)."""
+    """What a run with these column values adds to its cell (None: nothing). A discounted
+    run (a harness problem: reprofarm_db.health) adds nothing at all."""
     counter = _STATUS_COUNTER.get(values["status"])
-    if counter is None:
+    if counter is None or values["discount"] is not None:
         return None
     hung = values["status"] == RunState.HUNG
     pending = PENDING_LABEL if hung else ""
@@ -183,7 +185,7 @@ def rebuild(session: Session) -> int:
         text(
             f"INSERT INTO run_rollups ({', '.join((*KEY_COLUMNS, *COUNTERS))}) "  # noqa: S608 - constants only
             f"SELECT {', '.join((*key_exprs, *counter_exprs))} FROM runs "
-            f"WHERE status IN ({_KEPT_SQL}) "
+            f"WHERE status IN ({_KEPT_SQL}) AND discount IS NULL "
             f"GROUP BY {', '.join(key_exprs)}"
         )
     )

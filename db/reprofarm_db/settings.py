@@ -92,6 +92,12 @@ class ControllerSettings(BaseSettings):
         "submitted (or last re-planned) is planned again: its plan or build task was lost "
         "with a worker that died",
     )
+    health_recheck_s: float = Field(
+        900.0,
+        gt=0,
+        description="an unhealthy agent's health check is run again this often (docs/"
+        "operations.md, standing controls); it leases nothing else meanwhile",
+    )
     replan_max: int = Field(
         5,
         ge=0,

@@ -272,7 +272,10 @@ def _scan(
         return func.sum(case((condition, 1), else_=0))
 
     counted = Run.status.in_(COUNTED)
-    where: list[ColumnElement[bool]] = [Run.status.in_((*COUNTED, RunState.ERROR, RunState.LOST))]
+    where: list[ColumnElement[bool]] = [
+        Run.status.in_((*COUNTED, RunState.ERROR, RunState.LOST)),
+        Run.discount.is_(None),  # harness problems are flagged apart (health.harness_problems)
+    ]
     if job_id is not None:
         where.append(Run.job_id == job_id)
     where.extend(GROUP_KEYS[k] == v for k, v in only.items())

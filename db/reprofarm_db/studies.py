@@ -190,6 +190,7 @@ def facts(session: Session, *, job_id: int) -> list[RunFact]:
             Run.duration_s,
             Run.leased_at,
             Run.finished_at,
+            Run.discount,
         )
         .where(Run.job_id == job_id, Run.cell.is_not(None))
         .order_by(Run.finished_at.is_(None), Run.finished_at, Run.id)
@@ -206,6 +207,7 @@ def facts(session: Session, *, job_id: int) -> list[RunFact]:
             duration_s=float(row.duration_s or 0.0),
             started=row.leased_at is not None,
             finished_at=row.finished_at,
+            discounted=row.discount is not None,
         )
         for row in rows
         if row.cell is not None

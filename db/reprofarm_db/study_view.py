@@ -61,6 +61,7 @@ class RunFact:
     duration_s: float
     started: bool  # leased at some point: it used the budget
     finished_at: datetime | None
+    discounted: bool = False  # a harness problem (reprofarm_db.health): never counted
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ _CLEAN, _HANG, _OTHER, _PENDING = "clean", "hang", "other", "pending"
 def _classify(fact: RunFact, *, bug: Bug | None, verify: bool, now: datetime) -> str | None:
     """``clean``, ``hang`` (one that counts), ``other`` (a hang shown, not counted),
     ``pending`` (a hang whose label is not known yet), or None: not a counted run."""
-    if fact.status not in COUNTED_RUN_STATES:
+    if fact.status not in COUNTED_RUN_STATES or fact.discounted:
         return None
     if fact.status != RunState.HUNG:
         return _CLEAN
@@ -520,7 +521,7 @@ def _search_trace(
     points = []
     for n, fact in enumerate(finished, 1):
         c = counts[fact.cell]
-        if fact.status in COUNTED_RUN_STATES:
+        if fact.status in COUNTED_RUN_STATES and not fact.discounted:
             c.count(hung=fact.status == RunState.HUNG, agent_id=fact.agent_id)
         if fact.cell not in decided:
             decision = rules.cell_decision(c.hangs, c.runs, rule, phi=c.phi())

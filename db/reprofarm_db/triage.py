@@ -121,7 +121,7 @@ def _bucket(session: Session, *, key: str, signature: str, match: str, score: fl
     """Aggregates only: a bucket may hold many thousands of hung runs."""
     ours = [Run.status == RunState.HUNG, Run.signature_key == key]
     scenarios = list(session.scalars(select(Run.scenario).where(*ours).distinct()))
-    counted = [Run.status.in_(_COUNTED), Run.scenario.in_(scenarios)]
+    counted = [Run.status.in_(_COUNTED), Run.scenario.in_(scenarios), Run.discount.is_(None)]
     hardware = {h.id: h for h in session.scalars(select(HardwareConfig))}
     totals = dict(
         session.execute(

@@ -78,8 +78,9 @@ class Tally:
 
 def conditions(session: Session, f: RunFilter) -> list[ColumnElement[bool]]:
     """The filter as conditions on ``runs``: one definition for the dashboard's
-    tallies and the export (reprofarm_db.export)."""
-    where: list[ColumnElement[bool]] = []
+    tallies and the export (reprofarm_db.export). Discounted runs (harness problems,
+    reprofarm_db.health) are never among them."""
+    where: list[ColumnElement[bool]] = [Run.discount.is_(None)]
     if f.job_id is not None:
         where.append(Run.job_id == f.job_id)
     if f.scenario is not None:

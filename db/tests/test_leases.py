@@ -13,10 +13,10 @@ from tests.factories import FAKE_SOURCE, fake_build, register_agent
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-def make_ready_job(s, *, repeats=1, **spec):
+def make_ready_job(s, *, repeats=1, scenario="control-deadlock", **spec):
     job, _ = jobs.create(
         s,
-        spec=JobCreate(scenario="control-deadlock", repeats=repeats, **spec),
+        spec=JobCreate(scenario=scenario, repeats=repeats, **spec),
         idempotency_key=None,
         max_runs=1000,
     )

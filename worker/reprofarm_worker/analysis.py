@@ -21,9 +21,9 @@ from reprofarm_analyzer.cores import CORE_RULES_VERSION
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
 from reprofarm_analyzer.minidump_analysis import MINIDUMP_RULES_VERSION, cross_check
-from reprofarm_db import analyses, studies
+from reprofarm_db import analyses, health, studies
 from reprofarm_db.engine import transaction
-from reprofarm_db.models import Artifact, HardwareConfig, Run
+from reprofarm_db.models import Artifact, HardwareConfig, Run, utcnow
 from reprofarm_protocol.analysis import Analysis, AnalysisLimits, DumpKind
 from reprofarm_protocol.hardware import HardwareInfo
 from sqlalchemy import select
@@ -112,6 +112,7 @@ def analyze_artifact(
         )
         if run.cell is not None:
             studies.note_run_ended(session, job_id=run.job_id)  # a verify waits on labels
+        health.conclude_if_decided(session, run=run, now=utcnow())  # a check waits on them too
         return run.label or "pending"
 
 

@@ -13,7 +13,7 @@ import httpx
 from celery import Celery, Task
 from reprofarm_agent.build import build_hangtest, hangtest_source_dir, source_sha256
 from reprofarm_agent.toolchains import resolve_toolchain
-from reprofarm_db import artifacts, builds, jobs, leases, outbox, studies, wakeups
+from reprofarm_db import artifacts, builds, health, jobs, leases, outbox, studies, wakeups
 from reprofarm_db.engine import transaction
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_protocol.queues import (
@@ -132,6 +132,7 @@ def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) 
     with transaction(sessions) as session:
         jobs.finish_settled(session)
     step_studies(sessions, settings)
+    check_agents(sessions, settings, now=now)
     with transaction(sessions) as session:
         replanned, abandoned = jobs.replan_stranded(
             session, now=now, after_s=settings.replan_after_s, max_replans=settings.replan_max
@@ -148,6 +149,28 @@ def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) 
     if expired:
         log.warning("jobs whose wait for agents ended with runs nobody took: %s", expired)
     return lost
+
+
+def check_agents(
+    sessions: sessionmaker[Session], settings: ControllerSettings, *, now: datetime
+) -> list[int]:
+    """Health checks: close the ones that can no longer decide, then start the ones due
+    (a pool's positive control, an unhealthy agent's recheck). Returns those started."""
+    with transaction(sessions) as session:
+        closed = health.close_stale(session, now=now)
+    with transaction(sessions) as session:
+        started = health.schedule_due(
+            session,
+            now=now,
+            lease_s=settings.lease_s,
+            recheck_s=settings.health_recheck_s,
+            max_runs=settings.max_runs_per_job,
+        )
+    if closed:
+        log.info("health checks closed without a verdict: %s", closed)
+    if started:
+        log.info("health checks started: %s", started)
+    return started
 
 
 def sweep_uploads(

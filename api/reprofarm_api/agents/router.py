@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from reprofarm_db import agents, leases
+from reprofarm_db import agents, health, leases
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import HardwareConfig
 from reprofarm_protocol.jobs import (
@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from reprofarm_api.agents.schemas import AgentRead, ResultAck
 from reprofarm_api.agents.wakeup import WorkSignal
+from reprofarm_api.controls.router import made_ready
 from reprofarm_api.deps import (
     AgentToken,
     CurrentAgentId,
@@ -47,15 +48,25 @@ router = APIRouter(prefix="/api/v1", tags=["agents"], responses=AUTHENTICATED)
     responses=errors(409),
 )
 def register(
-    request_body: AgentRegister, session: SessionDep, caller: AgentToken
+    request_body: AgentRegister,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: AgentToken,
+    request: Request,
 ) -> AgentRegistered:
     """Needs an enrollment, agent or admin token. Returns the agent's own token;
     registering again under the same name revokes the earlier one.
 
     A name is bound to the machine that first registered it by `machine_secret`:
     registering it again needs the same secret (or an admin token), and an
-    agent's own token registers only that agent (409 or 403 otherwise)."""
+    agent's own token registers only that agent (409 or 403 otherwise). When a pool
+    of the agent asks for the capture canary, its check is queued first."""
     agent, token = agents.register(session, request=request_body, caller=caller)
+    canary = health.on_registered(
+        session, agent=agent, now=datetime.now(UTC), max_runs=settings.max_runs_per_job
+    )
+    if canary is not None:  # a pool of this agent checks its dump capture at each start
+        made_ready(session, request, job_id=canary.job_id)
     return AgentRegistered(agent_id=agent.id, token=token)
 
 
@@ -79,6 +90,9 @@ def list_agents(session: SessionDep, settings: SettingsDep, _token: Viewer) -> l
             agent_version=a.agent_version,
             current_run_id=a.current_run_id,
             last_seen=a.last_seen,
+            health=a.health,
+            health_detail=a.health_detail,
+            health_changed_at=a.health_changed_at,
         )
         for a in agents.list_(session)
     ]

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
+from reprofarm_protocol.controls import AgentHealth
 
 
 class AgentRead(BaseModel):
@@ -23,6 +24,12 @@ class AgentRead(BaseModel):
     agent_version: str
     current_run_id: int | None
     last_seen: datetime
+    health: AgentHealth = Field(
+        description="unhealthy: its last health check failed; it leases only its next "
+        "check, and runs it finishes are not counted (docs/operations.md)"
+    )
+    health_detail: str
+    health_changed_at: datetime | None
 
 
 class ResultAck(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from reprofarm_db import stats
+from reprofarm_db import health, stats
 from reprofarm_db.errors import Invalid
 from reprofarm_db.hit_rates import compare as compare_groups
 
@@ -23,6 +23,10 @@ class StatsRead(BaseModel):
     )
     comparisons: list[dict[str, Any]] = Field(
         description="Fisher's exact test between groups differing in `compare`, with BH q-values"
+    )
+    harness_problems: dict[str, Any] = Field(
+        description="not counted in the rows: hangs on negative controls and runs of unhealthy "
+        "agents (GET /api/v1/harness-problems says more)"
     )
 
 
@@ -61,4 +65,10 @@ def hit_rates(
         if compare and rows
         else []
     )
-    return StatsRead(group_by=keys, rows=[r.as_dict() for r in rows], comparisons=comparisons)
+    problems = health.harness_problems(session, job_id=job_id, recent=0).as_dict()
+    return StatsRead(
+        group_by=keys,
+        rows=[r.as_dict() for r in rows],
+        comparisons=comparisons,
+        harness_problems=problems,
+    )

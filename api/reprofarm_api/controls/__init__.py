@@ -1,0 +1,1 @@
+"""Standing controls: pools' negative controls and schedules, agents' health checks."""

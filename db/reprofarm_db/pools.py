@@ -1,0 +1,86 @@
+"""Pools' standing controls as an admin sets them, and what they make of one agent.
+
+A pool is only a name an agent registers with; a pool with controls has a row in
+``pools``. An agent in several pools takes the strictest of them (``for_agent``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from reprofarm_protocol.controls import PoolControls
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reprofarm_db.models import Agent, PoolSettings, utcnow
+
+
+def read(row: PoolSettings) -> PoolControls:
+    return PoolControls(
+        negative_control=row.negative_control,
+        canary_at_start=row.canary_at_start,
+        positive_control_every_s=row.positive_control_every_s,
+        positive_control_chance=row.positive_control_chance,
+        positive_control_duration_s=row.positive_control_duration_s,
+        go_version=row.go_version,
+    )
+
+
+def set_(session: Session, *, name: str, controls: PoolControls, by: str) -> PoolSettings:
+    """Create or replace a pool's controls; the whole set, so a PUT is repeatable."""
+    row = session.get(PoolSettings, name, with_for_update=True)
+    if row is None:
+        row = PoolSettings(name=name)
+        session.add(row)
+    for field, value in controls.model_dump().items():
+        setattr(row, field, value)
+    row.updated_at = utcnow()
+    row.updated_by = by[:100]
+    session.flush()
+    return row
+
+
+def list_(session: Session) -> list[PoolSettings]:
+    return list(session.scalars(select(PoolSettings).order_by(PoolSettings.name)))
+
+
+def agents_per_pool(agents: Iterable[Agent]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for agent in agents:
+        for pool in agent.pools or []:
+            counts[pool] = counts.get(pool, 0) + 1
+    return counts
+
+
+def negative_pools(session: Session) -> set[str]:
+    """Names of the negative-control pools: read once per hang, a handful of rows."""
+    return set(session.scalars(select(PoolSettings.name).where(PoolSettings.negative_control)))
+
+
+def is_negative(agent: Agent, negative: set[str]) -> bool:
+    return bool(set(agent.pools or []) & negative)
+
+
+@dataclass(frozen=True)
+class AgentControls:
+    """The controls that apply to one agent: ``positive`` is the pool whose schedule is the
+    shortest (its chance and duration are the check's), None when no pool has one."""
+
+    negative: bool
+    canary_at_start: bool
+    positive: PoolControls | None
+    canary: PoolControls | None  # the pool asking for the canary (its Go version)
+
+
+def for_agent(agent: Agent, settings: Sequence[PoolSettings]) -> AgentControls:
+    mine = [read(row) for row in settings if row.name in set(agent.pools or [])]
+    scheduled = [c for c in mine if c.positive_control_every_s is not None]
+    canaries = [c for c in mine if c.canary_at_start]
+    return AgentControls(
+        negative=any(c.negative_control for c in mine),
+        canary_at_start=bool(canaries),
+        positive=min(scheduled, key=lambda c: c.positive_control_every_s or 0.0)
+        if scheduled
+        else None,
+        canary=canaries[0] if canaries else None,
+    )
