@@ -147,6 +147,13 @@ TABLE: dict[str, Rule] = {
     "POST /api/v1/runs/{run_id}/result": _on_leased_run(),
     "PUT /api/v1/runs/{run_id}/artifacts/{name}": _on_leased_run(),
     "GET /api/v1/runs/{run_id}/artifacts/{name}": _on_leased_run(),
+    # Standing controls: anyone reading sees them; only an admin sets a pool's controls
+    # or starts a health check (it takes the agent's next lease).
+    "GET /api/v1/pools": Rule(READERS),
+    "PUT /api/v1/pools/{name}": Rule(ADMINS),
+    "GET /api/v1/harness-problems": Rule(READERS),
+    "GET /api/v1/agents/{agent_id}/health-checks": Rule(READERS),
+    "POST /api/v1/agents/{agent_id}/health-check": Rule(ADMINS, ok=frozenset({201})),
     # Installing and updating agents (install.ps1 itself is public: PUBLIC_PATHS)
     "GET /api/v1/agent/release": Rule(AGENT_TOKENS),
     "GET /agent/wheels/{filename}": Rule(AGENT_TOKENS),

@@ -85,6 +85,12 @@ def _a_wheel_of_the_release(farm: Farm) -> Request:
     return Request("GET", f"/agent/wheels/{release.json()['files'][-1]['filename']}")
 
 
+def _agent_b_id(farm: Farm) -> int:
+    listed = farm.api.client.get("/api/v1/agents", headers=farm.headers(farm.api.admin))
+    assert listed.status_code == 200, listed.text
+    return next(int(a["id"]) for a in listed.json() if a["name"] == farm.b.name)
+
+
 def _take_a_new_token(farm: Farm, response: httpx.Response) -> None:
     farm.a.token = response.json()["token"]
 
@@ -165,6 +171,17 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     ),
     "POST /api/v1/tokens": lambda f: Request(
         "POST", "/api/v1/tokens", json={"name": "matrix", "role": "viewer"}
+    ),
+    "GET /api/v1/pools": lambda f: Request("GET", "/api/v1/pools"),
+    "PUT /api/v1/pools/{name}": lambda f: Request(
+        "PUT", "/api/v1/pools/linux", json={"negative_control": True}
+    ),
+    "GET /api/v1/harness-problems": lambda f: Request("GET", "/api/v1/harness-problems"),
+    "GET /api/v1/agents/{agent_id}/health-checks": lambda f: Request(
+        "GET", f"/api/v1/agents/{_agent_b_id(f)}/health-checks"
+    ),
+    "POST /api/v1/agents/{agent_id}/health-check": lambda f: Request(
+        "POST", f"/api/v1/agents/{_agent_b_id(f)}/health-check", json={"kind": "canary"}
     ),
     "GET /api/v1/agent/release": lambda f: Request("GET", "/api/v1/agent/release"),
     "GET /agent/wheels/{filename}": _a_wheel_of_the_release,

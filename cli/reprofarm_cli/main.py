@@ -1,14 +1,14 @@
 """``reprofarm``: one command for the whole farm. The agent core's commands
 (probe, build, run) are mounted from the agent package; the controller's
 (up, api, worker, beat, submit, watch, verify, search, stats, export, analyze, triage,
-token, db) live here."""
+token, pools, agents, db) live here."""
 
 from __future__ import annotations
 
 import typer
 from reprofarm_agent import cli as agent_cli
 
-from reprofarm_cli import remote, services, studies
+from reprofarm_cli import controls, remote, services, studies
 from reprofarm_cli.analyze import analyze
 from reprofarm_cli.export import export
 from reprofarm_cli.triage import triage
@@ -33,6 +33,8 @@ app.command()(remote.explain)
 app.command()(analyze)
 app.command()(triage)
 app.add_typer(remote.token_app, name="token")
+app.add_typer(controls.pools_app, name="pools")
+app.add_typer(controls.agents_app, name="agents")
 app.command()(services.api)
 app.command()(services.worker)
 app.command()(services.beat)

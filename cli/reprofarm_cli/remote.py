@@ -314,6 +314,17 @@ def stats(
     Console().print(table)
     for c in report["comparisons"]:
         typer.echo(f"{c['a']} vs {c['b']}: p={c['p_value']:.3g}, q={c['q_value']:.3g}")
+    _warn_of_harness_problems(report.get("harness_problems") or {})
+
+
+def _warn_of_harness_problems(problems: dict[str, Any]) -> None:
+    """Said on stderr beside the table: what the rates above do not count, and why."""
+    hangs = problems.get("negative_control_hangs", 0)
+    unhealthy = [a["name"] for a in problems.get("unhealthy_agents", [])]
+    if hangs:
+        _say(f"harness problem: {hangs} hangs on negative controls (not counted above)")
+    if unhealthy:
+        _say(f"unhealthy agents (their runs are not counted): {', '.join(unhealthy)}")
 
 
 def explain(
