@@ -302,7 +302,7 @@ def test_signatures_agents_and_hardware_pages_are_reached_by_clicking(farm, cont
     page.wait_for_selector("#agents tbody tr >> text=local-")
     assert "online" in page.inner_text("#agent-summary")
     _shot(page, "agents")
-    page.click("#agents tbody tr td:nth-child(4) a")
+    page.click("#agents tbody tr a[href^='#/hardware/']")
     page.wait_for_selector("#hardware-agents tbody tr >> text=local-")
     page.wait_for_selector("#hardware-rates td.cell[data-k]")
     _shot(page, "hardware")
