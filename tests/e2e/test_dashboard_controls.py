@@ -40,12 +40,15 @@ LAB = PoolControls(
 
 @dataclass
 class Seeded:
+    sessions: sessionmaker[Session]  # the farm's own database
     hang_run: int
     wine: int
     arm: int
 
 
-def _run_once(sessions: sessionmaker[Session], agent_id: int, status: RunStatus) -> int:
+def _run_once(
+    sessions: sessionmaker[Session], agent_id: int, status: RunStatus, reason: str = ""
+) -> int:
     """The agent leases its next run and reports ``status``, as its agent would."""
     now = datetime.now(UTC)
     with transaction(sessions) as s:
@@ -57,7 +60,7 @@ def _run_once(sessions: sessionmaker[Session], agent_id: int, status: RunStatus)
         report = RunReport(
             result=RunResult(
                 status=status,
-                reason="stalled" if status is RunStatus.HUNG else "duration reached",
+                reason=reason or ("stalled" if status is RunStatus.HUNG else "duration reached"),
                 iterations=10,
                 duration_s=1.0,
                 cpu_set=[0],
@@ -107,7 +110,7 @@ def seeded(farm: Farm) -> Iterator[Seeded]:
         done = s.get(HealthCheck, check.id)
         assert done is not None
         assert done.outcome == "failed", done.detail
-    yield Seeded(hang_run=hang, wine=wine.id, arm=arm.id)
+    yield Seeded(sessions=sessions, hang_run=hang, wine=wine.id, arm=arm.id)
     engine.dispose()
 
 
@@ -189,4 +192,28 @@ def test_an_admin_checks_an_agent_now_and_reads_the_409_of_a_second(farm, seeded
     assert refused.endswith("running already"), refused
     page.js_errors[:] = [e for e in page.js_errors if "409" not in e]
     _shot(page, "agent-health")
+    page.close()
+
+
+MARKUP = '<img src=x onerror="window.__injected = 1">'
+
+
+def test_what_an_agent_reports_is_shown_as_text_never_as_markup(farm, seeded, browser):
+    """A check's detail quotes the agent's own reason for an error: the banner and the
+    agents page must show it as text."""
+    started = farm.call(
+        "POST", f"/api/v1/agents/{seeded.arm}/health-check", farm.admin, json={"kind": "canary"}
+    )
+    assert started.status_code in (201, 409), started.text  # 409: the last test's runs still
+    _run_once(seeded.sessions, seeded.arm, RunStatus.ERROR, reason=f"hangtest said {MARKUP}")
+    page = _open(browser, farm.link(farm.viewer))
+    page.wait_for_selector("#harness-problems li[data-agent='arm-7']")
+    said = page.inner_text("#harness-problems li[data-agent='arm-7']")
+    assert f"the control run ended error: hangtest said {MARKUP}" in said, said
+    page.goto(f"{farm.url}/#/agents?agent={seeded.arm}")
+    page.wait_for_selector("#health-checks tr[data-outcome='failed']")
+    assert MARKUP in page.inner_text("#agents tr[data-agent='arm-7'] .health")
+    assert MARKUP in page.inner_text("#health-checks tbody tr:first-child")
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.__injected === undefined")
     page.close()
