@@ -123,7 +123,8 @@ def test_a_control_that_does_not_hang_makes_its_agent_unhealthy_until_a_check_pa
             _check_now(s, agent)
     with transaction(sessions) as s:
         run, _ = claim(s, agent.id, now=NOW)
-        assert run.job_id == recheck.job_id and run.control_chance == 1.0
+        assert run.job_id == recheck.job_id
+        assert run.control_chance == 1.0
         _report(s, agent.id, run.id, RunStatus.HUNG)
         assert run.discount is None  # a check's run is a control run like any other
         # An agent uploads its dumps before its result: a hang reported without any is a
@@ -149,7 +150,8 @@ def test_runs_an_unhealthy_agent_finishes_are_not_counted(sessions):
         assert run.discount == Discount.UNHEALTHY_AGENT
         assert rollups.totals(s)["hung"] == 0
         problems = health.harness_problems(s)
-        assert problems.discounted_runs == 1 and problems.negative_control_hangs == 0
+        assert problems.discounted_runs == 1
+        assert problems.negative_control_hangs == 0
         assert [a["name"] for a in problems.unhealthy_agents] == ["lab"]
         health.conclude(s, check=check, outcome=CheckOutcome.PASSED, detail="ok", now=NOW)
         assert s.get(Agent, agent.id).health == AgentHealth.HEALTHY
@@ -206,7 +208,8 @@ def test_the_canary_is_queued_at_each_start_when_a_pool_asks_for_it(sessions):
         pools.set_(s, name="arm", controls=PoolControls(canary_at_start=True), by="admin")
         agent, _ = register_agent(s, "lab", pools=["arm"])
         made = health.on_registered(s, agent=agent, now=NOW, max_runs=100)
-        assert made is not None and made.kind == "canary" and made.trigger == "start"
+        assert made is not None
+        assert (made.kind, made.trigger) == ("canary", "start")
         assert health.on_registered(s, agent=agent, now=NOW, max_runs=100) is None  # one open
         (run,) = s.scalars(select(Run).where(Run.job_id == made.job_id))
         assert (run.scenario, run.control_chance, run.required_agent_id) == (
