@@ -69,8 +69,9 @@ VERIFY_STUDY = {  # a fix of the control: the baseline always hangs, the candida
 
 
 class Farm:
-    def __init__(self, url: str, viewer: str, submitter: str, admin: str) -> None:
+    def __init__(self, url: str, viewer: str, submitter: str, admin: str, data: Path) -> None:
         self.url, self.viewer, self.submitter, self.admin = url, viewer, submitter, admin
+        self.data = data  # the farm's data dir: its SQLite database is reprofarm.sqlite
 
     def call(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(
@@ -112,7 +113,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
         json={"name": "qa", "role": "submitter"},
     )
     assert made.status_code == 201, made.text
-    yield Farm(url, viewer, made.json()["token"], admin)
+    yield Farm(url, viewer, made.json()["token"], admin, data)
     os.killpg(process.pid, signal.SIGINT)
     rest = process.communicate(timeout=60)[0]
     for log in sorted((data / "logs").glob("*.log")):
@@ -302,7 +303,7 @@ def test_signatures_agents_and_hardware_pages_are_reached_by_clicking(farm, cont
     page.wait_for_selector("#agents tbody tr >> text=local-")
     assert "online" in page.inner_text("#agent-summary")
     _shot(page, "agents")
-    page.click("#agents tbody tr td:nth-child(4) a")
+    page.click("#agents tbody tr a[href^='#/hardware/']")
     page.wait_for_selector("#hardware-agents tbody tr >> text=local-")
     page.wait_for_selector("#hardware-rates td.cell[data-k]")
     _shot(page, "hardware")

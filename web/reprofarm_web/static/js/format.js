@@ -74,3 +74,15 @@ export function keyValue(key, value) {
 }
 
 export function short(hex, n = 12) { return hex ? hex.slice(0, n) : DASH; }
+
+/** "1 d", "6 h", "30 min", "45 s": a schedule's period in the largest whole unit. */
+export function period(seconds) {
+  if (seconds === null || seconds === undefined) { return DASH; }
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60]]) {
+    if (seconds >= size && seconds % size === 0) { return `${seconds / size} ${unit}`; }
+  }
+  return `${seconds} s`;
+}
+
+/** "1 hang", "2 hangs". */
+export function plural(n, one, many) { return `${count(n)} ${n === 1 ? one : many}`; }

@@ -9,6 +9,7 @@ import { apiFilters, fields } from "../filters.js";
 import { replaceQuery, href } from "../router.js";
 import { vocabulary } from "../vocabulary.js";
 import { jobRow } from "./jobs.js";
+import { harnessBanner } from "./harness_problems.js";
 import { whatMatters } from "./what_matters.js";
 
 export const name = "overview";
@@ -110,7 +111,9 @@ export async function mount(root, { query }) {
   const comparisonBox = h("div");
   const mattersBox = h("div");
   const jobsBox = h("div");
+  const problemsBox = h("div");
   root.append(
+    problemsBox,
     section("Hit rates by hardware configuration",
       h("p", { class: "hint" }, "Rows: hardware configurations with runs under the filters. Colour shows the rate; the numbers beside it are the evidence."),
       controls, legend(state.mode), mapBox, pagerBox,
@@ -142,13 +145,18 @@ export async function mount(root, { query }) {
 
   async function refresh() {
     const filters = apiFilters(state);
-    const [map, comparison, jobs, matters] = await Promise.allSettled([
+    const [map, comparison, jobs, matters, problems] = await Promise.allSettled([
       api.get("/api/v1/views/overview", { ...filters, columns: state.columns, sort: state.sort,
         search: state.search, limit: PAGE, offset: state.offset }),
       api.get("/api/v1/views/go-comparison", filters),
       api.get("/api/v1/views/jobs", { limit: 5 }),
       api.get("/api/v1/explain", filters),
+      api.get("/api/v1/harness-problems", { scenario: state.scenario, job_id: state.job_id }),
     ]);
+    if (problems.status === "fulfilled") {
+      const banner = harnessBanner(problems.value);
+      problemsBox.replaceChildren(...(banner ? [banner] : []));
+    } else { problemsBox.replaceChildren(errorBox(problems.reason)); }
     if (map.status === "fulfilled") {
       mapBox.replaceChildren(mapTable(map.value, state.mode));
       pagerBox.replaceChildren(pager({ total: map.value.total_rows, limit: PAGE, offset: state.offset,
