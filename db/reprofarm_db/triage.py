@@ -15,6 +15,8 @@ hung with this signature.
 from __future__ import annotations
 
 import gzip
+import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +24,8 @@ from typing import Any
 from reprofarm_protocol.analysis import Analysis
 from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
 from reprofarm_protocol.rates import wilson_interval
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reprofarm_db.analyses import signature_key
@@ -208,23 +211,63 @@ def kept_counts(session: Session, *, keys: list[str]) -> dict[str, int]:
 
 def keep(
     session: Session, *, analysis: Analysis, data: bytes, sent_by: str, source: str | None
-) -> TriagedDump:
-    """Store a triaged dump its sender asked to keep (gzip-compressed, with its report)."""
+) -> tuple[TriagedDump, bool]:
+    """Store a triaged dump its sender asked to keep (gzip-compressed, with its report);
+    returns it and whether it is new. The same bytes kept before are not stored again:
+    the earlier row is returned (a unique sha256, so two senders racing still make one)."""
+    digest = hashlib.sha256(data).hexdigest()
+    found = kept_by_sha256(session, sha256=digest)
+    if found is not None:
+        return found, False
     row = TriagedDump(
         sent_by=sent_by[:100],
         sent_at=utcnow(),
         source=source[:500] if source else None,
-        label=analysis.label.value,
-        signature=analysis.signature[:500],
-        signature_key=signature_key(analysis.signature[:500]),
-        confidence=analysis.confidence.value,
-        report=analysis.model_dump(mode="json"),
         size=len(data),
         text_gz=gzip.compress(data, compresslevel=6),
+        sha256=digest,
     )
-    session.add(row)
-    session.flush()
-    return row
+    relabel(row, analysis)
+    try:
+        with session.begin_nested():  # a savepoint: the race's loser keeps its transaction
+            session.add(row)
+    except IntegrityError:
+        found = kept_by_sha256(session, sha256=digest)
+        if found is None:
+            raise
+        return found, False
+    return row, True
+
+
+def kept_by_sha256(session: Session, *, sha256: str) -> TriagedDump | None:
+    return session.scalar(select(TriagedDump).where(TriagedDump.sha256 == sha256))
+
+
+def relabel(row: TriagedDump, analysis: Analysis) -> None:
+    """Set a kept dump's verdict from its (new) report: at keep and at re-analysis."""
+    row.kind = analysis.kind.value
+    row.label = analysis.label.value
+    row.signature = analysis.signature[:500]
+    row.signature_key = signature_key(row.signature)
+    row.confidence = analysis.confidence.value
+    row.report = analysis.model_dump(mode="json")
+    row.rules_version = analysis.rules_version
+
+
+def outdated(session: Session, *, older_than_rules: Mapping[str, int] | None) -> list[int]:
+    """Kept dumps to re-analyse: all (None), or those whose report was made by rules older
+    than ``older_than_rules`` gives for their kind (as ``analyses.analysed_artifacts``)."""
+    query = select(TriagedDump.id).order_by(TriagedDump.id)
+    if older_than_rules is not None:
+        query = query.where(
+            or_(
+                *(
+                    (TriagedDump.kind == kind) & (TriagedDump.rules_version < version)
+                    for kind, version in older_than_rules.items()
+                )
+            )
+        )
+    return list(session.scalars(query))
 
 
 def as_dict(value: FarmBucket | SeenInCi) -> dict[str, Any]:

@@ -101,7 +101,9 @@ def triage_dump(
     bucket = triage.farm_bucket(session, signature=analysis.signature, label=analysis.label.value)
     kept = None
     if keep:
-        kept = triage.keep(session, analysis=analysis, data=data, sent_by=token.name, source=source)
+        kept, _new = triage.keep(
+            session, analysis=analysis, data=data, sent_by=token.name, source=source
+        )
     seen = triage.seen_in_ci(session, key=signature_key(analysis.signature[:500]))
     # SessionDep commits when this returns, before the answer is sent (deps.get_session).
     return TriageRead(
