@@ -4,6 +4,7 @@ when asked; unreadable text and oversized bodies refused with the field and the 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -109,21 +110,92 @@ def test_a_dump_the_farm_never_saw_has_no_bucket(api) -> None:
 
 def test_keep_stores_the_dump_with_who_sent_it_and_counts_it_as_seen_in_ci(api) -> None:
     submitter = api.token("submitter")
-    text = CONTROL.read_bytes()
-    for n in (1, 2):
-        r = api.client.post(
-            "/api/v1/triage?keep=true&source=https://ci.example/job/7",
-            headers=api.headers(submitter),
-            content=text,
-        )
-        assert r.status_code == 200, r.text
-        assert r.json()["kept_id"] is not None
-        assert r.json()["seen_in_ci"]["dumps"] == n
+    r = api.client.post(
+        "/api/v1/triage?keep=true&source=https://ci.example/job/7",
+        headers=api.headers(submitter),
+        content=CONTROL.read_bytes(),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["already_kept"], body["seen_in_ci"]["dumps"]) == (False, 1)
+    assert body["seen_in_ci"]["key"] == analyses.signature_key(body["signature"])
     with transaction(api.client.app.state.sessions) as s:
-        kept = s.scalars(select(TriagedDump)).all()
-    assert [(k.sent_by, k.source, k.label) for k in kept] == [
-        ("submitter", "https://ci.example/job/7", "control-deadlock")
-    ] * 2
+        (kept,) = s.scalars(select(TriagedDump)).all()
+        assert (kept.id, kept.sent_by, kept.source, kept.label) == (
+            body["kept_id"],
+            "submitter",
+            "https://ci.example/job/7",
+            "control-deadlock",
+        )
+        assert kept.sha256 == hashlib.sha256(CONTROL.read_bytes()).hexdigest()
+        assert (kept.kind, kept.rules_version) == ("goroutines", body["rules_version"])
+
+
+def test_the_same_dump_kept_again_is_not_stored_twice(api) -> None:
+    """The reply names the first copy; "seen in CI" counts the dump once."""
+    answers = [
+        api.client.post(
+            "/api/v1/triage?keep=true", headers=api.headers(token), content=CONTROL.read_bytes()
+        ).json()
+        for token in (api.token("submitter"), api.admin)
+    ]
+    first, again = answers
+    assert (first["already_kept"], again["already_kept"]) == (False, True)
+    assert again["kept_id"] == first["kept_id"]
+    assert again["seen_in_ci"]["dumps"] == 1
+    with transaction(api.client.app.state.sessions) as s:
+        assert [k.sent_by for k in s.scalars(select(TriagedDump))] == ["submitter"]
+
+
+def _keep(api, text: bytes, source: str) -> dict:
+    r = api.client.post(
+        "/api/v1/triage",
+        params={"keep": "true", "source": source},
+        headers=api.headers(api.token("submitter")),
+        content=text,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_seen_in_ci_lists_a_signatures_kept_dumps_newest_first_by_page(api) -> None:
+    first = _keep(api, CONTROL.read_bytes(), "https://ci.example/1")
+    second = _keep(api, annotated_paste(), "https://ci.example/2")  # same signature
+    _keep(api, b"goroutine 5 [chan receive]:\nmain.f()\n\t/src/main.go:9 +0x1d\n", "other")
+    key = first["seen_in_ci"]["key"]
+    viewer = api.headers(api.token("viewer"))
+    r = api.client.get(f"/api/v1/signatures/{key}/seen-in-ci", headers=viewer)
+    assert r.status_code == 200, r.text
+    assert [(d["id"], d["source"], d["sent_by"]) for d in r.json()] == [
+        (second["kept_id"], "https://ci.example/2", "submitter"),
+        (first["kept_id"], "https://ci.example/1", "submitter"),
+    ]
+    assert r.json()[1]["size"] == len(CONTROL.read_bytes())
+    assert {d["label"] for d in r.json()} == {"control-deadlock"}
+    assert r.json()[0]["confidence"] == "partial"
+    page = api.client.get(
+        f"/api/v1/signatures/{key}/seen-in-ci?limit=1&offset=1", headers=viewer
+    ).json()
+    assert [d["id"] for d in page] == [first["kept_id"]]
+    unknown = api.client.get(f"/api/v1/signatures/{'0' * 16}/seen-in-ci", headers=viewer)
+    assert (unknown.status_code, unknown.json()) == (200, [])
+
+
+def test_an_admin_deletes_a_kept_dump_and_it_no_longer_counts(api) -> None:
+    kept = _keep(api, CONTROL.read_bytes(), "https://ci.example/1")
+    url = f"/api/v1/triage/kept/{kept['kept_id']}"
+    submitter = api.client.delete(url, headers=api.headers(api.token("submitter")))
+    assert submitter.status_code == 403, submitter.text
+    assert api.client.delete(url, headers=api.headers(api.admin)).status_code == 204
+    again = api.client.delete(url, headers=api.headers(api.admin))
+    assert again.status_code == 404, again.text
+    assert str(kept["kept_id"]) in again.json()["detail"]["message"]
+    key = kept["seen_in_ci"]["key"]
+    listed = api.client.get(
+        f"/api/v1/signatures/{key}/seen-in-ci", headers=api.headers(api.admin)
+    ).json()
+    assert listed == []
+    assert _keep(api, CONTROL.read_bytes(), "again")["already_kept"] is False
 
 
 def test_keep_needs_a_submitter_token(api) -> None:

@@ -26,9 +26,10 @@ from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
 from reprofarm_protocol.rates import wilson_interval
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from reprofarm_db.analyses import signature_key
+from reprofarm_db.errors import NotFound
 from reprofarm_db.models import HardwareConfig, Run, TriagedDump, utcnow
 
 SIMILAR_AT_LEAST = 0.5
@@ -72,6 +73,7 @@ class FarmBucket:
 
 @dataclass
 class SeenInCi:
+    key: str
     dumps: int
     first_sent: datetime | None
     last_sent: datetime | None
@@ -194,7 +196,7 @@ def seen_in_ci(session: Session, *, key: str) -> SeenInCi:
             TriagedDump.signature_key == key
         )
     ).one()
-    return SeenInCi(dumps=int(n), first_sent=first, last_sent=last)
+    return SeenInCi(key=key, dumps=int(n), first_sent=first, last_sent=last)
 
 
 def kept_counts(session: Session, *, keys: list[str]) -> dict[str, int]:
@@ -207,6 +209,30 @@ def kept_counts(session: Session, *, keys: list[str]) -> dict[str, int]:
         .group_by(TriagedDump.signature_key)
     ).all()
     return {str(k): int(n) for k, n in rows}
+
+
+def kept_of_signature(session: Session, *, key: str, limit: int, offset: int) -> list[TriagedDump]:
+    """One signature's kept dumps, newest first (the rows' bytes are not needed: a page
+    lists them, so ``text_gz`` and ``report`` are left unloaded)."""
+    return list(
+        session.scalars(
+            select(TriagedDump)
+            .where(TriagedDump.signature_key == key)
+            .order_by(TriagedDump.sent_at.desc(), TriagedDump.id.desc())
+            .limit(limit)
+            .offset(offset)
+            .options(defer(TriagedDump.text_gz), defer(TriagedDump.report))
+        )
+    )
+
+
+def delete_kept(session: Session, *, dump_id: int) -> None:
+    """Forget a kept dump (an admin's call: sent by mistake, or holding a secret)."""
+    row = session.get(TriagedDump, dump_id)
+    if row is None:
+        raise NotFound(f"kept triaged dump {dump_id} does not exist")
+    session.delete(row)
+    session.flush()
 
 
 def keep(
