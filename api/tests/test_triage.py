@@ -83,7 +83,7 @@ def test_a_pasted_dump_gets_its_report_and_the_farms_bucket(api, tmp_path) -> No
     assert (body["label"], body["confidence"]) == ("control-deadlock", "partial")
     assert any("stuck here" in p for p in body["problems"])
     bucket = body["bucket"]
-    assert bucket["match"] == "exact"
+    assert (bucket["match"], bucket["reason"]) == ("exact", "the same signature")
     assert bucket["signature"] == body["signature"]
     assert bucket["hung_runs"] == 1
     assert bucket["first_run"]["id"] == bucket["latest_run"]["id"] == hung_id
@@ -96,6 +96,36 @@ def test_a_pasted_dump_gets_its_report_and_the_farms_bucket(api, tmp_path) -> No
     assert body["seen_in_ci"]["dumps"] == 0
     with transaction(api.client.app.state.sessions) as s:
         assert s.scalars(select(TriagedDump)).all() == [], "not kept unless asked"
+
+
+def cut_paste() -> bytes:
+    """One of the deadlocked goroutines as a CI log kept it: the top of the dump, with
+    that goroutine's header and wait state, cut off; no rule can fire on it alone."""
+    lines = CONTROL.read_text().split("\n")
+    start = next(n for n, line in enumerate(lines) if "main.lockLeftThenRight(" in line) - 8
+    assert lines[start - 1].startswith("goroutine "), "the header is the line before"
+    return "\n".join(lines[start : start + 14]).encode()
+
+
+def test_a_cut_paste_is_offered_the_similar_bucket_across_labels(api, tmp_path) -> None:
+    farm_with_one_labelled_hang(api, tmp_path)
+    r = api.client.post(
+        "/api/v1/triage", headers=api.headers(api.token("viewer")), content=cut_paste()
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] == "other-hang", "the cut paste alone fires no rule"
+    assert body["signature"].startswith("other-hang:unknown@")
+    bucket = body["bucket"]
+    assert bucket is not None, "the farm's control-deadlock bucket should be offered"
+    assert (bucket["match"], bucket["similarity"], bucket["label"]) == (
+        "similar",
+        0.5,
+        "control-deadlock",
+    )
+    assert "main.lockLeftThenRight" in bucket["reason"]
+    assert "rule: control-deadlock" in bucket["reason"]
+    assert bucket["hung_runs"] == 1
 
 
 def test_a_dump_the_farm_never_saw_has_no_bucket(api) -> None:

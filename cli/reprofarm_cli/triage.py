@@ -85,6 +85,8 @@ def _print_farm(answer: dict[str, Any], console: Console) -> None:
         f"  farm       {bucket['hung_runs']} hung runs in bucket {bucket['key']}{similar}",
         highlight=False,
     )
+    if bucket["match"] != "exact":
+        console.print(f"  why        {bucket['reason']}", highlight=False, markup=False)
     for mark in ("first_run", "latest_run"):
         run = bucket[mark]
         if run:

@@ -2,7 +2,8 @@
 
 ``POST /triage`` analyses a dump from a CI log or an issue; this module answers "has the
 farm seen this, where, and how often": the bucket of hung runs with that signature (or,
-when none has it exactly, the bucket whose stuck stacks overlap it most), its hit rate per
+when none has it exactly, the bucket whose stuck goroutines overlap it most, whatever its
+label: a cut paste often lost the headers a rule needed), its hit rate per
 hardware configuration with Wilson 95% intervals, its first and latest runs, and the Go
 versions it appeared under and those it never did. A triaged dump is stored only when its
 sender asks (``keep``), and the kept ones are the bucket's "seen in CI".
@@ -31,9 +32,11 @@ from sqlalchemy.orm import Session, defer
 from reprofarm_db.analyses import signature_key
 from reprofarm_db.errors import NotFound
 from reprofarm_db.models import HardwareConfig, Run, TriagedDump, utcnow
+from reprofarm_db.similarity import Similarity, chains_of, similarity
 
 SIMILAR_AT_LEAST = 0.5
-"""Jaccard overlap of stuck stacks from which another bucket is offered as similar."""
+"""Overlap of stuck goroutines (``similarity``) from which a bucket is offered as similar:
+half of the goroutines of both signatures together are the same."""
 
 _COUNTED = tuple(sorted(COUNTED_RUN_STATES))
 
@@ -63,6 +66,7 @@ class FarmBucket:
     label: str
     match: str  # "exact" or "similar"
     similarity: float
+    reason: str  # why this bucket: the same signature, or the stacks shared and the rule
     hung_runs: int
     by_hardware: list[HardwareHits]
     first_run: RunMark | None
@@ -79,50 +83,53 @@ class SeenInCi:
     last_sent: datetime | None
 
 
-def stacks_of(signature: str) -> frozenset[str]:
-    """The stuck stacks a signature names: ``label:a,b|c+d`` -> {a,b; c; d}. A signature
-    without roles (``other-hang:test-timeout``) names none."""
-    _, _, body = signature.partition(":")
-    if "@" not in body and "," not in body:
-        return frozenset()
-    return frozenset(stack for role in body.split("|") for stack in role.split("+") if stack)
-
-
-def similarity(a: str, b: str) -> float:
-    """Jaccard overlap of two signatures' stuck stacks; 1.0 for equal signatures."""
-    if a == b:
-        return 1.0
-    left, right = stacks_of(a), stacks_of(b)
-    if not left or not right:
-        return 0.0
-    return len(left & right) / len(left | right)
-
-
-def farm_bucket(session: Session, *, signature: str, label: str) -> FarmBucket | None:
-    """The bucket of hung runs for ``signature``: exact, else the most similar one of the
-    same label (``SIMILAR_AT_LEAST``), else None."""
+def farm_bucket(session: Session, *, signature: str) -> FarmBucket | None:
+    """The bucket of hung runs for ``signature``: exact, else the one whose stuck
+    goroutines overlap it most (``reprofarm_db.similarity``: wait states and labels aside,
+    at least ``SIMILAR_AT_LEAST``), else None."""
     hung = [Run.status == RunState.HUNG, Run.signature_key.is_not(None)]
     key = signature_key(signature[:500])  # runs store the first 500 characters
-    match, score = "exact", 1.0
     found = session.scalar(select(Run.signature).where(*hung, Run.signature_key == key).limit(1))
-    if found is None:
-        candidates = session.execute(
-            select(Run.signature_key, Run.signature)
-            .where(*hung, Run.label == label)
-            .group_by(Run.signature_key, Run.signature)
-        ).all()
-        scored = sorted(
-            ((similarity(signature, str(sig)), str(sig), str(k)) for k, sig in candidates),
-            reverse=True,
-        )
-        if not scored or scored[0][0] < SIMILAR_AT_LEAST:
-            return None
-        score, found, key = scored[0]
-        match = "similar"
-    return _bucket(session, key=key, signature=str(found), match=match, score=score)
+    if found is not None:
+        reason = "the same signature"
+        return _bucket(session, key=key, signature=found, match="exact", score=1.0, reason=reason)
+    if not chains_of(signature):
+        return None  # nothing to compare: a crash, a test timeout, no readable stack
+    candidates = session.execute(
+        select(Run.signature_key, Run.signature, Run.label)
+        .where(*hung)
+        .group_by(Run.signature_key, Run.signature, Run.label)
+    ).all()
+    scored = [
+        (similarity(signature, str(sig)), str(sig), str(k), str(lab)) for k, sig, lab in candidates
+    ]
+    # The closest; among equals the first signature in order, so the answer is stable.
+    best = min(scored, key=lambda item: (-item[0].score, item[1]), default=None)
+    if best is None or best[0].score < SIMILAR_AT_LEAST:
+        return None
+    near, found, key, label = best
+    return _bucket(
+        session,
+        key=key,
+        signature=found,
+        match="similar",
+        score=near.score,
+        reason=_why_similar(near, label),
+    )
 
 
-def _bucket(session: Session, *, key: str, signature: str, match: str, score: float) -> FarmBucket:
+def _why_similar(near: Similarity, label: str) -> str:
+    shown = "; ".join(",".join(theirs) for _ours, theirs in near.shared[:3])
+    return (
+        f"{len(near.shared)} of the dump's {near.ours} stuck stacks are {len(near.shared)} of"
+        f" the bucket's {near.theirs} (the same functions, wait states and labels aside:"
+        f" {shown}); the bucket's rule: {label}"
+    )
+
+
+def _bucket(
+    session: Session, *, key: str, signature: str, match: str, score: float, reason: str
+) -> FarmBucket:
     """Aggregates only: a bucket may hold many thousands of hung runs."""
     ours = [Run.status == RunState.HUNG, Run.signature_key == key]
     scenarios = list(session.scalars(select(Run.scenario).where(*ours).distinct()))
@@ -170,6 +177,7 @@ def _bucket(session: Session, *, key: str, signature: str, match: str, score: fl
         label=(first.label or "") if first else "",
         match=match,
         similarity=round(score, 3),
+        reason=reason,
         hung_runs=int(sum(hangs.values())),
         by_hardware=by_hardware,
         first_run=_mark(first, hardware) if first else None,

@@ -103,7 +103,7 @@ def triage_dump(
     if keep and not allows(token.role, Role.SUBMITTER):
         raise Forbidden("keep=true stores the dump: it needs a submitter token")
     analysis, data = analysed
-    bucket = triage.farm_bucket(session, signature=analysis.signature, label=analysis.label.value)
+    bucket = triage.farm_bucket(session, signature=analysis.signature)
     kept, new = None, False
     if keep:
         kept, new = triage.keep(

@@ -28,8 +28,18 @@ class FarmBucketRead(BaseModel):
     key: str = Field(description="the bucket: GET /signatures/{key}/runs")
     signature: str
     label: str
-    match: str = Field(description="exact, or similar (stuck stacks overlap, see similarity)")
-    similarity: float = Field(description="Jaccard overlap of the stuck stacks; 1 when exact")
+    match: str = Field(
+        description="exact (the same signature), or similar (the stuck goroutines overlap,"
+        " whatever the label: see similarity and reason)"
+    )
+    similarity: float = Field(
+        description="Jaccard overlap of the stuck goroutines (function chains, wait states"
+        " aside); 1 when exact"
+    )
+    reason: str = Field(
+        description="why this bucket: the same signature, or the stacks shared and the"
+        " bucket's rule"
+    )
     hung_runs: int
     by_hardware: list[HardwareHitsRead]
     first_run: RunMarkRead | None

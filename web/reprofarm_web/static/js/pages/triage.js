@@ -37,7 +37,8 @@ function farmEvidence(answer) {
     h("h3", {}, "The farm's evidence: reproduced here"),
     dl([
       ["Bucket", h("span", {}, link(href("/signatures", { key: b.key }), h("code", {}, b.signature)),
-        b.match === "exact" ? " (the same signature)" : ` (similar: ${Math.round(100 * b.similarity)}% of the stuck stacks shared)`)],
+        b.match === "exact" ? " (the same signature)" : ` (similar: ${Math.round(100 * b.similarity)}% of the stuck goroutines shared)`)],
+      ...(b.match === "exact" ? [] : [["Why this bucket", h("span", { id: "similar-reason" }, b.reason)]]),
       ["Hung runs", b.hung_runs],
       ["First run", runMark(b.first_run)],
       ["Latest run", runMark(b.latest_run)],
@@ -61,7 +62,9 @@ function farmEvidence(answer) {
 function shown(answer) {
   return h("div", { id: "triage-result", class: "analysis" },
     h("h3", {}, `${answer.kind}: `, labelled(answer.label, answer.confidence)),
-    facts(answer, answer.kept_id ? [["Kept", `as triaged dump ${answer.kept_id}`]] : []),
+    facts(answer, answer.kept_id
+      ? [["Kept", `as triaged dump ${answer.kept_id}${answer.already_kept ? " (already kept: not stored again)" : ""}`]]
+      : []),
     reportParts(answer),
     farmEvidence(answer));
 }
