@@ -44,7 +44,7 @@ function farmEvidence(answer) {
       ["Latest run", runMark(b.latest_run)],
       ["Go versions where it appeared", b.go_versions_seen.join(", ") || "–"],
       ["Go versions where it never appeared", b.go_versions_never.join(", ") || "none (no other version was run)"],
-      ["Seen in CI", ci.replace(/^seen in CI: /, "")],
+      ["Seen in CI", seen.dumps ? link(href("/signatures", { key: seen.key }), ci.replace(/^seen in CI: /, "")) : ci.replace(/^seen in CI: /, "")],
     ]),
     table({
       id: "by-hardware",
