@@ -5,14 +5,21 @@ classifies it several times and prints the median time and the peak memory.
 
     uv run python bench/goroutine_analysis.py [--goroutines 10000] [--bytes 10000000] [--rounds 5]
     uv run python bench/goroutine_analysis.py --compare 3f3805a   # this tree against a commit
+    uv run python bench/goroutine_analysis.py --dump big.txt      # a dump of your own
 
 Target (issue "The analyzer"): under 1 s on the 2-core development machine. The last line
 is one JSON object: {"bytes":..,"goroutines":..,"median_ms":..,"peak_mb":..}.
 
-``--compare REV`` also runs the same benchmark on the analyzer and protocol packages of a
-git revision (exported with ``git archive`` into a temporary folder, run in a child with
-that folder first on ``PYTHONPATH``) and prints both CPU medians and their ratio: issue 17
-allows the tolerant reader at most 20% more on well-formed dumps than the reader before it.
+``--compare REV`` times this tree against the analyzer and protocol packages of a git
+revision (exported with ``git archive`` into a temporary folder, run in a child with that
+folder first on ``PYTHONPATH``) in alternating rounds (``--rounds`` of them: each times
+both sides, one child each, the order swapped every round; each child's figure is the
+median of ``--per-child`` timings of one dump built once) and prints the median of the
+per-round CPU ratios with its spread: issue 17 allows the tolerant reader at most 20% more
+on well-formed dumps than the reader before it. One ratio of two medians taken minutes
+apart, as before, moved with whatever the neighbours did meanwhile.
+
+    uv run python bench/goroutine_analysis.py --compare 3f3805a --rounds 8
 """
 
 from __future__ import annotations
@@ -80,12 +87,16 @@ def main() -> None:
     parser.add_argument("--bytes", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compare", metavar="REV", help="also time the analyzer of this commit")
+    parser.add_argument(
+        "--per-child", type=int, default=3, help="--compare: timings per child (their median)"
+    )
+    parser.add_argument("--dump", type=Path, help="time this dump instead of building one")
     args = parser.parse_args()
     if args.compare:
         _compare(args)
         return
 
-    text = build_dump(args.goroutines, args.bytes)
+    text = args.dump.read_text() if args.dump else build_dump(args.goroutines, args.bytes)
     size = len(text.encode())
     wall, cpu = [], []
     for _ in range(args.rounds):
@@ -122,10 +133,11 @@ def main() -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    """This tree's figures, then REV's, each in its own child process, and the ratio."""
+    """This tree against REV in alternating rounds: each round times both, one child
+    process each, the order swapped every round (A B, B A, ...), so a neighbour's burst or
+    a slow drift of the machine weighs on both sides alike. Both read the same dump, built
+    once here. The verdict is the median of the per-round ratios, with their spread."""
     root = Path(__file__).parent.parent
-    base = [sys.executable, __file__, "--goroutines", str(args.goroutines)]
-    base += ["--bytes", str(args.bytes), "--rounds", str(args.rounds)]
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         archive = subprocess.run(
             ["git", "-C", str(root), "archive", args.compare, "analyzer", "protocol"],
@@ -133,20 +145,45 @@ def _compare(args: argparse.Namespace) -> None:
             capture_output=True,
         ).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        old_path = os.pathsep.join([f"{tmp}/analyzer", f"{tmp}/protocol"])
-        figures = {}
-        for name, env in (
-            ("this tree", dict(os.environ)),
-            (args.compare, {**os.environ, "PYTHONPATH": old_path}),
-        ):
-            out = subprocess.run(base, env=env, check=True, capture_output=True, text=True).stdout
-            figures[name] = json.loads(out.strip().splitlines()[-1])
+        dump = Path(tmp) / "dump.txt"
+        dump.write_text(build_dump(args.goroutines, args.bytes))
+        child = [sys.executable, __file__, "--dump", str(dump), "--rounds", str(args.per_child)]
+        sides = {
+            "this tree": dict(os.environ),
+            args.compare: {**os.environ, "PYTHONPATH": f"{tmp}/analyzer{os.pathsep}{tmp}/protocol"},
+        }
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
+        ratios = []
+        for n in range(args.rounds):
+            order = list(sides) if n % 2 == 0 else list(sides)[::-1]
+            for name in order:
+                out = subprocess.run(
+                    child, env=sides[name], check=True, capture_output=True, text=True
+                ).stdout
+                cpu[name].append(json.loads(out.strip().splitlines()[-1])["cpu_median_ms"])
+            new, old = cpu["this tree"][-1], cpu[args.compare][-1]
+            ratios.append(new / old)
             print(
-                f"{name}: {figures[name]['cpu_median_ms']:.0f} ms CPU median, {out.splitlines()[0]}"
+                f"round {n + 1} ({' then '.join(order)}): this tree {new:.0f} ms CPU,"
+                f" {args.compare} {old:.0f} ms, ratio {new / old:.3f}"
             )
-    new, old = (figures[k]["cpu_median_ms"] for k in figures)
-    print(f"CPU ratio this tree / {args.compare}: {new / old:.2f} (allowed: 1.20)")
-    print(json.dumps({"cpu_ms": new, "baseline_cpu_ms": old, "ratio": round(new / old, 3)}))
+    ratio = statistics.median(ratios)
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratio] * 3
+    print(
+        f"CPU ratio this tree / {args.compare}: median {ratio:.3f} over {len(ratios)} rounds"
+        f" (min {min(ratios):.3f}, max {max(ratios):.3f},"
+        f" quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}); allowed 1.20;"
+        f" load average {os.getloadavg()[0]:.1f}"
+    )
+    summary = {
+        "cpu_ms": round(statistics.median(cpu["this tree"]), 1),
+        "baseline_cpu_ms": round(statistics.median(cpu[args.compare]), 1),
+        "ratio": round(ratio, 3),
+        "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "rounds": len(ratios),
+    }
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

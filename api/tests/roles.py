@@ -119,6 +119,10 @@ TABLE: dict[str, Rule] = {
     # Triage of a dump from outside the farm: any reader may ask (keep=true, which stores
     # the dump, needs a submitter: test_triage.py).
     "POST /api/v1/triage": Rule(READERS),
+    # Kept dumps: any reader lists a signature's (an empty list for an unknown one); only
+    # an admin deletes one (each caller asks to delete a dump kept for it).
+    "GET /api/v1/signatures/{key}/seen-in-ci": Rule(READERS),
+    "DELETE /api/v1/triage/kept/{dump_id}": Rule(ADMINS, ok=frozenset({204})),
     # The dashboard: who the token is, what changed, and its read models (readers only;
     # an agent token reads nothing but what it runs).
     "GET /api/v1/whoami": Rule(READERS),

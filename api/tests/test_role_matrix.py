@@ -68,6 +68,18 @@ def _fresh_study(farm: Farm) -> int:
     return job_id
 
 
+def _fresh_kept_dump(farm: Farm) -> int:
+    """A dump kept for this caller: its own bytes (the same bytes are kept once)."""
+    text = TRIAGED.replace(b"main.go:5", f"main.go:{secrets.randbelow(10**9)}".encode())
+    r = farm.api.client.post(
+        "/api/v1/triage?keep=true", headers=farm.headers(farm.api.admin), content=text
+    )
+    assert r.status_code == 200, r.text
+    assert not r.json()["already_kept"], r.text
+    kept_id: int = r.json()["kept_id"]
+    return kept_id
+
+
 def _fresh_job_to_cancel(farm: Farm) -> Request:
     # A job cancelled once is 409 the second time: each caller gets its own.
     job = farm.api.client.post(
@@ -131,6 +143,12 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
         "GET", f"/api/v1/signatures/{'0' * 16}/runs"
     ),
     "POST /api/v1/triage": lambda f: Request("POST", "/api/v1/triage", content=TRIAGED),
+    "GET /api/v1/signatures/{key}/seen-in-ci": lambda f: Request(
+        "GET", f"/api/v1/signatures/{'0' * 16}/seen-in-ci"
+    ),
+    "DELETE /api/v1/triage/kept/{dump_id}": lambda f: Request(
+        "DELETE", f"/api/v1/triage/kept/{_fresh_kept_dump(f)}"
+    ),
     "GET /api/v1/whoami": lambda f: Request("GET", "/api/v1/whoami"),
     "GET /api/v1/live": lambda f: Request("GET", "/api/v1/live"),
     "GET /api/v1/views/overview": lambda f: Request("GET", "/api/v1/views/overview"),

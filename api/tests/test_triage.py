@@ -4,6 +4,7 @@ when asked; unreadable text and oversized bodies refused with the field and the 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_a_pasted_dump_gets_its_report_and_the_farms_bucket(api, tmp_path) -> No
     assert (body["label"], body["confidence"]) == ("control-deadlock", "partial")
     assert any("stuck here" in p for p in body["problems"])
     bucket = body["bucket"]
-    assert bucket["match"] == "exact"
+    assert (bucket["match"], bucket["reason"]) == ("exact", "the same signature")
     assert bucket["signature"] == body["signature"]
     assert bucket["hung_runs"] == 1
     assert bucket["first_run"]["id"] == bucket["latest_run"]["id"] == hung_id
@@ -97,6 +98,36 @@ def test_a_pasted_dump_gets_its_report_and_the_farms_bucket(api, tmp_path) -> No
         assert s.scalars(select(TriagedDump)).all() == [], "not kept unless asked"
 
 
+def cut_paste() -> bytes:
+    """One of the deadlocked goroutines as a CI log kept it: the top of the dump, with
+    that goroutine's header and wait state, cut off; no rule can fire on it alone."""
+    lines = CONTROL.read_text().split("\n")
+    start = next(n for n, line in enumerate(lines) if "main.lockLeftThenRight(" in line) - 8
+    assert lines[start - 1].startswith("goroutine "), "the header is the line before"
+    return "\n".join(lines[start : start + 14]).encode()
+
+
+def test_a_cut_paste_is_offered_the_similar_bucket_across_labels(api, tmp_path) -> None:
+    farm_with_one_labelled_hang(api, tmp_path)
+    r = api.client.post(
+        "/api/v1/triage", headers=api.headers(api.token("viewer")), content=cut_paste()
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] == "other-hang", "the cut paste alone fires no rule"
+    assert body["signature"].startswith("other-hang:unknown@")
+    bucket = body["bucket"]
+    assert bucket is not None, "the farm's control-deadlock bucket should be offered"
+    assert (bucket["match"], bucket["similarity"], bucket["label"]) == (
+        "similar",
+        0.5,
+        "control-deadlock",
+    )
+    assert "main.lockLeftThenRight" in bucket["reason"]
+    assert "rule: control-deadlock" in bucket["reason"]
+    assert bucket["hung_runs"] == 1
+
+
 def test_a_dump_the_farm_never_saw_has_no_bucket(api) -> None:
     text = (
         b"panic: test timed out after 10m0s\n\ngoroutine 5 [chan receive]:\n"
@@ -109,21 +140,92 @@ def test_a_dump_the_farm_never_saw_has_no_bucket(api) -> None:
 
 def test_keep_stores_the_dump_with_who_sent_it_and_counts_it_as_seen_in_ci(api) -> None:
     submitter = api.token("submitter")
-    text = CONTROL.read_bytes()
-    for n in (1, 2):
-        r = api.client.post(
-            "/api/v1/triage?keep=true&source=https://ci.example/job/7",
-            headers=api.headers(submitter),
-            content=text,
-        )
-        assert r.status_code == 200, r.text
-        assert r.json()["kept_id"] is not None
-        assert r.json()["seen_in_ci"]["dumps"] == n
+    r = api.client.post(
+        "/api/v1/triage?keep=true&source=https://ci.example/job/7",
+        headers=api.headers(submitter),
+        content=CONTROL.read_bytes(),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["already_kept"], body["seen_in_ci"]["dumps"]) == (False, 1)
+    assert body["seen_in_ci"]["key"] == analyses.signature_key(body["signature"])
     with transaction(api.client.app.state.sessions) as s:
-        kept = s.scalars(select(TriagedDump)).all()
-    assert [(k.sent_by, k.source, k.label) for k in kept] == [
-        ("submitter", "https://ci.example/job/7", "control-deadlock")
-    ] * 2
+        (kept,) = s.scalars(select(TriagedDump)).all()
+        assert (kept.id, kept.sent_by, kept.source, kept.label) == (
+            body["kept_id"],
+            "submitter",
+            "https://ci.example/job/7",
+            "control-deadlock",
+        )
+        assert kept.sha256 == hashlib.sha256(CONTROL.read_bytes()).hexdigest()
+        assert (kept.kind, kept.rules_version) == ("goroutines", body["rules_version"])
+
+
+def test_the_same_dump_kept_again_is_not_stored_twice(api) -> None:
+    """The reply names the first copy; "seen in CI" counts the dump once."""
+    answers = [
+        api.client.post(
+            "/api/v1/triage?keep=true", headers=api.headers(token), content=CONTROL.read_bytes()
+        ).json()
+        for token in (api.token("submitter"), api.admin)
+    ]
+    first, again = answers
+    assert (first["already_kept"], again["already_kept"]) == (False, True)
+    assert again["kept_id"] == first["kept_id"]
+    assert again["seen_in_ci"]["dumps"] == 1
+    with transaction(api.client.app.state.sessions) as s:
+        assert [k.sent_by for k in s.scalars(select(TriagedDump))] == ["submitter"]
+
+
+def _keep(api, text: bytes, source: str) -> dict:
+    r = api.client.post(
+        "/api/v1/triage",
+        params={"keep": "true", "source": source},
+        headers=api.headers(api.token("submitter")),
+        content=text,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_seen_in_ci_lists_a_signatures_kept_dumps_newest_first_by_page(api) -> None:
+    first = _keep(api, CONTROL.read_bytes(), "https://ci.example/1")
+    second = _keep(api, annotated_paste(), "https://ci.example/2")  # same signature
+    _keep(api, b"goroutine 5 [chan receive]:\nmain.f()\n\t/src/main.go:9 +0x1d\n", "other")
+    key = first["seen_in_ci"]["key"]
+    viewer = api.headers(api.token("viewer"))
+    r = api.client.get(f"/api/v1/signatures/{key}/seen-in-ci", headers=viewer)
+    assert r.status_code == 200, r.text
+    assert [(d["id"], d["source"], d["sent_by"]) for d in r.json()] == [
+        (second["kept_id"], "https://ci.example/2", "submitter"),
+        (first["kept_id"], "https://ci.example/1", "submitter"),
+    ]
+    assert r.json()[1]["size"] == len(CONTROL.read_bytes())
+    assert {d["label"] for d in r.json()} == {"control-deadlock"}
+    assert r.json()[0]["confidence"] == "partial"
+    page = api.client.get(
+        f"/api/v1/signatures/{key}/seen-in-ci?limit=1&offset=1", headers=viewer
+    ).json()
+    assert [d["id"] for d in page] == [first["kept_id"]]
+    unknown = api.client.get(f"/api/v1/signatures/{'0' * 16}/seen-in-ci", headers=viewer)
+    assert (unknown.status_code, unknown.json()) == (200, [])
+
+
+def test_an_admin_deletes_a_kept_dump_and_it_no_longer_counts(api) -> None:
+    kept = _keep(api, CONTROL.read_bytes(), "https://ci.example/1")
+    url = f"/api/v1/triage/kept/{kept['kept_id']}"
+    submitter = api.client.delete(url, headers=api.headers(api.token("submitter")))
+    assert submitter.status_code == 403, submitter.text
+    assert api.client.delete(url, headers=api.headers(api.admin)).status_code == 204
+    again = api.client.delete(url, headers=api.headers(api.admin))
+    assert again.status_code == 404, again.text
+    assert str(kept["kept_id"]) in again.json()["detail"]["message"]
+    key = kept["seen_in_ci"]["key"]
+    listed = api.client.get(
+        f"/api/v1/signatures/{key}/seen-in-ci", headers=api.headers(api.admin)
+    ).json()
+    assert listed == []
+    assert _keep(api, CONTROL.read_bytes(), "again")["already_kept"] is False
 
 
 def test_keep_needs_a_submitter_token(api) -> None:

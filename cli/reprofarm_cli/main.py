@@ -1,7 +1,7 @@
 """``reprofarm``: one command for the whole farm. The agent core's commands
 (probe, build, run) are mounted from the agent package; the controller's
 (up, api, worker, beat, submit, watch, verify, search, stats, export, analyze, triage,
-token, pools, agents, db) live here."""
+signatures, token, pools, agents, db) live here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from reprofarm_agent import cli as agent_cli
 from reprofarm_cli import controls, remote, services, studies
 from reprofarm_cli.analyze import analyze
 from reprofarm_cli.export import export
-from reprofarm_cli.triage import triage
+from reprofarm_cli.triage import signatures_app, triage
 from reprofarm_cli.up import up
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.command()(triage)
 app.add_typer(remote.token_app, name="token")
 app.add_typer(controls.pools_app, name="pools")
 app.add_typer(controls.agents_app, name="agents")
+app.add_typer(signatures_app, name="signatures")
 app.command()(services.api)
 app.command()(services.worker)
 app.command()(services.beat)

@@ -146,8 +146,9 @@ def db_reanalyze(
     ] = False,
 ) -> None:
     """Re-analyse dumps after the analyzer's rules changed: their runs move to the
-    buckets the new rules give (runs here, on the artifacts under the data dir;
-    the worker's `reprofarm.reanalyze` task does the same in the background)."""
+    buckets the new rules give, and kept triaged dumps get new verdicts (runs here, on
+    the artifacts under the data dir and the kept dumps in the database; the worker's
+    `reprofarm.reanalyze` task does the same in the background)."""
     from reprofarm_db.engine import make_engine, make_sessionmaker
     from reprofarm_db.settings import ControllerSettings
     from reprofarm_worker.analysis import reanalyze
@@ -160,7 +161,10 @@ def db_reanalyze(
         everything=everything,
         limits=settings.analysis_limits(),
     )
-    typer.echo(f"re-analysed {len(done)} dumps")
+    typer.echo(
+        f"re-analysed {len(done.artifacts)} dumps of runs"
+        f" and {len(done.triaged)} kept triaged dumps"
+    )
 
 
 def db_rebuild_rollups() -> None:

@@ -6,8 +6,11 @@ local instance (or ``--api``/``--token``, as ``submit``) and prints the analysis
 farm's evidence for its signature. ``--json`` prints the api's answer: the keys of
 ``reprofarm analyze --json`` plus ``bucket`` (null, or ``signature``, ``hung_runs`` and
 ``by_hardware``: ``hardware``, ``runs``, ``hangs``, ``ci95_low``, ``ci95_high``),
-``seen_in_ci`` and ``kept_id``. Exit 2, with nothing on stdout, when the text is no dump
-(the message names what was looked for) or the api refuses it.
+``seen_in_ci`` (with its ``key``), ``kept_id`` and ``already_kept``. Exit 2, with nothing
+on stdout, when the text is no dump (the message names what was looked for) or the api
+refuses it.
+
+``reprofarm signatures seen-in-ci KEY`` lists the dumps kept with a signature.
 """
 
 from __future__ import annotations
@@ -67,11 +70,13 @@ def _print_farm(answer: dict[str, Any], console: Console) -> None:
     seen = answer["seen_in_ci"]
     if seen["dumps"]:
         console.print(
-            f"  seen in CI {seen['dumps']} kept dumps, {seen['first_sent']} to {seen['last_sent']}",
+            f"  seen in CI {seen['dumps']} kept dumps, {seen['first_sent']} to {seen['last_sent']}"
+            f" (reprofarm signatures seen-in-ci {seen['key']})",
             highlight=False,
         )
     if answer["kept_id"] is not None:
-        console.print(f"  kept       as triaged dump {answer['kept_id']}", highlight=False)
+        before = " (already kept: not stored again)" if answer["already_kept"] else ""
+        console.print(f"  kept       as triaged dump {answer['kept_id']}{before}", highlight=False)
     if bucket is None:
         console.print("  farm       never reproduced here (no bucket with this signature)")
         return
@@ -80,6 +85,8 @@ def _print_farm(answer: dict[str, Any], console: Console) -> None:
         f"  farm       {bucket['hung_runs']} hung runs in bucket {bucket['key']}{similar}",
         highlight=False,
     )
+    if bucket["match"] != "exact":
+        console.print(f"  why        {bucket['reason']}", highlight=False, markup=False)
     for mark in ("first_run", "latest_run"):
         run = bucket[mark]
         if run:
@@ -98,3 +105,37 @@ def _print_farm(answer: dict[str, Any], console: Console) -> None:
     seen_go = ", ".join(bucket["go_versions_seen"]) or "none"
     never = ", ".join(bucket["go_versions_never"]) or "none"
     console.print(f"  Go seen    {seen_go}; never with {never}", highlight=False)
+
+
+signatures_app = typer.Typer(no_args_is_help=True, help="signature buckets and what CI saw")
+
+
+@signatures_app.command("seen-in-ci")
+def seen_in_ci(
+    key: Annotated[str, typer.Argument(help="the signature's key (16 hex, from triage)")],
+    limit: Annotated[int, typer.Option(min=1, max=500, help="dumps per page")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="dumps to skip (newest first)")] = 0,
+    api: ApiOpt = None,
+    token: TokenOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The triaged dumps kept with one signature, newest first: who sent each, when,
+    from where, and its label (``GET /api/v1/signatures/{key}/seen-in-ci``)."""
+    found = _call(
+        resolve(api, token, data_dir),
+        "GET",
+        f"/api/v1/signatures/{key}/seen-in-ci",
+        params={"limit": limit, "offset": offset},
+    )
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    if not found:
+        print(f"no kept triaged dump has signature {key}" + (" past that offset" if offset else ""))
+        return
+    for dump in found:
+        print(
+            f"#{dump['id']}  {dump['sent_at']}  {dump['sent_by']}  {dump['label']}"
+            f" ({dump['confidence']})  {dump['size']:,} bytes  {dump['source'] or '-'}"
+        )

@@ -38,8 +38,12 @@ def served(tmp_path, postgres_url) -> Iterator[Farm]:
 
 
 def triage(farm: Farm, *args: str, stdin: bytes | None = None, token: str | None = None):
+    return reprofarm(farm, "triage", *args, stdin=stdin, token=token)
+
+
+def reprofarm(farm: Farm, *args: str, stdin: bytes | None = None, token: str | None = None):
     return subprocess.run(
-        [str(Path(sys.executable).parent / "reprofarm"), "triage", *args],
+        [str(Path(sys.executable).parent / "reprofarm"), *args],
         input=stdin,
         capture_output=True,
         timeout=120,
@@ -88,6 +92,37 @@ def test_a_paste_on_stdin_is_kept_when_asked_and_then_seen_in_ci(served) -> None
     assert report["kept_id"] is not None
     again = triage(served, "-", "--json", stdin=text)
     assert json.loads(again.stdout)["seen_in_ci"]["dumps"] == 1
+    kept_again = triage(served, "-", "--keep", stdin=text)
+    assert kept_again.returncode == 0, kept_again.stderr
+    assert f"triaged dump {report['kept_id']} (already kept" in kept_again.stdout.decode()
+
+
+def test_signatures_seen_in_ci_lists_the_kept_dumps_of_a_signature(served) -> None:
+    kept = json.loads(
+        triage(
+            served, "-", "--json", "--keep", "--source", "ci://job/9", stdin=CONTROL.read_bytes()
+        ).stdout
+    )
+    key = kept["seen_in_ci"]["key"]
+    listed = reprofarm(served, "signatures", "seen-in-ci", key, "--json")
+    assert listed.returncode == 0, listed.stderr
+    ((dump,),) = [json.loads(listed.stdout)]
+    assert (dump["id"], dump["source"], dump["label"]) == (
+        kept["kept_id"],
+        "ci://job/9",
+        "control-deadlock",
+    )
+    readable = reprofarm(served, "signatures", "seen-in-ci", key).stdout.decode()
+    assert f"#{kept['kept_id']}" in readable
+    assert "ci://job/9" in readable
+    none = reprofarm(served, "signatures", "seen-in-ci", "0" * 16)
+    assert (none.returncode, none.stdout) == (
+        0,
+        f"no kept triaged dump has signature {'0' * 16}\n".encode(),
+    )
+    bad = reprofarm(served, "signatures", "seen-in-ci", "not-a-key")
+    assert (bad.returncode, bad.stdout) == (2, b"")
+    assert b"HTTP 422" in bad.stderr
 
 
 def test_text_that_is_no_dump_is_exit_2_with_nothing_on_stdout(served) -> None:

@@ -400,6 +400,7 @@ class TriagedDump(Base):
     sent_by: Mapped[str] = mapped_column(String(100))  # the token's name
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     source: Mapped[str | None] = mapped_column(String(500))  # what the sender says it is
+    kind: Mapped[str] = mapped_column(String(20))  # goroutines or minidump (its rules)
     label: Mapped[str] = mapped_column(String(40))
     signature: Mapped[str] = mapped_column(String(500))
     signature_key: Mapped[str] = mapped_column(String(16), index=True)
@@ -407,3 +408,7 @@ class TriagedDump(Base):
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     size: Mapped[int]
     text_gz: Mapped[bytes] = mapped_column(LargeBinary)  # the dump as sent, gzip-compressed
+    # The dump as sent, hashed: the same dump kept twice is stored once (unique).
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # The rules of its kind that made label and report: the worker re-analyses older ones.
+    rules_version: Mapped[int] = mapped_column(default=0)

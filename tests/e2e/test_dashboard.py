@@ -439,8 +439,8 @@ def test_the_triage_page_reads_a_pasted_dump_and_shows_the_farms_evidence(
 ):
     """A control-deadlock dump pasted by hand (a note after a header, frames indented)
     meets the farm's own control hangs: label with its confidence, the bucket with k/n
-    per hardware, first and latest runs; kept, it counts as seen in CI. A dropped file
-    that is no dump gets the api's message."""
+    per hardware, first and latest runs; kept, it counts as seen in CI and is listed on
+    its signature's page. A dropped file that is no dump gets the api's message."""
     wait_for(
         "the control job's hangs to be labelled",
         lambda: any(
@@ -476,6 +476,12 @@ def test_the_triage_page_reads_a_pasted_dump_and_shows_the_farms_evidence(
     assert "1 kept dump" in page.inner_text("#farm-evidence")
     page.locator("#farm-evidence").scroll_into_view_if_needed()
     _shot(page, "triage")
+    # The kept dump is listed on its signature's page, where "seen in CI" links to.
+    page.click("#farm-evidence >> text=1 kept dump")
+    page.wait_for_selector("#seen-in-ci tbody tr >> text=https://ci.example/job/17")
+    assert "control-deadlock (partial)" in page.inner_text("#seen-in-ci")
+    _nav(page, "triage")
+    page.wait_for_selector("#triage-file")
     notes = tmp_path / "notes.txt"
     notes.write_text("Close -> CancelIoEx -> ReadFile never returns\n")
     page.set_input_files("#triage-file", str(notes))

@@ -6,13 +6,17 @@ process within the settings' ``AnalysisLimits`` (a gzip bomb is refused with its
 reason as the artifact's error, and the worker goes on), records
 the report, or the reason there is none, and relabels the run from all its
 reports. ``reanalyze`` does it again for every dump made by older rules (or all
-of them): the buckets of old runs follow a rules change. Both are safe to run
-twice: a report is replaced, never added.
+of them): the buckets of old runs follow a rules change, and so do the triaged
+dumps kept from outside the farm (``reanalyze_kept``, from their stored bytes).
+All are safe to run twice: a report is replaced, never added.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from reprofarm_analyzer.analysis import deciding_report
@@ -21,9 +25,9 @@ from reprofarm_analyzer.cores import CORE_RULES_VERSION
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
 from reprofarm_analyzer.minidump_analysis import MINIDUMP_RULES_VERSION, cross_check
-from reprofarm_db import analyses, health, studies
+from reprofarm_db import analyses, health, studies, triage
 from reprofarm_db.engine import transaction
-from reprofarm_db.models import Artifact, HardwareConfig, Run, utcnow
+from reprofarm_db.models import Artifact, HardwareConfig, Run, TriagedDump, utcnow
 from reprofarm_protocol.analysis import Analysis, AnalysisLimits, DumpKind
 from reprofarm_protocol.hardware import HardwareInfo
 from sqlalchemy import select
@@ -124,19 +128,71 @@ CURRENT_RULES = {
 """Each kind of dump's rules, by version: a report older than its own kind's is redone."""
 
 
+@dataclass(frozen=True)
+class Reanalysed:
+    """What one re-analysis pass redid: run dumps (artifact ids) and kept triaged dumps."""
+
+    artifacts: list[int]
+    triaged: list[int]
+
+
 def reanalyze(
     sessions: sessionmaker[Session],
     scratch: Path,
     *,
     everything: bool = False,
     limits: AnalysisLimits | None = None,
-) -> list[int]:
-    """Re-analyse dumps made by older rules (or all); returns the artifacts done."""
+) -> Reanalysed:
+    """Re-analyse dumps made by older rules (or all): the farm's own dumps, whose runs
+    move to the new buckets, then the triaged dumps kept from outside the farm, whose
+    "seen in CI" follows the same rules."""
+    older = None if everything else CURRENT_RULES
     with transaction(sessions) as session:
-        todo = analyses.analysed_artifacts(
-            session, older_than_rules=None if everything else CURRENT_RULES
-        )
+        todo = analyses.analysed_artifacts(session, older_than_rules=older)
+        kept = triage.outdated(session, older_than_rules=older)
     for artifact_id in todo:
         analyze_artifact(sessions, artifact_id, scratch, limits)
-    log.info("re-analysed %s artifacts", len(todo))
-    return todo
+    for dump_id in kept:
+        reanalyze_kept(sessions, dump_id, scratch, limits)
+    log.info("re-analysed %s artifacts and %s kept triaged dumps", len(todo), len(kept))
+    return Reanalysed(artifacts=todo, triaged=kept)
+
+
+def reanalyze_kept(
+    sessions: sessionmaker[Session],
+    dump_id: int,
+    scratch: Path,
+    limits: AnalysisLimits | None = None,
+) -> str | None:
+    """Analyse a kept triaged dump again from its stored bytes (in the bounded child, as
+    the api did when it was sent); returns its new label, or None when it is gone or
+    could no longer be read. An unreadable one keeps its verdict, with the reason in its
+    report's problems, and is marked done for these rules (not retried at every pass)."""
+    with transaction(sessions) as session:
+        row = session.get(TriagedDump, dump_id)
+        if row is None:
+            return None  # deleted meanwhile
+        data = gzip.decompress(row.text_gz)
+    scratch.mkdir(parents=True, exist_ok=True)
+    report: Analysis | None = None
+    error = ""
+    with tempfile.NamedTemporaryFile(dir=scratch, prefix="triaged-") as held:
+        held.write(data)
+        held.flush()
+        try:
+            report = analyze_bounded(Path(held.name), scratch=scratch, limits=limits)
+        except (AnalyzerError, OSError) as exc:
+            error = str(exc).replace(held.name, "the dump")
+            log.warning("kept triaged dump %s could not be re-analysed: %s", dump_id, error)
+    with transaction(sessions) as session:
+        row = session.get(TriagedDump, dump_id, with_for_update=True)
+        if row is None:
+            return None
+        if report is None:
+            rules = CURRENT_RULES.get(row.kind, row.rules_version)
+            problems = [*row.report.get("problems", []), f"re-analysis (rules {rules}): {error}"]
+            row.report = {**row.report, "problems": problems}
+            row.rules_version = rules
+            return None
+        triage.relabel(row, report)
+        return row.label

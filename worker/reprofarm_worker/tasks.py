@@ -273,7 +273,8 @@ def register(app: Celery, settings: ControllerSettings, sessions: sessionmaker[S
     def _reanalyze(everything: bool = False) -> int:
         scratch = settings.data_dir / "analysis-scratch"
         limits = settings.analysis_limits()
-        return len(reanalyze(sessions, scratch, everything=everything, limits=limits))
+        done = reanalyze(sessions, scratch, everything=everything, limits=limits)
+        return len(done.artifacts) + len(done.triaged)
 
     @app.task(name=TASK_SWEEP_UPLOADS)  # type: ignore[untyped-decorator]
     def _sweep_uploads() -> int:

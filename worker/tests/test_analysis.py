@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from reprofarm_analyzer.analysis import analyze_path
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
 from reprofarm_analyzer.minidump_analysis import MINIDUMP_RULES_VERSION
-from reprofarm_db import analyses, artifacts, builds, jobs, leases
+from reprofarm_db import analyses, artifacts, builds, jobs, leases, triage
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
-from reprofarm_db.models import Agent, ArtifactAnalysis, Outbox, Run
+from reprofarm_db.models import Agent, ArtifactAnalysis, Outbox, Run, TriagedDump
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_protocol.jobs import JobCreate
 from reprofarm_protocol.queues import TASK_ANALYZE_ARTIFACT
@@ -159,8 +160,8 @@ def test_reanalysis_after_a_rules_change_moves_old_runs_to_the_new_bucket(sessio
     with transaction(sessions) as s:
         (old,) = analyses.buckets(s)
         assert old.label == "other-hang"
-    assert reanalyze(sessions, tmp_path / "scratch") == [artifact_id]
-    assert reanalyze(sessions, tmp_path / "scratch") == []  # nothing older any more
+    assert reanalyze(sessions, tmp_path / "scratch").artifacts == [artifact_id]
+    assert reanalyze(sessions, tmp_path / "scratch").artifacts == []  # nothing older any more
     with transaction(sessions) as s:
         (bucket,) = analyses.buckets(s)
         assert (bucket.label, bucket.runs, bucket.example_runs) == ("control-deadlock", 1, [run_id])
@@ -264,7 +265,68 @@ def test_each_kind_of_dump_is_reanalysed_against_its_own_rules_version(sessions,
         row.kind = "minidump"  # as a minidump's report is stored: the minidump rules' version
         row.rules_version = MINIDUMP_RULES_VERSION
     assert MINIDUMP_RULES_VERSION < RULES_VERSION
-    assert reanalyze(sessions, tmp_path / "scratch") == []
+    assert reanalyze(sessions, tmp_path / "scratch").artifacts == []
     with transaction(sessions) as s:
         analyses.for_artifact(s, artifact_id=artifact_id).rules_version = 0
-    assert reanalyze(sessions, tmp_path / "scratch") == [artifact_id]
+    assert reanalyze(sessions, tmp_path / "scratch").artifacts == [artifact_id]
+
+
+def test_kept_triaged_dumps_of_older_rules_are_reanalysed_from_their_bytes(sessions, tmp_path):
+    """A dump kept from outside the farm follows a rules change like the farm's own: its
+    label, signature, confidence and report are made again from ``text_gz``."""
+    with transaction(sessions) as s:
+        old, _ = triage.keep(
+            s,
+            analysis=analyze_path(CONTROL_DUMP),
+            data=CONTROL_DUMP.read_bytes(),
+            sent_by="qa",
+            source=None,
+        )
+        current, _ = triage.keep(
+            s,
+            analysis=analyze_path(OTHER_DUMP),
+            data=OTHER_DUMP.read_bytes(),
+            sent_by="qa",
+            source=None,
+        )
+        # What an older version of the goroutine rules had said of the first.
+        old.rules_version, old.label, old.confidence = RULES_VERSION - 1, "other-hang", "weak"
+        old.signature, old.signature_key, old.report = "old", "0" * 16, {"kind": "goroutines"}
+        old_id, current_id = old.id, current.id
+    done = reanalyze(sessions, tmp_path / "scratch")
+    assert (done.artifacts, done.triaged) == ([], [old_id]), "only the older one is redone"
+    assert reanalyze(sessions, tmp_path / "scratch").triaged == []  # nothing older any more
+    with transaction(sessions) as s:
+        row = s.get(TriagedDump, old_id)
+        assert (row.label, row.confidence, row.rules_version) == (
+            "control-deadlock",
+            "strong",
+            RULES_VERSION,
+        )
+        assert row.signature.startswith("control-deadlock:sync.(*Mutex).Lock")
+        assert row.signature_key == analyses.signature_key(row.signature)
+        assert row.report["label"] == "control-deadlock"
+        assert s.get(TriagedDump, current_id).label == "other-hang"
+    assert reanalyze(sessions, tmp_path / "scratch", everything=True).triaged == [
+        old_id,
+        current_id,
+    ]
+
+
+def test_a_kept_dump_no_longer_readable_keeps_its_verdict_and_is_not_retried(sessions, tmp_path):
+    with transaction(sessions) as s:
+        row, _ = triage.keep(
+            s,
+            analysis=analyze_path(CONTROL_DUMP),
+            data=b"Close -> CancelIoEx -> ReadFile never returns\n",  # prose, as rules now say
+            sent_by="qa",
+            source=None,
+        )
+        row.rules_version = 0
+        row_id = row.id
+    assert reanalyze(sessions, tmp_path / "scratch").triaged == [row_id]
+    assert reanalyze(sessions, tmp_path / "scratch").triaged == []
+    with transaction(sessions) as s:
+        row = s.get(TriagedDump, row_id)
+        assert (row.label, row.rules_version) == ("control-deadlock", RULES_VERSION)
+        assert "not a dump" in row.report["problems"][-1], row.report["problems"]

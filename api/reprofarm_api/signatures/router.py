@@ -19,6 +19,7 @@ from reprofarm_api.responses import AUTHENTICATED, errors, json_errors
 from reprofarm_api.runs import service as runs
 from reprofarm_api.runs.schemas import RunRead
 from reprofarm_api.signatures.schemas import AnalysisRead, BucketRead
+from reprofarm_api.triage.schemas import KeptDumpRead
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"], responses=AUTHENTICATED)
 
@@ -106,3 +107,21 @@ def signature_runs(
     if not found and offset == 0:
         raise NotFound(f"no run has signature {key}")
     return runs.read(session, found)
+
+
+@router.get(
+    "/signatures/{key}/seen-in-ci",
+    response_model=list[KeptDumpRead],
+    summary="The triaged dumps kept with one signature (seen in CI), newest first",
+)
+def signature_seen_in_ci(
+    key: SignatureKey,
+    session: SessionDep,
+    _token: Viewer,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+) -> list[KeptDumpRead]:
+    """Who sent each, when, from where, and what it was labelled; an empty list when
+    none was kept with this signature (a signature is not a stored object: no 404)."""
+    found = triage.kept_of_signature(session, key=key, limit=limit, offset=offset)
+    return [KeptDumpRead.model_validate(row, from_attributes=True) for row in found]

@@ -6,16 +6,18 @@ request (bounded by ``max_triage_bytes``, in the analyzer's bounded child proces
 dump takes about 0.3 s of CPU), and
 answered with the farm's evidence for its signature. Cores are refused: reading one needs
 gdb and the worker's limits. The dump is stored only with ``keep=true``, which needs a
-submitter token (it writes); reading a verdict needs a viewer's.
+submitter token (it writes); reading a verdict needs a viewer's. The same bytes are kept
+once (by sha256: the reply says ``already_kept`` with the first copy's id); an admin may
+delete a kept dump (``DELETE /triage/kept/{id}``).
 """
 
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from reprofarm_analyzer.analysis import detect_kind
 from reprofarm_analyzer.bounded import analyze_bounded
 from reprofarm_analyzer.errors import AnalyzerError
@@ -25,8 +27,8 @@ from reprofarm_db.errors import Forbidden, Invalid, TooLarge
 from reprofarm_db.tokens import Role, allows
 from reprofarm_protocol.analysis import Analysis, DumpKind
 
-from reprofarm_api.deps import SessionDep, SettingsDep, Viewer
-from reprofarm_api.responses import AUTHENTICATED
+from reprofarm_api.deps import ID_MAX, Admin, SessionDep, SettingsDep, Viewer
+from reprofarm_api.responses import AUTHENTICATED, errors
 from reprofarm_api.triage.schemas import FarmBucketRead, SeenInCiRead, TriageRead
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"], responses=AUTHENTICATED)
@@ -67,7 +69,7 @@ def _analysed(data: DumpBody = b"", *, settings: SettingsDep) -> tuple[Analysis,
         held.write(data)
         held.flush()
         try:
-            analysis = analyze_bounded(Path(held.name), scratch=scratch, limits=limits)
+            analysis = analyze_bounded(FilePath(held.name), scratch=scratch, limits=limits)
         except (AnalyzerError, OSError) as exc:
             said = str(exc).replace(f"{held.name}: ", "").replace(held.name, "the dump")
             raise Invalid("body", said) from exc
@@ -75,6 +77,9 @@ def _analysed(data: DumpBody = b"", *, settings: SettingsDep) -> tuple[Analysis,
 
 
 Analysed = Annotated[tuple[Analysis, bytes], Depends(_analysed)]
+KeptDumpId = Annotated[
+    int, Path(ge=1, le=ID_MAX, description="a kept triaged dump's id (kept_id of POST /triage)")
+]
 
 
 @router.post(
@@ -98,10 +103,12 @@ def triage_dump(
     if keep and not allows(token.role, Role.SUBMITTER):
         raise Forbidden("keep=true stores the dump: it needs a submitter token")
     analysis, data = analysed
-    bucket = triage.farm_bucket(session, signature=analysis.signature, label=analysis.label.value)
-    kept = None
+    bucket = triage.farm_bucket(session, signature=analysis.signature)
+    kept, new = None, False
     if keep:
-        kept = triage.keep(session, analysis=analysis, data=data, sent_by=token.name, source=source)
+        kept, new = triage.keep(
+            session, analysis=analysis, data=data, sent_by=token.name, source=source
+        )
     seen = triage.seen_in_ci(session, key=signature_key(analysis.signature[:500]))
     # SessionDep commits when this returns, before the answer is sent (deps.get_session).
     return TriageRead(
@@ -109,4 +116,18 @@ def triage_dump(
         bucket=FarmBucketRead.model_validate(triage.as_dict(bucket)) if bucket else None,
         seen_in_ci=SeenInCiRead.model_validate(triage.as_dict(seen)),
         kept_id=kept.id if kept else None,
+        already_kept=kept is not None and not new,
     )
+
+
+@router.delete(
+    "/triage/kept/{dump_id}",
+    status_code=204,
+    summary="Forget a kept triaged dump (sent by mistake, or holding what it should not)",
+    responses={204: {"description": "deleted"}, **errors(404)},
+)
+def delete_kept(dump_id: KeptDumpId, session: SessionDep, _token: Admin) -> Response:
+    """Admins only: the dump, its report and its place in "seen in CI" go; 404 if there
+    is no such kept dump."""
+    triage.delete_kept(session, dump_id=dump_id)
+    return Response(status_code=204)

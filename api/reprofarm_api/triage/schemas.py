@@ -28,8 +28,18 @@ class FarmBucketRead(BaseModel):
     key: str = Field(description="the bucket: GET /signatures/{key}/runs")
     signature: str
     label: str
-    match: str = Field(description="exact, or similar (stuck stacks overlap, see similarity)")
-    similarity: float = Field(description="Jaccard overlap of the stuck stacks; 1 when exact")
+    match: str = Field(
+        description="exact (the same signature), or similar (the stuck goroutines overlap,"
+        " whatever the label: see similarity and reason)"
+    )
+    similarity: float = Field(
+        description="Jaccard overlap of the stuck goroutines (function chains, wait states"
+        " aside); 1 when exact"
+    )
+    reason: str = Field(
+        description="why this bucket: the same signature, or the stacks shared and the"
+        " bucket's rule"
+    )
     hung_runs: int
     by_hardware: list[HardwareHitsRead]
     first_run: RunMarkRead | None
@@ -41,9 +51,22 @@ class FarmBucketRead(BaseModel):
 
 
 class SeenInCiRead(BaseModel):
+    key: str = Field(description="the signature's key: GET /signatures/{key}/seen-in-ci lists them")
     dumps: int = Field(description="triaged dumps with this signature that were kept")
     first_sent: datetime | None
     last_sent: datetime | None
+
+
+class KeptDumpRead(BaseModel):
+    """A kept triaged dump, without its bytes or report."""
+
+    id: int
+    sent_by: str = Field(description="the name of the token that sent it")
+    sent_at: datetime
+    source: str | None = Field(description="where its sender said it comes from")
+    label: str
+    confidence: str = Field(description="strong, partial or weak (of the label)")
+    size: int = Field(description="bytes, as sent")
 
 
 class TriageRead(Analysis):
@@ -53,4 +76,11 @@ class TriageRead(Analysis):
         description="the farm's hung runs with this signature (or a similar one); null if none"
     )
     seen_in_ci: SeenInCiRead = Field(description="kept triaged dumps with this signature")
-    kept_id: int | None = Field(description="the stored dump's id when keep=true, else null")
+    kept_id: int | None = Field(
+        description="the stored dump's id when keep=true (the earlier copy's when the same"
+        " bytes were kept before: see already_kept), else null"
+    )
+    already_kept: bool = Field(
+        False,
+        description="keep=true and the same dump (by sha256) was kept before: not stored again",
+    )

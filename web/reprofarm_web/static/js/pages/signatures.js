@@ -1,5 +1,6 @@
 // Signatures: hung runs bucketed by what their dumps show, with first and last
-// seen, counts by hardware and Go version, and example runs.
+// seen, counts by hardware and Go version, and example runs; for one signature
+// (?key=), also the triaged dumps kept with it (seen in CI).
 
 import * as api from "../api.js";
 import * as fmt from "../format.js";
@@ -40,6 +41,9 @@ export async function mount(root, { query }) {
         ? await api.get("/api/v1/views/hardware", { fingerprints: fingerprints.join(",") }) : [];
       const names = new Map(configs.map((c) => [c.fingerprint, c.label]));
       const hw = (fp) => link(href(`/hardware/${fp}`), names.get(fp) || fmt.short(fp));
+      // One signature: the dumps kept with it from outside the farm (POST /triage), too.
+      const kept = state.key
+        ? await api.get(`/api/v1/signatures/${encodeURIComponent(state.key)}/seen-in-ci`, { limit: 50 }) : [];
       box.replaceChildren(
         ...(state.key ? [h("p", {}, `One bucket (${state.key}). `, link(href("/signatures"), "All buckets"))] : []),
         table({
@@ -47,7 +51,8 @@ export async function mount(root, { query }) {
           columns: [
             { key: "signature", label: "Signature", render: (b) => h("span", { id: `sig-${b.key}` }, h("code", {}, b.signature), h("br"), h("span", { class: "muted" }, b.label)) },
             { key: "runs", label: "Reproduced here", numeric: true, render: (b) => h("span", {}, `${b.runs} hung runs`,
-              b.seen_in_ci ? h("span", { class: "muted seen-in-ci" }, h("br"), `seen in CI: ${b.seen_in_ci}`) : null) },
+              b.seen_in_ci ? h("span", { class: "muted seen-in-ci" }, h("br"),
+                link(href("/signatures", { key: b.key }), `seen in CI: ${b.seen_in_ci}`)) : null) },
             { key: "seen", label: "First / last seen", render: (b) => h("span", {}, fmt.time(b.first_seen), h("br"), fmt.time(b.last_seen)) },
             { key: "hardware", label: "By hardware", render: (b) => counts(b.by_hardware, hw) },
             { key: "go", label: "By Go version", render: (b) => counts(b.by_go_version, (v) => `Go ${v}`) },
@@ -56,8 +61,22 @@ export async function mount(root, { query }) {
             { key: "rate", label: "Rates", render: (b) => link(href("/", { signature: b.signature }), "hit rate of this signature") },
           ],
           rows: buckets,
-          empty: "No hung run has been analysed yet.",
-        }));
+          empty: state.key ? "No hung run of the farm has this signature." : "No hung run has been analysed yet.",
+        }),
+        ...(state.key ? [table({
+          id: "seen-in-ci",
+          caption: "Seen in CI: triaged dumps kept with this signature, newest first (the latest 50)",
+          columns: [
+            { key: "id", label: "Kept dump", numeric: true, render: (d) => `#${d.id}` },
+            { key: "sent_at", label: "Sent", render: (d) => fmt.time(d.sent_at) },
+            { key: "sent_by", label: "By" },
+            { key: "source", label: "From", render: (d) => d.source || "–" },
+            { key: "label", label: "Label", render: (d) => `${d.label} (${d.confidence})` },
+            { key: "size", label: "Bytes", numeric: true, render: (d) => d.size.toLocaleString() },
+          ],
+          rows: kept,
+          empty: "No triaged dump was kept with this signature.",
+        })] : []));
     } catch (err) { box.replaceChildren(errorBox(err)); }
   }
   await refresh();

@@ -37,13 +37,14 @@ function farmEvidence(answer) {
     h("h3", {}, "The farm's evidence: reproduced here"),
     dl([
       ["Bucket", h("span", {}, link(href("/signatures", { key: b.key }), h("code", {}, b.signature)),
-        b.match === "exact" ? " (the same signature)" : ` (similar: ${Math.round(100 * b.similarity)}% of the stuck stacks shared)`)],
+        b.match === "exact" ? " (the same signature)" : ` (similar: ${Math.round(100 * b.similarity)}% of the stuck goroutines shared)`)],
+      ...(b.match === "exact" ? [] : [["Why this bucket", h("span", { id: "similar-reason" }, b.reason)]]),
       ["Hung runs", b.hung_runs],
       ["First run", runMark(b.first_run)],
       ["Latest run", runMark(b.latest_run)],
       ["Go versions where it appeared", b.go_versions_seen.join(", ") || "–"],
       ["Go versions where it never appeared", b.go_versions_never.join(", ") || "none (no other version was run)"],
-      ["Seen in CI", ci.replace(/^seen in CI: /, "")],
+      ["Seen in CI", seen.dumps ? link(href("/signatures", { key: seen.key }), ci.replace(/^seen in CI: /, "")) : ci.replace(/^seen in CI: /, "")],
     ]),
     table({
       id: "by-hardware",
@@ -61,7 +62,9 @@ function farmEvidence(answer) {
 function shown(answer) {
   return h("div", { id: "triage-result", class: "analysis" },
     h("h3", {}, `${answer.kind}: `, labelled(answer.label, answer.confidence)),
-    facts(answer, answer.kept_id ? [["Kept", `as triaged dump ${answer.kept_id}`]] : []),
+    facts(answer, answer.kept_id
+      ? [["Kept", `as triaged dump ${answer.kept_id}${answer.already_kept ? " (already kept: not stored again)" : ""}`]]
+      : []),
     reportParts(answer),
     farmEvidence(answer));
 }
