@@ -52,6 +52,9 @@ CRASH_KINDS = {
     "go-wrk-28-windows-thread-limit.txt": "thread-limit",
     "golang-go-38382-test2json-goroutine-panic.txt": "panic",
     "golang-go-16069-reported-stuck-was-fault.txt": "fault",
+    "kyleterry-tenyks-39-panic-idle-75179-minutes.txt": "panic",
+    "btcsim-94-markdown-indented-panic.txt": "panic",
+    "devto-reading-stack-traces-br-in-frame.txt": "panic",
 }
 
 
@@ -61,6 +64,29 @@ def test_corpus_crash_names_its_kind(name: str) -> None:
     analysis = analyze_path(CORPUS / name)
     assert analysis.signature == f"no-hang:crash:{CRASH_KINDS[name]}"
     assert analysis.stuck == []
+
+
+def test_corpus_crash_after_52_idle_days_is_no_hang_and_keeps_its_idle_goroutines() -> None:
+    """Goroutines parked for 75179 minutes are bystanders of the panic, not a hang."""
+    analysis = analyze_path(CORPUS / "kyleterry-tenyks-39-panic-idle-75179-minutes.txt")
+    assert (analysis.label, analysis.stuck) == (Label.NO_HANG, [])
+    assert analysis.goroutines == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "frames_before_header"),
+    [
+        ("alkasir-58-cut-top-connection-deadlock.txt", 9),
+        ("golang-go-10698-cut-top-unindented-mutex-306-minutes.txt", 6),
+    ],
+)
+def test_corpus_cut_top_reads_the_frames_before_the_first_header(
+    name: str, frames_before_header: int
+) -> None:
+    analysis = analyze_path(CORPUS / name)
+    assert analysis.problems[0].startswith(f"{frames_before_header} frames before the first")
+    assert any(g.state == "unknown" for g in analysis.stuck), analysis.stuck
+    assert analysis.confidence.value == "partial"
 
 
 def test_corpus_wrapped_paste_keeps_the_frames_after_a_blank_line() -> None:
