@@ -78,13 +78,15 @@ def _elf_type(data: bytes) -> int | None:
 
 def analyze_goroutine_dumps(text: str) -> list[Analysis]:
     """One analysis per dump in ``text`` (a log can hold several), in order; a test2json
-    or HTML wrapping is taken off first and said in each one's ``problems``."""
+    or HTML wrapping is taken off first and said in each one's ``problems`` (each package
+    of a ``go test -json`` log is read apart: its dumps never merge with another's)."""
     unwrapped = unwrap(text)
     # A dump shows at least one frame: "goroutine 9 [syscall]: Close -> CancelIoEx" is a
     # person's summary of a stack, not a stack, and is refused like any other prose.
     dumps = [
         dump
-        for dump in parse_goroutine_dumps(unwrapped.text)
+        for part in unwrapped.parts
+        for dump in parse_goroutine_dumps(part)
         if any(g.frames for g in dump.goroutines)
     ]
     analyses = [classify_dump(dump) for dump in dumps]

@@ -89,6 +89,12 @@ def test_corpus_cut_top_reads_the_frames_before_the_first_header(
     assert analysis.confidence.value == "partial"
 
 
+def test_corpus_br_inside_a_frame_splits_its_two_lines() -> None:
+    """A web page's `<br/>` between a frame's function and its source line."""
+    analysis = analyze_path(CORPUS / "devto-reading-stack-traces-br-in-frame.txt")
+    assert analysis.problems == ["`<br>` read as line breaks (a page's source)"]
+
+
 def test_corpus_wrapped_paste_keeps_the_frames_after_a_blank_line() -> None:
     analysis = analyze_path(CORPUS / "golang-go-15009-windows-wrapped-paste.txt")
     stuck = {g.state: g.frames for g in analysis.stuck}

@@ -190,9 +190,13 @@ def pasted(draw: st.DrawFn) -> tuple[list[tuple[str, int | None, bool, list[str]
             line = " " * draw(st.integers(1, 4)) + line
         lines.append(line)
     text = "\n".join(lines)
-    wrap = draw(st.sampled_from(["none", "html", "test2json"]))
+    wrap = draw(st.sampled_from(["none", "html", "html-br", "test2json"]))
     if wrap == "html":
         text = "<pre>" + html.escape(text) + "</pre>"
+    elif wrap == "html-br":  # a page that breaks lines with <br> (with or without a newline)
+        breaks = st.sampled_from(["<br>", "<br/>", "<br />\n", "<BR>", " <br>\n"])
+        escaped = [html.escape(line) for line in text.split("\n")]
+        text = "<div>" + "".join(line + draw(breaks) for line in escaped) + "</div>"
     elif wrap == "test2json":
         cut = draw(st.integers(1, 40))
         pieces = [text[i : i + cut] for i in range(0, len(text), cut)]
@@ -211,3 +215,36 @@ def test_pasted_dumps_read_back_the_rendered_goroutines(case) -> None:
     (dump,) = parse_goroutine_dumps(unwrap(text).text)
     got = [(g.state, g.wait_minutes, g.locked, list(g.functions)) for g in dump.goroutines]
     assert got == [(s, m, lk, fs) for s, m, lk, fs in specs]
+
+
+@st.composite
+def interleaved_packages(draw: st.DrawFn) -> tuple[list[int], str]:
+    """``go test -json ./...``: two packages' dumps, each cut into Output fields anywhere,
+    their events interleaved in any order (each package's own order kept)."""
+    specs = [draw(goroutine_specs), draw(goroutine_specs)]
+    queues = []
+    for one in specs:
+        text = render(one)
+        cut = draw(st.integers(1, 60))
+        queues.append([text[i : i + cut] for i in range(0, len(text), cut)])
+    events = []
+    spoke: list[int] = []  # packages in the order they first speak: the parts' order
+    while any(queues):
+        index = draw(st.sampled_from([i for i, q in enumerate(queues) if q]))
+        output = queues[index].pop(0)
+        events.append({"Action": "output", "Package": f"example.com/p{index}", "Output": output})
+        if index not in spoke:
+            spoke.append(index)
+    return [len(specs[i]) for i in spoke], "\n".join(json.dumps(e) for e in events) + "\n"
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(interleaved_packages())
+def test_interleaved_packages_dumps_never_merge(case) -> None:
+    counts, text = case
+    analyses = analyze_goroutine_dumps(text)
+    unwrapped = unwrap(text)
+    assert len(unwrapped.parts) == 2
+    read = [d for part in unwrapped.parts for d in parse_goroutine_dumps(part)]
+    assert [sum(1 for _ in d.goroutines) for d in read] == counts
+    assert len(analyses) == sum(1 for d in read if any(g.frames for g in d.goroutines))

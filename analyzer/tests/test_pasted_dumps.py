@@ -9,7 +9,12 @@ import html
 import json
 
 import pytest
-from reprofarm_analyzer.analysis import analyze_bytes, analyze_goroutines, detect_kind
+from reprofarm_analyzer.analysis import (
+    analyze_bytes,
+    analyze_goroutine_dumps,
+    analyze_goroutines,
+    detect_kind,
+)
 from reprofarm_analyzer.errors import NotADumpError
 from reprofarm_analyzer.goroutines import parse_goroutine_dumps
 from reprofarm_protocol.analysis import Confidence, DumpKind, Label
@@ -171,6 +176,37 @@ def test_go_test_json_output_fields_are_joined() -> None:
     a = analyze_bytes(text.encode(), name="test.json")
     assert a.label is Label.CANCELIOEX_SYNC_IO
     assert "go test -json" in a.problems[0]
+
+
+def test_br_tags_in_a_page_source_are_line_breaks() -> None:
+    """A page that breaks its lines with <br> (a blog, a rendered issue) keeps each frame's
+    function and source line apart; removing the tag would glue them into one line."""
+    page = "<div>" + "<br/>\n".join(HANG.split("\n")).replace("\t", "  ") + "</div>"
+    page = page.replace(
+        "syscall.CancelIoEx(0x1a4, 0x0)<br/>\n", "syscall.CancelIoEx(0x1a4, 0x0) <br>"
+    )
+    a = analyze_goroutines(page)
+    assert (a.label, a.confidence) == (Label.CANCELIOEX_SYNC_IO, Confidence.PARTIAL)
+    assert a.problems == ["`<br>` read as line breaks and tags removed (a page's source)"]
+
+
+def test_go_test_json_reads_each_packages_output_apart() -> None:
+    """`go test -json ./...` interleaves packages: each package's dump is read on its own."""
+    other = TIMEOUT + "goroutine 7 [chan receive, 10 minutes]:\nnet.TestAccept(0xc000100000)\n"
+    other += "\t/go/src/net/net_test.go:40 +0x1d\n"
+    streams = {"os": HANG.splitlines(keepends=True), "net": other.splitlines(keepends=True)}
+    events = []
+    for n in range(max(len(lines) for lines in streams.values())):
+        for package, lines in streams.items():
+            if n < len(lines):
+                events.append({"Action": "output", "Package": package, "Output": lines[n]})
+    text = "\n".join(json.dumps(e) for e in events) + "\n"
+    analyses = analyze_goroutine_dumps(text)
+    assert [(a.label, a.goroutines) for a in analyses] == [
+        (Label.CANCELIOEX_SYNC_IO, 2),
+        (Label.OTHER_HANG, 1),
+    ]
+    assert "2 packages' output read apart" in analyses[0].problems[0]
 
 
 def test_ci_runner_prefixes_with_step_names_are_stripped() -> None:
