@@ -96,6 +96,8 @@ def test_any_bytes_decoded_analyse_without_raising(data: bytes) -> None:
 
 
 notes = st.sampled_from(["<- stuck here", "// blocked", "<-- HERE", "# the reader", "--> why?"])
+marks = st.sampled_from(["--> ", "->", ">>> ", "=> ", "* ", "→ ", "> "])
+"""What a person puts before a frame to point at it."""
 
 
 @st.composite
@@ -178,17 +180,25 @@ def test_whole_frame_tokens_read_like_line_by_line(text: str) -> None:
 @st.composite
 def pasted(draw: st.DrawFn) -> tuple[list[tuple[str, int | None, bool, list[str]]], str]:
     """A rendered dump, then what a person does to it before pasting: notes after headers
-    and frames, indentation by hand, and one of the wrappings (HTML source, test2json)."""
+    and frames, marks before frames, a blank line under a header, indentation by hand, and
+    one of the wrappings (HTML source, a page's <br> lines, test2json)."""
     specs = draw(goroutine_specs)
     lines = []
     for line in render(specs).split("\n"):
-        if line.startswith("goroutine ") and draw(st.booleans()):
+        header = line.startswith("goroutine ")
+        if header and draw(st.booleans()):
             line += "   " + draw(notes)
         elif line.startswith("\t") and draw(st.booleans()):
             line = " " * draw(st.integers(2, 8)) + line.strip() + "  " + draw(notes)
-        elif line and not line.startswith(("goroutine ", "\t")) and draw(st.booleans()):
-            line = " " * draw(st.integers(1, 4)) + line
+        elif line and not header and not line.startswith("\t"):
+            how = draw(st.sampled_from(["none", "indent", "mark"]))
+            if how == "indent":
+                line = " " * draw(st.integers(1, 4)) + line
+            elif how == "mark":
+                line = draw(marks) + line
         lines.append(line)
+        if header and draw(st.integers(0, 3)) == 0:
+            lines.append("")  # a blank line between the header and its frames
     text = "\n".join(lines)
     wrap = draw(st.sampled_from(["none", "html", "html-br", "test2json"]))
     if wrap == "html":

@@ -75,6 +75,48 @@ def test_notes_after_headers_and_frames_are_set_aside() -> None:
     assert any("never returns" in p for p in a.problems), a.problems
 
 
+def test_marked_single_frames_are_read_not_refused() -> None:
+    """A person who pastes only the frame that matters, with a mark before it: each
+    goroutine has one frame, which the mark used to make unreadable (no frame at all: the
+    text was refused as prose). Read, with the marks in ``problems``; single frames make
+    the label weak."""
+    text = (
+        TIMEOUT
+        + "goroutine 21 [syscall, 9 minutes]:   <- the closer\n"
+        + "--> syscall.CancelIoEx(0x1a4, 0x0)\n\n"
+        + "goroutine 20 [syscall, 9 minutes]:\n"
+        + ">>> syscall.ReadFile(...)   <- never returns\n"
+    )
+    a = analyze_goroutines(text)
+    assert (a.label, a.confidence) == (Label.CANCELIOEX_SYNC_IO, Confidence.WEAK)
+    assert any("mark before a frame set aside: '-->'" in p for p in a.problems), a.problems
+    assert any("mark before a frame set aside: '>>>'" in p for p in a.problems), a.problems
+
+
+def test_a_blank_line_under_an_annotated_header_keeps_its_frame() -> None:
+    """Go prints no blank line between a header and its frames: a person's paste did."""
+    text = (
+        TIMEOUT + "goroutine 5 [chan receive, 12 minutes]:   <- stuck here\n\n"
+        "main.main()   // waits on done\n\t/src/main.go:9 +0x1d\n"
+    )
+    a = analyze_goroutines(text)
+    assert (a.label, a.confidence) == (Label.OTHER_HANG, Confidence.WEAK)
+    assert a.signature == "other-hang:chan receive@main.main"
+    assert any("blank line after the header of goroutine 5: joined" in p for p in a.problems)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "goroutine 9 [syscall]:\n\n--> Close -> CancelIoEx -> ReadFile\n",
+        "goroutine 9 [syscall]:  <- stuck\n\n* it never returns from CancelIoEx\n",
+    ],
+)
+def test_marks_and_blank_lines_do_not_turn_prose_into_frames(text: str) -> None:
+    with pytest.raises(NotADumpError):
+        analyze_goroutines(text)
+
+
 def test_hand_indentation_and_elisions_are_read() -> None:
     lines = []
     for line in HANG.split("\n"):
