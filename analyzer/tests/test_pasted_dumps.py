@@ -153,9 +153,42 @@ def test_reader_without_its_header_is_half_a_pattern_not_a_guess() -> None:
     a = analyze_goroutines(cut)
     assert a.label is Label.OTHER_HANG
     assert "syscall.CancelIoEx" in a.signature
-    reasons = [e.detail for e in a.evidence if e.rule == "cancelioex-with-sync-io"]
+    reasons = [e for e in a.evidence if e.rule == "cancelioex-with-sync-io"]
     assert len(reasons) == 1, a.evidence
-    assert "half of the pattern" in reasons[0]
+    detail = reasons[0].detail
+    # Which frames were found, where, and which are missing, with the nearest miss.
+    assert detail.startswith(
+        "not applied, half of the pattern: found canceller: syscall.CancelIoEx in goroutine 21;"
+        " missing sync-io: one of golang.org/x/sys/windows.ReadFile,"
+    ), detail
+    assert "innermost 8 frames, in state syscall" in detail
+    assert detail.endswith("(goroutine -1 has syscall.ReadFile, but in state unknown)"), detail
+    assert reasons[0].goroutines == [21]
+
+
+def test_half_pattern_says_when_no_goroutine_has_the_missing_frames() -> None:
+    a = analyze_goroutines(TIMEOUT + CANCELLER)
+    (reason,) = [e.detail for e in a.evidence if e.rule == "cancelioex-with-sync-io"]
+    assert reason.endswith("(no stuck goroutine has any of these frames)"), reason
+
+
+def test_half_pattern_names_the_caller_a_lock_role_needs() -> None:
+    """A goroutine in Mutex.Lock, but not under hangtest's lockRightThenLeft."""
+    left = (
+        "goroutine 8 [sync.Mutex.Lock]:\nsync.(*Mutex).Lock(0xc0000a0010)\n"
+        "\t/go/src/sync/mutex.go:90 +0x45\nmain.lockLeftThenRight(0xc0000a0000)\n"
+        "\t/src/hangtest/scenario_control.go:70 +0x5d\n\n"
+        "goroutine 9 [sync.Mutex.Lock]:\nsync.(*Mutex).Lock(0xc0000a0018)\n"
+        "\t/go/src/sync/mutex.go:90 +0x45\nmain.other(0xc0000a0000)\n"
+        "\t/src/hangtest/other.go:12 +0x5d\n"
+    )
+    a = analyze_goroutines(TIMEOUT + left)
+    (reason,) = [e.detail for e in a.evidence if e.rule == "control-lock-inversion"]
+    assert "found left-then-right: sync.(*Mutex).Lock in goroutine 8" in reason, reason
+    assert "called from main.lockRightThenLeft" in reason
+    assert "goroutine 9 has sync.(*Mutex).Lock, but not called from main.lockRightThenLeft" in (
+        reason
+    )
 
 
 def test_stack_without_any_header_is_a_weak_dump() -> None:
