@@ -44,6 +44,15 @@ LOOKED_FOR = (
     " text, HTML or `go test -json` output; found none"
 )
 """What an unreadable text is told: the one message of the CLI (exit 2) and the api (422)."""
+_PPROF_DEBUG1 = re.compile(r"^goroutine profile: total \d+\s*$", re.MULTILINE)
+"""``/debug/pprof/goroutine?debug=1`` (``runtime/pprof.writeGoroutine``, ``printCountProfile``):
+stacks counted by program counter, with neither goroutine ids nor states. Refused, with a
+pointer to the form that is a traceback."""
+PPROF_DEBUG1 = (
+    "a pprof goroutine profile with debug=1 (`goroutine profile: total N`, stacks counted by"
+    " program counter, no goroutine states): not a traceback; fetch"
+    " /debug/pprof/goroutine?debug=2 instead"
+)
 SIDECAR_SUFFIX = ".exports.json"
 """Name of a minidump's export sidecar: ``process-1.dmp`` -> ``process-1.dmp.exports.json``."""
 
@@ -112,7 +121,8 @@ def analyze_goroutines(text: str, *, name: str = "<text>") -> Analysis:
     refused, never called ``no-hang``."""
     analyses = analyze_goroutine_dumps(text)
     if not analyses:
-        raise NotADumpError(name, LOOKED_FOR)
+        pprof = "goroutine profile: " in text and _PPROF_DEBUG1.search(text) is not None
+        raise NotADumpError(name, f"{PPROF_DEBUG1}; {LOOKED_FOR}" if pprof else LOOKED_FOR)
     index = _most_specific(analyses)
     chosen = analyses[index]
     if len(analyses) == 1:

@@ -47,6 +47,13 @@ def test_corpus_text_that_is_no_dump_is_refused(name: str) -> None:
     assert "goroutine header" in caught.value.reason
 
 
+def test_corpus_pprof_debug1_is_refused_with_a_pointer_to_debug2() -> None:
+    with pytest.raises(NotADumpError) as caught:
+        analyze_path(CORPUS / "testground-686-pprof-debug1-windows-readfile.txt")
+    assert caught.value.reason.startswith("a pprof goroutine profile with debug=1")
+    assert "/debug/pprof/goroutine?debug=2" in caught.value.reason
+
+
 CRASH_KINDS = {
     "golang-go-11710-windows-cgo-exception.txt": "exception-0xc0000005",
     "go-wrk-28-windows-thread-limit.txt": "thread-limit",
