@@ -117,6 +117,8 @@ def mutated_dumps(draw: st.DrawFn) -> str:
                     "crlf",
                     "prefix",
                     "garble",
+                    "mark",
+                    "br",
                 ]
             )
         )
@@ -137,6 +139,12 @@ def mutated_dumps(draw: st.DrawFn) -> str:
             lines.insert(at, draw(st.text(max_size=80)))
         elif op == "crlf":
             lines = [line + "\r" for line in lines]
+        elif op == "mark" and lines:  # a person points at a line
+            lines[at] = draw(marks) + lines[at]
+        elif op == "br" and lines:  # a page joined this line and the next with <br>
+            lines[at : at + 2] = [
+                draw(st.sampled_from(["<br>", " <br/> "])).join(lines[at : at + 2])
+            ]
         elif op == "prefix":
             stamp = draw(st.from_regex(r"[0-9T:.\- Z]{0,30}", fullmatch=True))
             lines = [stamp + line for line in lines]
