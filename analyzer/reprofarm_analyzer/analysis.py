@@ -44,6 +44,15 @@ LOOKED_FOR = (
     " text, HTML or `go test -json` output; found none"
 )
 """What an unreadable text is told: the one message of the CLI (exit 2) and the api (422)."""
+_PPROF_DEBUG1 = re.compile(r"^goroutine profile: total \d+\s*$", re.MULTILINE)
+"""``/debug/pprof/goroutine?debug=1`` (``runtime/pprof.writeGoroutine``, ``printCountProfile``):
+stacks counted by program counter, with neither goroutine ids nor states. Refused, with a
+pointer to the form that is a traceback."""
+PPROF_DEBUG1 = (
+    "a pprof goroutine profile with debug=1 (`goroutine profile: total N`, stacks counted by"
+    " program counter, no goroutine states): not a traceback; fetch"
+    " /debug/pprof/goroutine?debug=2 instead"
+)
 SIDECAR_SUFFIX = ".exports.json"
 """Name of a minidump's export sidecar: ``process-1.dmp`` -> ``process-1.dmp.exports.json``."""
 
@@ -78,13 +87,15 @@ def _elf_type(data: bytes) -> int | None:
 
 def analyze_goroutine_dumps(text: str) -> list[Analysis]:
     """One analysis per dump in ``text`` (a log can hold several), in order; a test2json
-    or HTML wrapping is taken off first and said in each one's ``problems``."""
+    or HTML wrapping is taken off first and said in each one's ``problems`` (each package
+    of a ``go test -json`` log is read apart: its dumps never merge with another's)."""
     unwrapped = unwrap(text)
     # A dump shows at least one frame: "goroutine 9 [syscall]: Close -> CancelIoEx" is a
     # person's summary of a stack, not a stack, and is refused like any other prose.
     dumps = [
         dump
-        for dump in parse_goroutine_dumps(unwrapped.text)
+        for part in unwrapped.parts
+        for dump in parse_goroutine_dumps(part)
         if any(g.frames for g in dump.goroutines)
     ]
     analyses = [classify_dump(dump) for dump in dumps]
@@ -110,7 +121,8 @@ def analyze_goroutines(text: str, *, name: str = "<text>") -> Analysis:
     refused, never called ``no-hang``."""
     analyses = analyze_goroutine_dumps(text)
     if not analyses:
-        raise NotADumpError(name, LOOKED_FOR)
+        pprof = "goroutine profile: " in text and _PPROF_DEBUG1.search(text) is not None
+        raise NotADumpError(name, f"{PPROF_DEBUG1}; {LOOKED_FOR}" if pprof else LOOKED_FOR)
     index = _most_specific(analyses)
     chosen = analyses[index]
     if len(analyses) == 1:

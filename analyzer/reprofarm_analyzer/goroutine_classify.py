@@ -192,7 +192,9 @@ def _signature(rule: Rule, matches: list[list[_Match]], context: DumpContext) ->
 
 def _half_pattern(rule: Rule, stuck: list[StackGroup], context: DumpContext) -> list[Evidence]:
     """A rule of several roles that some stuck goroutines fill and none fill the rest: why
-    it did not fire (a reader cut off, a canceller whose reader is not in the text)."""
+    it did not fire (a reader cut off, a canceller whose reader is not in the text). Says
+    which frames were found, in which goroutines, and which frames are missing, with the
+    nearest miss: a goroutine that has the frame but not the state (its header was cut)."""
     if len(rule.roles) < 2 or (rule.triggers and context.trigger not in rule.triggers):
         return []
     filled = [[m for g in stuck if (m := _fill(role, g)) is not None] for role in rule.roles]
@@ -202,18 +204,61 @@ def _half_pattern(rule: Rule, stuck: list[StackGroup], context: DumpContext) -> 
     missing: list[str] = []
     for role, found in zip(rule.roles, filled, strict=True):
         if found:
-            ids = ", ".join(str(g.id) for m in found for g in m.group.members[:5])
-            present.append(f"{role.name} (goroutines {ids})")
+            present.append(_found_role(role, found))
         else:
-            states = f", state {'/'.join(sorted(role.states))}" if role.states else ""
-            missing.append(f"{role.name} ({role.why}{states})")
+            missing.append(_missing_role(role, stuck))
     return [
         Evidence(
             rule=rule.name,
-            detail=f"not applied, half of the pattern: {'; '.join(present)} found, no stuck"
-            f" goroutine is {'; '.join(missing)}",
+            detail=f"not applied, half of the pattern: found {'; '.join(present)};"
+            f" missing {'; '.join(missing)}",
+            goroutines=sorted(g.id for found in filled for m in found for g in m.group.members)[
+                :MAX_IDS
+            ],
         )
     ]
+
+
+def _found_role(role: Role, found: list[_Match]) -> str:
+    """``canceller: syscall.CancelIoEx in goroutine 21``."""
+    where = []
+    for match in found[:3]:
+        frame = match.group.functions[match.anchor] if match.anchor >= 0 else match.group.state
+        where.append(f"{frame} in {_goroutines(match.group)}")
+    more = f" and {len(found) - 3} more stacks" if len(found) > 3 else ""
+    return f"{role.name}: {', '.join(where)}{more}"
+
+
+def _missing_role(role: Role, stuck: list[StackGroup]) -> str:
+    """``sync-io: one of syscall.ReadFile, ... among a stuck goroutine's innermost 8 frames,
+    in state syscall (goroutine -1 has syscall.ReadFile, but in state unknown)``."""
+    needs = f"one of {', '.join(sorted(role.anchors))} among a stuck goroutine's innermost"
+    needs += f" {role.depth} frames"
+    if role.under:
+        needs += f", called from {' or '.join(sorted(role.under))}"
+    if role.states:
+        needs += f", in state {' or '.join(sorted(role.states))}"
+    near = []
+    for group in stuck:
+        hits = [f for f in group.functions[: role.depth] if f in role.anchors]
+        if not hits:
+            continue
+        if role.states and group.state not in role.states:
+            why = f"in state {group.state}"
+        else:
+            why = f"not called from {' or '.join(sorted(role.under))}"
+        near.append(f"{_goroutines(group)} has {hits[-1]}, but {why}")
+    found = "; ".join(near[:3]) if near else "no stuck goroutine has any of these frames"
+    return f"{role.name}: {needs} ({found})"
+
+
+def _goroutines(group: StackGroup) -> str:
+    """``goroutine 21`` or ``goroutines 3, 4, 5, 6, 7 (of 40)``."""
+    ids = ", ".join(str(g.id) for g in group.members[:5])
+    count = len(group.members)
+    if count == 1:
+        return f"goroutine {ids}"
+    return f"goroutines {ids}" + (f" (of {count})" if count > 5 else "")
 
 
 def _confidence(

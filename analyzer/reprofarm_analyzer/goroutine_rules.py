@@ -26,7 +26,11 @@ from reprofarm_protocol.analysis import Label
 
 from reprofarm_analyzer.dump_context import HANG_TRIGGERS, Trigger
 
-RULES_VERSION = 2
+RULES_VERSION = 3
+"""2 named the crash kind in crash signatures. 3: pasted text reads differently (a mark before
+a frame, a blank line under a header, a page's ``<br>`` and tags, ``go test -json`` output
+per package) and a half pattern's evidence names the frames found and missing: a kept pasted
+dump may get another label, and every stored report's evidence is redone."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,11 @@ How it reads:
 * Lines outside goroutine blocks are kept as the dump's preamble or trailer: they are what
   tells a hang from a crash (``dump_context``).
 * A dump cut off mid-goroutine keeps what was read; the goroutine is marked ``truncated``.
-* Pasted by hand: a note after a header or frame (``<- stuck here``) is set aside, a line
-  of dots (``...``, ``(...)``) marks frames left out, frames before the first header (a cut
-  top) become a goroutine without header (``headerless``). Each is a line in ``problems``.
+* Pasted by hand: a note after a header or frame (``<- stuck here``) or a mark before a
+  frame (``--> main.f(...)``) is set aside, a line of dots (``...``, ``(...)``) marks frames
+  left out, a blank line after a header or inside a goroutine is closed up (Go prints
+  neither), frames before the first header (a cut top) become a goroutine without header
+  (``headerless``). Each is a line in ``problems``.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class _Parser:
         self.last_kind = ""
         self.wrapped: list[str] = []
         self.fragment = ""  # the first part of a source line wrapped onto the next
-        self.reopenable: Goroutine | None = None  # ended by a blank line after a frame
+        self.reopenable: Goroutine | None = None  # ended by a blank line (Go prints none)
         self.awaiting_creator_file = False
         self.orphan_problem = ""
 
@@ -176,12 +178,14 @@ class _Parser:
         reopened = self.reopenable
         if reopened is not None and stripped and not self.gap:
             self.reopenable = None
-            if tl.function_name(stripped) is not None:
+            if tl.noted_function(stripped) is not None:
                 # Go never prints a frame right after a blank line: a paste split the
-                # goroutine (an editor, a terminal). The frames stay with it.
-                self._problem(number, f"blank line inside goroutine {reopened.id}: joined")
+                # goroutine (an editor, a terminal, a person who wrote under the header).
+                # The frames stay with it.
+                where = "inside goroutine" if reopened.frames else "after the header of goroutine"
+                self._problem(number, f"blank line {where} {reopened.id}: joined")
                 self.current = reopened
-                self.last_kind = "file"
+                self.last_kind = "file" if reopened.frames else "header"
                 self._block_line(number, line)
                 return
         if tl.PARTIAL_HEADER.match(stripped):
@@ -264,6 +268,11 @@ class _Parser:
             self._problem(
                 number, f"frames of goroutine {goroutine.id} left out by hand: {line[:40]!r}"
             )
+        elif (marked := tl.split_marker(line)) is not None and tl.noted_function(
+            marked[0]
+        ) is not None:
+            self._problem(number, f"mark before a frame set aside: {marked[1][:20]!r}")
+            self._block_line(number, marked[0])
         elif (noted := tl.split_annotation(line)) is not None:
             self._problem(number, f"note after a frame set aside: {noted[1][:60]!r}")
             self._block_line(number, noted[0])
@@ -333,7 +342,7 @@ class _Parser:
     def _end_block(self) -> None:
         self._salvage_wrapped()
         self.fragment = ""
-        if self.current is not None and self.last_kind == "file":
+        if self.current is not None and self.last_kind in ("file", "header"):
             self.reopenable = self.current
         self.current = None
         self.awaiting_creator_file = False
@@ -394,6 +403,9 @@ def _headerless(lines: list[str], prefix: re.Pattern[str] | None) -> list[Gorout
         line = _unprefixed(raw, prefix)
         if tl.DUMP_START.search(line):
             after_crash = True
+        marked = tl.split_marker(line)
+        if marked is not None and tl.noted_function(marked[0]) is not None:
+            line = marked[0]
         noted = tl.split_annotation(line)
         if noted is not None and tl.function_name(line) is None:
             line = noted[0]

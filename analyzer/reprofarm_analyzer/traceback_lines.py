@@ -58,6 +58,9 @@ _DIGITS = re.compile(r"(\d+)")
 _STATE_FLAGS = (" (scan)", " (leaked)")
 _ANNOTATION = re.compile(r"^(.*?\S)[ \t]+(?:<-+|<=+|←|-+>|=+>|//|#|\*{3}|!{2,}).*$")
 """A note after a frame or source line: ``main.f(...)   <- blocked here``."""
+_MARKER = re.compile(r"^(?:-+>|=+>|>+|→|➜|⇒|\*+|<-+|<=+)[ \t]*(?=\S)")
+"""A mark a person put before a frame to point at it: ``--> main.f(...)``, ``>>> main.f(...)``,
+``* main.f(...)``. Go never starts a frame with any of these."""
 _HAND_ELIDED = re.compile(r"^[\[(]?(?:\.{3,}|…)[\])]?(?:\s.*)?$")
 """Frames a person left out: ``...``, ``(...)``, ``[...]``, ``… 12 more frames``."""
 
@@ -132,7 +135,7 @@ def plain_function(name: str) -> bool:
         bool(name)
         and " " not in name
         and "\t" not in name
-        and not name.startswith(("(", "[", "#", "-", "*", "="))
+        and not name.startswith(("(", "[", "#", "-", "*", "=", ">"))
     )
 
 
@@ -190,6 +193,26 @@ def split_annotation(line: str) -> tuple[str, str] | None:
     if m is None:
         return None
     return m.group(1), line[m.end(1) :].strip()
+
+
+def split_marker(line: str) -> tuple[str, str] | None:
+    """``-->  main.f(0x1)`` -> (``main.f(0x1)``, ``-->``); None without a mark before it."""
+    m = _MARKER.match(line)
+    if m is None:
+        return None
+    return line[m.end() :], line[: m.end()].strip()
+
+
+def noted_function(line: str) -> str | None:
+    """The function of a frame line a person marked (``--> main.f(0x1)``) or annotated
+    (``main.f(0x1)  <- here``), or of a plain one; None if the line is no frame."""
+    marked = split_marker(line)
+    if marked is not None:
+        line = marked[0]
+    name = function_name(line)
+    if name is None and (noted := split_annotation(line)) is not None:
+        name = function_name(noted[0])
+    return name
 
 
 def path_fragment(line: str) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from reprofarm_analyzer.bounded import analyze_bounded
 from reprofarm_analyzer.compressed import expanded
-from reprofarm_analyzer.errors import DumpLimitError
+from reprofarm_analyzer.errors import DumpLimitError, NotADumpError
 from reprofarm_protocol.analysis import AnalysisLimits, Label
 
 from tests.gzip_bomb import MIB, write_bomb
@@ -138,3 +138,20 @@ def test_a_dump_within_the_limits_is_analysed_as_before(tmp_path):
     packed = tmp_path / "goroutines-1.txt.gz"
     packed.write_bytes(gzip.compress(CONTROL.read_bytes()))
     assert analyze_bounded(packed, scratch=tmp_path / "s").label is Label.CONTROL_DEADLOCK
+
+
+def test_a_gzipped_paste_that_is_no_dump_is_refused_as_text_is(tmp_path):
+    """What triage does with a gzip'd body: expanded within the limits, then read as text."""
+    packed = tmp_path / "paste.txt.gz"
+    packed.write_bytes(gzip.compress(b"Close() -> CancelIoEx -> waits for the reader\n"))
+    with pytest.raises(NotADumpError, match="goroutine header"):
+        analyze_bounded(packed, scratch=tmp_path / "s")
+
+
+def test_a_cut_gzip_is_an_error_that_names_it(tmp_path):
+    """A gzip cut short (a partial download): OSError with the reason, which triage turns
+    into a 422 and ``reprofarm analyze`` into exit 2."""
+    packed = tmp_path / "goroutines-1.txt.gz"
+    packed.write_bytes(gzip.compress(CONTROL.read_bytes())[:200])
+    with pytest.raises(OSError, match=r"end-of-stream|Compressed file ended"):
+        analyze_bounded(packed, scratch=tmp_path / "s")

@@ -47,11 +47,21 @@ def test_corpus_text_that_is_no_dump_is_refused(name: str) -> None:
     assert "goroutine header" in caught.value.reason
 
 
+def test_corpus_pprof_debug1_is_refused_with_a_pointer_to_debug2() -> None:
+    with pytest.raises(NotADumpError) as caught:
+        analyze_path(CORPUS / "testground-686-pprof-debug1-windows-readfile.txt")
+    assert caught.value.reason.startswith("a pprof goroutine profile with debug=1")
+    assert "/debug/pprof/goroutine?debug=2" in caught.value.reason
+
+
 CRASH_KINDS = {
     "golang-go-11710-windows-cgo-exception.txt": "exception-0xc0000005",
     "go-wrk-28-windows-thread-limit.txt": "thread-limit",
     "golang-go-38382-test2json-goroutine-panic.txt": "panic",
     "golang-go-16069-reported-stuck-was-fault.txt": "fault",
+    "kyleterry-tenyks-39-panic-idle-75179-minutes.txt": "panic",
+    "btcsim-94-markdown-indented-panic.txt": "panic",
+    "devto-reading-stack-traces-br-in-frame.txt": "panic",
 }
 
 
@@ -61,6 +71,35 @@ def test_corpus_crash_names_its_kind(name: str) -> None:
     analysis = analyze_path(CORPUS / name)
     assert analysis.signature == f"no-hang:crash:{CRASH_KINDS[name]}"
     assert analysis.stuck == []
+
+
+def test_corpus_crash_after_52_idle_days_is_no_hang_and_keeps_its_idle_goroutines() -> None:
+    """Goroutines parked for 75179 minutes are bystanders of the panic, not a hang."""
+    analysis = analyze_path(CORPUS / "kyleterry-tenyks-39-panic-idle-75179-minutes.txt")
+    assert (analysis.label, analysis.stuck) == (Label.NO_HANG, [])
+    assert analysis.goroutines == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "frames_before_header"),
+    [
+        ("alkasir-58-cut-top-connection-deadlock.txt", 9),
+        ("golang-go-10698-cut-top-unindented-mutex-306-minutes.txt", 6),
+    ],
+)
+def test_corpus_cut_top_reads_the_frames_before_the_first_header(
+    name: str, frames_before_header: int
+) -> None:
+    analysis = analyze_path(CORPUS / name)
+    assert analysis.problems[0].startswith(f"{frames_before_header} frames before the first")
+    assert any(g.state == "unknown" for g in analysis.stuck), analysis.stuck
+    assert analysis.confidence.value == "partial"
+
+
+def test_corpus_br_inside_a_frame_splits_its_two_lines() -> None:
+    """A web page's `<br/>` between a frame's function and its source line."""
+    analysis = analyze_path(CORPUS / "devto-reading-stack-traces-br-in-frame.txt")
+    assert analysis.problems == ["`<br>` read as line breaks (a page's source)"]
 
 
 def test_corpus_wrapped_paste_keeps_the_frames_after_a_blank_line() -> None:

@@ -96,6 +96,8 @@ def test_any_bytes_decoded_analyse_without_raising(data: bytes) -> None:
 
 
 notes = st.sampled_from(["<- stuck here", "// blocked", "<-- HERE", "# the reader", "--> why?"])
+marks = st.sampled_from(["--> ", "->", ">>> ", "=> ", "* ", "→ ", "> "])
+"""What a person puts before a frame to point at it."""
 
 
 @st.composite
@@ -115,6 +117,8 @@ def mutated_dumps(draw: st.DrawFn) -> str:
                     "crlf",
                     "prefix",
                     "garble",
+                    "mark",
+                    "br",
                 ]
             )
         )
@@ -135,6 +139,12 @@ def mutated_dumps(draw: st.DrawFn) -> str:
             lines.insert(at, draw(st.text(max_size=80)))
         elif op == "crlf":
             lines = [line + "\r" for line in lines]
+        elif op == "mark" and lines:  # a person points at a line
+            lines[at] = draw(marks) + lines[at]
+        elif op == "br" and lines:  # a page joined this line and the next with <br>
+            lines[at : at + 2] = [
+                draw(st.sampled_from(["<br>", " <br/> "])).join(lines[at : at + 2])
+            ]
         elif op == "prefix":
             stamp = draw(st.from_regex(r"[0-9T:.\- Z]{0,30}", fullmatch=True))
             lines = [stamp + line for line in lines]
@@ -178,21 +188,33 @@ def test_whole_frame_tokens_read_like_line_by_line(text: str) -> None:
 @st.composite
 def pasted(draw: st.DrawFn) -> tuple[list[tuple[str, int | None, bool, list[str]]], str]:
     """A rendered dump, then what a person does to it before pasting: notes after headers
-    and frames, indentation by hand, and one of the wrappings (HTML source, test2json)."""
+    and frames, marks before frames, a blank line under a header, indentation by hand, and
+    one of the wrappings (HTML source, a page's <br> lines, test2json)."""
     specs = draw(goroutine_specs)
     lines = []
     for line in render(specs).split("\n"):
-        if line.startswith("goroutine ") and draw(st.booleans()):
+        header = line.startswith("goroutine ")
+        if header and draw(st.booleans()):
             line += "   " + draw(notes)
         elif line.startswith("\t") and draw(st.booleans()):
             line = " " * draw(st.integers(2, 8)) + line.strip() + "  " + draw(notes)
-        elif line and not line.startswith(("goroutine ", "\t")) and draw(st.booleans()):
-            line = " " * draw(st.integers(1, 4)) + line
+        elif line and not header and not line.startswith("\t"):
+            how = draw(st.sampled_from(["none", "indent", "mark"]))
+            if how == "indent":
+                line = " " * draw(st.integers(1, 4)) + line
+            elif how == "mark":
+                line = draw(marks) + line
         lines.append(line)
+        if header and draw(st.integers(0, 3)) == 0:
+            lines.append("")  # a blank line between the header and its frames
     text = "\n".join(lines)
-    wrap = draw(st.sampled_from(["none", "html", "test2json"]))
+    wrap = draw(st.sampled_from(["none", "html", "html-br", "test2json"]))
     if wrap == "html":
         text = "<pre>" + html.escape(text) + "</pre>"
+    elif wrap == "html-br":  # a page that breaks lines with <br> (with or without a newline)
+        breaks = st.sampled_from(["<br>", "<br/>", "<br />\n", "<BR>", " <br>\n"])
+        escaped = [html.escape(line) for line in text.split("\n")]
+        text = "<div>" + "".join(line + draw(breaks) for line in escaped) + "</div>"
     elif wrap == "test2json":
         cut = draw(st.integers(1, 40))
         pieces = [text[i : i + cut] for i in range(0, len(text), cut)]
@@ -211,3 +233,36 @@ def test_pasted_dumps_read_back_the_rendered_goroutines(case) -> None:
     (dump,) = parse_goroutine_dumps(unwrap(text).text)
     got = [(g.state, g.wait_minutes, g.locked, list(g.functions)) for g in dump.goroutines]
     assert got == [(s, m, lk, fs) for s, m, lk, fs in specs]
+
+
+@st.composite
+def interleaved_packages(draw: st.DrawFn) -> tuple[list[int], str]:
+    """``go test -json ./...``: two packages' dumps, each cut into Output fields anywhere,
+    their events interleaved in any order (each package's own order kept)."""
+    specs = [draw(goroutine_specs), draw(goroutine_specs)]
+    queues = []
+    for one in specs:
+        text = render(one)
+        cut = draw(st.integers(1, 60))
+        queues.append([text[i : i + cut] for i in range(0, len(text), cut)])
+    events = []
+    spoke: list[int] = []  # packages in the order they first speak: the parts' order
+    while any(queues):
+        index = draw(st.sampled_from([i for i, q in enumerate(queues) if q]))
+        output = queues[index].pop(0)
+        events.append({"Action": "output", "Package": f"example.com/p{index}", "Output": output})
+        if index not in spoke:
+            spoke.append(index)
+    return [len(specs[i]) for i in spoke], "\n".join(json.dumps(e) for e in events) + "\n"
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(interleaved_packages())
+def test_interleaved_packages_dumps_never_merge(case) -> None:
+    counts, text = case
+    analyses = analyze_goroutine_dumps(text)
+    unwrapped = unwrap(text)
+    assert len(unwrapped.parts) == 2
+    read = [d for part in unwrapped.parts for d in parse_goroutine_dumps(part)]
+    assert [sum(1 for _ in d.goroutines) for d in read] == counts
+    assert len(analyses) == sum(1 for d in read if any(g.frames for g in d.goroutines))

@@ -9,9 +9,15 @@ import html
 import json
 
 import pytest
-from reprofarm_analyzer.analysis import analyze_bytes, analyze_goroutines, detect_kind
+from reprofarm_analyzer.analysis import (
+    analyze_bytes,
+    analyze_goroutine_dumps,
+    analyze_goroutines,
+    detect_kind,
+)
 from reprofarm_analyzer.errors import NotADumpError
 from reprofarm_analyzer.goroutines import parse_goroutine_dumps
+from reprofarm_analyzer.pasted import unwrap
 from reprofarm_protocol.analysis import Confidence, DumpKind, Label
 
 TIMEOUT = "panic: test timed out after 10m0s\n\n"
@@ -70,6 +76,48 @@ def test_notes_after_headers_and_frames_are_set_aside() -> None:
     assert any("never returns" in p for p in a.problems), a.problems
 
 
+def test_marked_single_frames_are_read_not_refused() -> None:
+    """A person who pastes only the frame that matters, with a mark before it: each
+    goroutine has one frame, which the mark used to make unreadable (no frame at all: the
+    text was refused as prose). Read, with the marks in ``problems``; single frames make
+    the label weak."""
+    text = (
+        TIMEOUT
+        + "goroutine 21 [syscall, 9 minutes]:   <- the closer\n"
+        + "--> syscall.CancelIoEx(0x1a4, 0x0)\n\n"
+        + "goroutine 20 [syscall, 9 minutes]:\n"
+        + ">>> syscall.ReadFile(...)   <- never returns\n"
+    )
+    a = analyze_goroutines(text)
+    assert (a.label, a.confidence) == (Label.CANCELIOEX_SYNC_IO, Confidence.WEAK)
+    assert any("mark before a frame set aside: '-->'" in p for p in a.problems), a.problems
+    assert any("mark before a frame set aside: '>>>'" in p for p in a.problems), a.problems
+
+
+def test_a_blank_line_under_an_annotated_header_keeps_its_frame() -> None:
+    """Go prints no blank line between a header and its frames: a person's paste did."""
+    text = (
+        TIMEOUT + "goroutine 5 [chan receive, 12 minutes]:   <- stuck here\n\n"
+        "main.main()   // waits on done\n\t/src/main.go:9 +0x1d\n"
+    )
+    a = analyze_goroutines(text)
+    assert (a.label, a.confidence) == (Label.OTHER_HANG, Confidence.WEAK)
+    assert a.signature == "other-hang:chan receive@main.main"
+    assert any("blank line after the header of goroutine 5: joined" in p for p in a.problems)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "goroutine 9 [syscall]:\n\n--> Close -> CancelIoEx -> ReadFile\n",
+        "goroutine 9 [syscall]:  <- stuck\n\n* it never returns from CancelIoEx\n",
+    ],
+)
+def test_marks_and_blank_lines_do_not_turn_prose_into_frames(text: str) -> None:
+    with pytest.raises(NotADumpError):
+        analyze_goroutines(text)
+
+
 def test_hand_indentation_and_elisions_are_read() -> None:
     lines = []
     for line in HANG.split("\n"):
@@ -106,9 +154,42 @@ def test_reader_without_its_header_is_half_a_pattern_not_a_guess() -> None:
     a = analyze_goroutines(cut)
     assert a.label is Label.OTHER_HANG
     assert "syscall.CancelIoEx" in a.signature
-    reasons = [e.detail for e in a.evidence if e.rule == "cancelioex-with-sync-io"]
+    reasons = [e for e in a.evidence if e.rule == "cancelioex-with-sync-io"]
     assert len(reasons) == 1, a.evidence
-    assert "half of the pattern" in reasons[0]
+    detail = reasons[0].detail
+    # Which frames were found, where, and which are missing, with the nearest miss.
+    assert detail.startswith(
+        "not applied, half of the pattern: found canceller: syscall.CancelIoEx in goroutine 21;"
+        " missing sync-io: one of golang.org/x/sys/windows.ReadFile,"
+    ), detail
+    assert "innermost 8 frames, in state syscall" in detail
+    assert detail.endswith("(goroutine -1 has syscall.ReadFile, but in state unknown)"), detail
+    assert reasons[0].goroutines == [21]
+
+
+def test_half_pattern_says_when_no_goroutine_has_the_missing_frames() -> None:
+    a = analyze_goroutines(TIMEOUT + CANCELLER)
+    (reason,) = [e.detail for e in a.evidence if e.rule == "cancelioex-with-sync-io"]
+    assert reason.endswith("(no stuck goroutine has any of these frames)"), reason
+
+
+def test_half_pattern_names_the_caller_a_lock_role_needs() -> None:
+    """A goroutine in Mutex.Lock, but not under hangtest's lockRightThenLeft."""
+    left = (
+        "goroutine 8 [sync.Mutex.Lock]:\nsync.(*Mutex).Lock(0xc0000a0010)\n"
+        "\t/go/src/sync/mutex.go:90 +0x45\nmain.lockLeftThenRight(0xc0000a0000)\n"
+        "\t/src/hangtest/scenario_control.go:70 +0x5d\n\n"
+        "goroutine 9 [sync.Mutex.Lock]:\nsync.(*Mutex).Lock(0xc0000a0018)\n"
+        "\t/go/src/sync/mutex.go:90 +0x45\nmain.other(0xc0000a0000)\n"
+        "\t/src/hangtest/other.go:12 +0x5d\n"
+    )
+    a = analyze_goroutines(TIMEOUT + left)
+    (reason,) = [e.detail for e in a.evidence if e.rule == "control-lock-inversion"]
+    assert "found left-then-right: sync.(*Mutex).Lock in goroutine 8" in reason, reason
+    assert "called from main.lockRightThenLeft" in reason
+    assert "goroutine 9 has sync.(*Mutex).Lock, but not called from main.lockRightThenLeft" in (
+        reason
+    )
 
 
 def test_stack_without_any_header_is_a_weak_dump() -> None:
@@ -145,6 +226,27 @@ def test_html_escaped_page_source_is_decoded() -> None:
     assert a.confidence is Confidence.PARTIAL
 
 
+def test_a_blogs_code_block_with_a_copy_button_is_read_as_the_crash_it_shows() -> None:
+    """A static site's code block (shiki): a copy button and a span per line. The button
+    stood before `panic:`, so the line did not start with it and the crash went unseen."""
+    lines = ("panic: boom\n\n" + READER).rstrip("\n").split("\n")
+    page = (
+        '<div class="language- vp-adaptive-theme"><button title="Copy Code" class="copy">'
+        '</button><span class="lang"></span><pre class="shiki vp-code" tabindex="0"><code>'
+        + "\n".join(f'<span class="line"><span>{line}</span></span>' for line in lines)
+        + '</code></pre></div><h3 id="next" tabindex="-1">Next</h3>'
+    )
+    a = analyze_goroutines(page)
+    assert (a.label, a.signature) == (Label.NO_HANG, "no-hang:crash:panic")
+    assert a.problems == ["tags removed (a page's source)"]
+
+
+def test_go_autogenerated_file_name_is_no_tag() -> None:
+    page = "<pre>" + HANG.replace("+0x45", "+0x45\nmain.f()\n\t<autogenerated>:1") + "</pre>"
+    (dump,) = parse_goroutine_dumps(unwrap(page).text)
+    assert ("main.f", "<autogenerated>", 1) in [f for g in dump.goroutines for f in g.frames]
+
+
 def test_page_source_with_tags_and_no_entity_is_read() -> None:
     page = (
         "<pre>"
@@ -171,6 +273,37 @@ def test_go_test_json_output_fields_are_joined() -> None:
     a = analyze_bytes(text.encode(), name="test.json")
     assert a.label is Label.CANCELIOEX_SYNC_IO
     assert "go test -json" in a.problems[0]
+
+
+def test_br_tags_in_a_page_source_are_line_breaks() -> None:
+    """A page that breaks its lines with <br> (a blog, a rendered issue) keeps each frame's
+    function and source line apart; removing the tag would glue them into one line."""
+    page = "<div>" + "<br/>\n".join(HANG.split("\n")).replace("\t", "  ") + "</div>"
+    page = page.replace(
+        "syscall.CancelIoEx(0x1a4, 0x0)<br/>\n", "syscall.CancelIoEx(0x1a4, 0x0) <br>"
+    )
+    a = analyze_goroutines(page)
+    assert (a.label, a.confidence) == (Label.CANCELIOEX_SYNC_IO, Confidence.PARTIAL)
+    assert a.problems == ["`<br>` read as line breaks and tags removed (a page's source)"]
+
+
+def test_go_test_json_reads_each_packages_output_apart() -> None:
+    """`go test -json ./...` interleaves packages: each package's dump is read on its own."""
+    other = TIMEOUT + "goroutine 7 [chan receive, 10 minutes]:\nnet.TestAccept(0xc000100000)\n"
+    other += "\t/go/src/net/net_test.go:40 +0x1d\n"
+    streams = {"os": HANG.splitlines(keepends=True), "net": other.splitlines(keepends=True)}
+    events = []
+    for n in range(max(len(lines) for lines in streams.values())):
+        for package, lines in streams.items():
+            if n < len(lines):
+                events.append({"Action": "output", "Package": package, "Output": lines[n]})
+    text = "\n".join(json.dumps(e) for e in events) + "\n"
+    analyses = analyze_goroutine_dumps(text)
+    assert [(a.label, a.goroutines) for a in analyses] == [
+        (Label.CANCELIOEX_SYNC_IO, 2),
+        (Label.OTHER_HANG, 1),
+    ]
+    assert "2 packages' output read apart" in analyses[0].problems[0]
 
 
 def test_ci_runner_prefixes_with_step_names_are_stripped() -> None:
