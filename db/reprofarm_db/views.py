@@ -322,7 +322,7 @@ def analyses_of_run(session: Session, *, run_id: int) -> dict[int, ArtifactAnaly
 def changes(session: Session, *, online_since: datetime) -> dict[str, str]:
     """A short token per part of the farm that moves whenever what a page shows of
     it does: ``runs`` (a new run, one leaving the queue, a heartbeat's
-    iterations), ``jobs``, ``agents`` (online, busy, reboots, versions),
+    iterations), ``jobs``, ``agents`` (online, busy, reboots, versions, health),
     ``analyses`` (a new report, or one replaced by a re-analysis) and ``artifacts``. Each is an
     aggregate over an index or a small table, whatever the number of runs."""
     open_runs = session.execute(
@@ -351,6 +351,8 @@ def changes(session: Session, *, online_since: datetime) -> dict[str, str]:
             Agent.agent_version,
             Agent.reboots,
             Agent.hardware_config_id,
+            Agent.health,  # a check's outcome changes what the agents page shows
+            Agent.health_detail,
         ).order_by(Agent.id)
     ).all()
     # A first report is a new row (the id moves); a re-analysis rewrites its row in
