@@ -4,6 +4,7 @@ when asked; unreadable text and oversized bodies refused with the field and the 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -256,6 +257,15 @@ def test_text_that_is_no_dump_is_422_naming_the_body(api, text: bytes) -> None:
     detail = r.json()["detail"]
     assert detail["field"] == "body"
     assert "goroutine header" in detail["message"]
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "gzip"])
+def test_a_core_is_refused_before_it_is_read_even_gzipped(api, packed: bool) -> None:
+    core = b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x04\x00" + b"\0" * 4000  # ET_CORE
+    body = gzip.compress(core) if packed else core
+    r = api.client.post("/api/v1/triage", headers=api.headers(api.token("viewer")), content=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]["message"].startswith("body: a core dump")
 
 
 @pytest.mark.parametrize("api", [{"max_triage_bytes": 4096}], indirect=True)

@@ -14,6 +14,7 @@ delete a kept dump (``DELETE /triage/kept/{id}``).
 from __future__ import annotations
 
 import tempfile
+import zlib
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -47,6 +48,18 @@ DumpBody = Annotated[
 ]
 
 
+def _head(data: bytes) -> bytes:
+    """The first bytes the dump's kind is told by, a gzip'd body's expanded (at most 4 KB
+    of output: a bomb expands no further): a compressed core is refused like a plain one,
+    before it would be expanded and read with gdb."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[:65536], 4096)
+    except zlib.error:
+        return data  # not really gzip: the analysis says what it is
+
+
 def _analysed(data: DumpBody = b"", *, settings: SettingsDep) -> tuple[Analysis, bytes]:
     """The dump's analysis, made before the request takes a database slot (a dependency
     declared ahead of the session): reading 10 MB takes a fraction of a second of CPU, and
@@ -57,7 +70,7 @@ def _analysed(data: DumpBody = b"", *, settings: SettingsDep) -> tuple[Analysis,
             f"{len(data):,} bytes, over the limit of {settings.max_triage_bytes:,}"
             " (REPROFARM_MAX_TRIAGE_BYTES)",
         )
-    if detect_kind(data) is DumpKind.CORE:
+    if detect_kind(_head(data)) is DumpKind.CORE:
         raise Invalid("body", "a core dump: upload it with its run (reading it needs gdb)")
     # In a child process within the analysis limits (docs/analyzer.md, "Bounded analysis"),
     # and at most TRIAGE_TIMEOUT_S: a viewer's text must not hold an api thread for long.
