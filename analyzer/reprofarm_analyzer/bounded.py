@@ -41,6 +41,7 @@ from reprofarm_analyzer.analysis import analyze_path
 from reprofarm_analyzer.compressed import expanded
 from reprofarm_analyzer.errors import (
     AnalysisCrashedError,
+    AnalyzerError,
     AnalyzerUnavailableError,
     DumpLimitError,
     NotADumpError,
@@ -85,6 +86,23 @@ def analyze_bounded(
         finally:
             _kill(process)
     return _answer(path, process.returncode, out, err)
+
+
+def analyze_bytes_bounded(
+    data: bytes, *, scratch: Path, limits: AnalysisLimits | None = None
+) -> Analysis:
+    """``analyze_bounded`` for a dump held in memory (a pasted one, a kept one): written to
+    a temporary file in ``scratch`` for the child to read. Every failure is one
+    ``AnalyzerError`` whose message says "the dump", never the temporary file's name."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=scratch, prefix="dump-") as held:
+        held.write(data)
+        held.flush()
+        try:
+            return analyze_bounded(Path(held.name), scratch=scratch, limits=limits)
+        except (AnalyzerError, OSError) as exc:
+            said = str(exc).replace(f"{held.name}: ", "").replace(held.name, "the dump")
+            raise AnalyzerError(said) from exc
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:

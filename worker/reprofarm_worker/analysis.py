@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import gzip
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from reprofarm_analyzer.analysis import deciding_report
-from reprofarm_analyzer.bounded import analyze_bounded
+from reprofarm_analyzer.bounded import analyze_bounded, analyze_bytes_bounded
 from reprofarm_analyzer.cores import CORE_RULES_VERSION
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
@@ -173,17 +172,13 @@ def reanalyze_kept(
         if row is None:
             return None  # deleted meanwhile
         data = gzip.decompress(row.text_gz)
-    scratch.mkdir(parents=True, exist_ok=True)
     report: Analysis | None = None
     error = ""
-    with tempfile.NamedTemporaryFile(dir=scratch, prefix="triaged-") as held:
-        held.write(data)
-        held.flush()
-        try:
-            report = analyze_bounded(Path(held.name), scratch=scratch, limits=limits)
-        except (AnalyzerError, OSError) as exc:
-            error = str(exc).replace(held.name, "the dump")
-            log.warning("kept triaged dump %s could not be re-analysed: %s", dump_id, error)
+    try:
+        report = analyze_bytes_bounded(data, scratch=scratch, limits=limits)
+    except AnalyzerError as exc:
+        error = str(exc)
+        log.warning("kept triaged dump %s could not be re-analysed: %s", dump_id, error)
     with transaction(sessions) as session:
         row = session.get(TriagedDump, dump_id, with_for_update=True)
         if row is None:

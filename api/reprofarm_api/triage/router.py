@@ -13,14 +13,12 @@ delete a kept dump (``DELETE /triage/kept/{id}``).
 
 from __future__ import annotations
 
-import tempfile
 import zlib
-from pathlib import Path as FilePath
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from reprofarm_analyzer.analysis import detect_kind
-from reprofarm_analyzer.bounded import analyze_bounded
+from reprofarm_analyzer.bounded import analyze_bytes_bounded
 from reprofarm_analyzer.errors import AnalyzerError
 from reprofarm_db import triage
 from reprofarm_db.analyses import signature_key
@@ -77,15 +75,10 @@ def _analysed(data: DumpBody = b"", *, settings: SettingsDep) -> tuple[Analysis,
     limits = settings.analysis_limits()
     limits = limits.model_copy(update={"timeout_s": min(limits.timeout_s, TRIAGE_TIMEOUT_S)})
     scratch = settings.data_dir / "triage-scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=scratch, prefix="dump-") as held:
-        held.write(data)
-        held.flush()
-        try:
-            analysis = analyze_bounded(FilePath(held.name), scratch=scratch, limits=limits)
-        except (AnalyzerError, OSError) as exc:
-            said = str(exc).replace(f"{held.name}: ", "").replace(held.name, "the dump")
-            raise Invalid("body", said) from exc
+    try:
+        analysis = analyze_bytes_bounded(data, scratch=scratch, limits=limits)
+    except AnalyzerError as exc:
+        raise Invalid("body", str(exc)) from exc
     return analysis, data
 
 
