@@ -10,10 +10,10 @@ from reprofarm_db import builds, health, jobs, leases
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Agent, HealthCheck
 from reprofarm_protocol.controls import AgentHealth, CheckKind, CheckTrigger, PoolControls
-from reprofarm_protocol.jobs import RunReport
-from reprofarm_protocol.runs import RunResult, RunStatus
+from reprofarm_protocol.runs import RunStatus
 from reprofarm_worker.analysis import analyze_artifact
 
+from db.tests.test_leases import result
 from tests.factories import fake_build, register_agent
 from tests.minidump_writer import known_x64_crash
 from worker.tests.test_analysis import CONTROL_DUMP, sessions, upload
@@ -50,18 +50,7 @@ def _hung(sessions, agent_id, run_id, secret):
             agent=s.get(Agent, agent_id),
             run_id=run_id,
             lease_token=secret,
-            report=RunReport(
-                result=RunResult(
-                    status=RunStatus.HUNG,
-                    reason="stalled",
-                    iterations=3,
-                    duration_s=10.2,
-                    cpu_set=[0],
-                    requested_cpu_set=[0],
-                    gomaxprocs=1,
-                    exit_code=None,
-                )
-            ),
+            report=result(RunStatus.HUNG),
             now=datetime.now(UTC),
         )
 
