@@ -36,7 +36,7 @@ from reprofarm_protocol.controls import (
     Discount,
     PoolControls,
 )
-from reprofarm_protocol.jobs import FINISHED_JOB_STATES, JobCreate, RunState
+from reprofarm_protocol.jobs import COUNTED_RUN_STATES, FINISHED_JOB_STATES, JobCreate, RunState
 from reprofarm_protocol.runs import ArtifactKind
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -58,8 +58,10 @@ CHECK_PRIORITY = 100
 """The highest a job may ask for: an agent's check goes before its queue."""
 CHECK_STALL_TIMEOUT_S = 10.0
 """The control hangs within milliseconds of its run: ten seconds of stall is a hang."""
-CHECK_WAIT_S = 3600.0
-"""A check nobody leased within an hour (the agent went away) expires: inconclusive."""
+CHECK_WAIT_S = 12 * 3600.0
+"""A check nobody leased within 12 hours (the agent went away) expires: inconclusive. It
+waits behind the agent's current run, which may last hours; while it waits, no other check
+of the agent starts."""
 CHECK_PROCESS_DUMPS = 1
 ANALYSIS_PATIENCE = timedelta(minutes=15)
 """A hung check whose dumps are still not analysed this long after its run ended (no
@@ -86,7 +88,10 @@ def start(
     max_runs: int,
 ) -> HealthCheck:
     """Start a check of this agent (its job and run, in the caller's transaction).
-    Raises Conflict when one is already running or the agent waits for a reboot."""
+    Raises Conflict when one is already running or the agent waits for a reboot. The
+    agent's row is locked first: two starts at once (the sweep, a registration, an admin)
+    take turns, and the second sees the first's check."""
+    session.execute(select(Agent.id).where(Agent.id == agent.id).with_for_update())
     running = open_check(session, agent_id=agent.id)
     if running is not None:
         raise Conflict(f"agent {agent.name!r} has check {running.id} running already")
@@ -145,15 +150,19 @@ def schedule_due(
     online agent whose pools schedule one, and a recheck of each unhealthy agent every
     ``recheck_s``. Returns the checks started."""
     settings = pools.list_(session)
-    if not any(s.positive_control_every_s or s.canary_at_start for s in settings):
+    checking = any(s.positive_control_every_s or s.canary_at_start for s in settings)
+    unhealthy = session.scalar(
+        select(func.count()).where(Agent.health == AgentHealth.UNHEALTHY.value)
+    )
+    if not checking and not unhealthy:
         return []
     started: list[int] = []
     online = agents_.online_since(now=now, lease_s=lease_s)
     running = set(
         session.scalars(select(HealthCheck.agent_id).where(HealthCheck.finished_at.is_(None)))
     )
-    last_positive = _last_by_agent(session, HealthCheck.created_at, kind=CheckKind.POSITIVE_CONTROL)
-    last_finished = _last_by_agent(session, HealthCheck.finished_at, kind=None)
+    last_positive = _last_by_agent(session, kind=CheckKind.POSITIVE_CONTROL, decided=True)
+    last_finished = _last_by_agent(session, kind=None, decided=False)
     for agent in session.scalars(select(Agent).where(Agent.last_seen > online).order_by(Agent.id)):
         if agent.id in running or agent.needs_reboot:
             continue
@@ -190,10 +199,14 @@ def _due(
     last_positive: datetime | None,
     last_finished: datetime | None,
 ) -> tuple[CheckKind, CheckTrigger, PoolControls] | None:
-    using = controls.positive or controls.canary
-    if using is None:
-        return None
-    kind = CheckKind.POSITIVE_CONTROL if controls.positive is not None else CheckKind.CANARY
+    # An unhealthy agent is always checked again (with the defaults when no pool of its
+    # says how): it leases nothing else, and nobody else would bring it back.
+    using = controls.positive or controls.canary or PoolControls()
+    kind = (
+        CheckKind.CANARY
+        if controls.positive is None and controls.canary
+        else (CheckKind.POSITIVE_CONTROL)
+    )
     if agent.health == AgentHealth.UNHEALTHY:
         if last_finished is None or now - last_finished >= timedelta(seconds=recheck_s):
             return kind, CheckTrigger.RECHECK, using
@@ -207,10 +220,21 @@ def _due(
     return None
 
 
-def _last_by_agent(session: Session, column: Any, *, kind: CheckKind | None) -> dict[int, datetime]:
-    query = select(HealthCheck.agent_id, func.max(column)).group_by(HealthCheck.agent_id)
+def _last_by_agent(
+    session: Session, *, kind: CheckKind | None, decided: bool
+) -> dict[int, datetime]:
+    """When each agent's last check (of ``kind``) ended; ``decided``: passed or failed only,
+    so a check that expired behind a long run is made again at the next sweep, not a whole
+    schedule period later."""
+    query = select(HealthCheck.agent_id, func.max(HealthCheck.finished_at)).group_by(
+        HealthCheck.agent_id
+    )
     if kind is not None:
         query = query.where(HealthCheck.kind == kind.value)
+    if decided:
+        query = query.where(
+            HealthCheck.outcome.in_((CheckOutcome.PASSED.value, CheckOutcome.FAILED.value))
+        )
     return {agent_id: when for agent_id, when in session.execute(query) if when is not None}
 
 
@@ -265,6 +289,10 @@ def _verdict(session: Session, run: Run) -> tuple[CheckOutcome, str] | None:
             f"the control did not hang in {run.duration_s:.1f} s at chance {chance} "
             f"({run.iterations} iterations): hang detection on this agent is not working",
         )
+    if run.status == RunState.ERROR:
+        # The run itself broke (the agent restarted in it, a placement refused): it says
+        # nothing of detection or capture.
+        return CheckOutcome.INCONCLUSIVE, f"its run ended error: {run.reason[:300]}"
     if run.status != RunState.HUNG:
         return CheckOutcome.FAILED, f"the control run ended {run.status}: {run.reason[:300]}"
     return _capture_verdict(session, run)
@@ -323,21 +351,40 @@ def _process_dump_problem(name: str, report: ArtifactAnalysis) -> str:
 
 def conclude(
     session: Session, *, check: HealthCheck, outcome: CheckOutcome, detail: str, now: datetime
-) -> None:
-    """Record a check's outcome; a passed or failed one sets its agent's health."""
+) -> bool:
+    """Record a check's outcome, once: its row is locked and read again, and a check another
+    transaction concluded meanwhile (the analysis and the sweep's patience crossing) is left
+    as that one wrote it (False). A passed or failed one sets its agent's health; a failed
+    one's runs stop counting, like every run of an unhealthy agent (a control that did not
+    hang is no evidence of the control's rate)."""
+    locked = session.scalar(
+        select(HealthCheck)
+        .where(HealthCheck.id == check.id, HealthCheck.finished_at.is_(None))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if locked is None:
+        return False
+    check = locked
     check.finished_at = now
     check.outcome = outcome.value
     check.detail = detail[:2000]
     if outcome is CheckOutcome.INCONCLUSIVE:
-        return
+        return True
+    if outcome is CheckOutcome.FAILED:
+        for run in session.scalars(
+            select(Run).where(Run.job_id == check.job_id, Run.status.in_(COUNTED_RUN_STATES))
+        ):
+            run.discount = Discount.UNHEALTHY_AGENT.value
     agent = session.get(Agent, check.agent_id, with_for_update=True)
     if agent is None:
-        return
+        return True
     health = AgentHealth.HEALTHY if outcome is CheckOutcome.PASSED else AgentHealth.UNHEALTHY
     if agent.health != health.value:
         agent.health_changed_at = now
     agent.health = health.value
     agent.health_detail = f"{check.kind} check {check.id}: {detail}"[:2000]
+    return True
 
 
 def close_stale(session: Session, *, now: datetime) -> list[int]:
@@ -350,7 +397,7 @@ def close_stale(session: Session, *, now: datetime) -> list[int]:
         .where(HealthCheck.finished_at.is_(None), Job.status.in_(FINISHED_JOB_STATES))
     ).all()
     for check, status, finished_at in rows:
-        runs = list(session.scalars(select(Run).where(Run.job_id == check.job_id)))
+        runs = list(session.scalars(select(Run).where(Run.job_id == check.job_id).order_by(Run.id)))
         decided = [r for r in runs if _verdict(session, r) is not None]
         if decided:
             verdict = _verdict(session, decided[-1])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from reprofarm_protocol.controls import PoolControls
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from reprofarm_db.models import Agent, PoolSettings, utcnow
@@ -27,11 +28,23 @@ def read(row: PoolSettings) -> PoolControls:
 
 
 def set_(session: Session, *, name: str, controls: PoolControls, by: str) -> PoolSettings:
-    """Create or replace a pool's controls; the whole set, so a PUT is repeatable."""
-    row = session.get(PoolSettings, name, with_for_update=True)
-    if row is None:
-        row = PoolSettings(name=name)
-        session.add(row)
+    """Create or replace a pool's controls; the whole set, so a PUT is repeatable. The row
+    is made first if missing (two PUTs of a new pool at once: the second waits, then
+    replaces), then locked and written."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(PoolSettings)
+        .values(name=name, **controls.model_dump(), updated_at=utcnow(), updated_by=by[:100])
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    row = session.scalar(
+        select(PoolSettings)
+        .where(PoolSettings.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert row is not None  # inserted above, or there already
     for field, value in controls.model_dump().items():
         setattr(row, field, value)
     row.updated_at = utcnow()

@@ -87,7 +87,8 @@ def farm_bucket(session: Session, *, signature: str) -> FarmBucket | None:
     """The bucket of hung runs for ``signature``: exact, else the one whose stuck
     goroutines overlap it most (``reprofarm_db.similarity``: wait states and labels aside,
     at least ``SIMILAR_AT_LEAST``), else None."""
-    hung = [Run.status == RunState.HUNG, Run.signature_key.is_not(None)]
+    # Counted hangs only: a harness problem (reprofarm_db.health) is no evidence of the bug.
+    hung = [Run.status == RunState.HUNG, Run.signature_key.is_not(None), Run.discount.is_(None)]
     key = signature_key(signature[:500])  # runs store the first 500 characters
     found = session.scalar(select(Run.signature).where(*hung, Run.signature_key == key).limit(1))
     if found is not None:
@@ -131,7 +132,7 @@ def _bucket(
     session: Session, *, key: str, signature: str, match: str, score: float, reason: str
 ) -> FarmBucket:
     """Aggregates only: a bucket may hold many thousands of hung runs."""
-    ours = [Run.status == RunState.HUNG, Run.signature_key == key]
+    ours = [Run.status == RunState.HUNG, Run.signature_key == key, Run.discount.is_(None)]
     scenarios = list(session.scalars(select(Run.scenario).where(*ours).distinct()))
     counted = [Run.status.in_(_COUNTED), Run.scenario.in_(scenarios), Run.discount.is_(None)]
     hardware = {h.id: h for h in session.scalars(select(HardwareConfig))}

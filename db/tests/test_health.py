@@ -114,6 +114,13 @@ def test_a_control_that_does_not_hang_makes_its_agent_unhealthy_until_a_check_pa
         done = s.get(HealthCheck, check.id)
         assert done.outcome == CheckOutcome.FAILED
         assert "did not hang" in done.detail
+        assert (
+            health.conclude(  # concluded once: a second verdict (the sweep's) changes nothing
+                s, check=done, outcome=CheckOutcome.INCONCLUSIVE, detail="late", now=NOW
+            )
+            is False
+        )
+        assert s.get(HealthCheck, check.id).outcome == CheckOutcome.FAILED
         agent = s.get(Agent, agent.id)
         assert agent.health == AgentHealth.UNHEALTHY
         assert "did not hang" in agent.health_detail
@@ -126,12 +133,15 @@ def test_a_control_that_does_not_hang_makes_its_agent_unhealthy_until_a_check_pa
         assert run.job_id == recheck.job_id
         assert run.control_chance == 1.0
         _report(s, agent.id, run.id, RunStatus.HUNG)
-        assert run.discount is None  # a check's run is a control run like any other
         # An agent uploads its dumps before its result: a hang reported without any is a
         # capture that failed.
         done = s.get(HealthCheck, recheck.id)
         assert done.outcome == CheckOutcome.FAILED
         assert "capture failed: no goroutine dump was captured" in done.detail
+        # A failed check's run is no evidence of the control's rate: counted nowhere.
+        assert run.discount == Discount.UNHEALTHY_AGENT
+        assert rollups.totals(s)["hung"] + rollups.totals(s)["passed"] == 0
+        assert rollups.cells(s) == _rebuilt(s)
 
 
 def test_runs_an_unhealthy_agent_finishes_are_not_counted(sessions):
@@ -153,7 +163,8 @@ def test_runs_an_unhealthy_agent_finishes_are_not_counted(sessions):
         assert problems.discounted_runs == 1
         assert problems.negative_control_hangs == 0
         assert [a["name"] for a in problems.unhealthy_agents] == ["lab"]
-        health.conclude(s, check=check, outcome=CheckOutcome.PASSED, detail="ok", now=NOW)
+        passing = _check_now(s, s.get(Agent, agent.id))
+        health.conclude(s, check=passing, outcome=CheckOutcome.PASSED, detail="ok", now=NOW)
         assert s.get(Agent, agent.id).health == AgentHealth.HEALTHY
     with transaction(sessions) as s:
         second, _ = claim(s, agent.id, now=NOW)
@@ -221,3 +232,84 @@ def test_the_canary_is_queued_at_each_start_when_a_pool_asks_for_it(sessions):
         assert run.status == RunState.PENDING  # until its build exists
         other, _ = register_agent(s, "plain", pools=["x"])
         assert health.on_registered(s, agent=other, now=NOW, max_runs=100) is None
+
+
+def test_a_check_whose_run_broke_is_inconclusive(sessions):
+    with transaction(sessions) as s:
+        agent, _ = register_agent(s, "lab")
+        fake_build(s, target=agent.target)
+        check = _check_now(s, agent)
+    with transaction(sessions) as s:
+        run, _ = claim(s, agent.id, now=NOW)
+        _report(s, agent.id, run.id, RunStatus.ERROR)  # e.g. the agent restarted in it
+        done = s.get(HealthCheck, check.id)
+        assert done.outcome == CheckOutcome.INCONCLUSIVE
+        assert s.get(Agent, agent.id).health == AgentHealth.UNKNOWN
+
+
+def test_an_unhealthy_agent_no_pool_checks_any_more_is_still_checked_again(sessions):
+    with transaction(sessions) as s:
+        agent, _ = register_agent(s, "lab", pools=["gone"])
+        fake_build(s, target=agent.target)
+        check = _check_now(s, agent)
+        health.conclude(s, check=check, outcome=CheckOutcome.FAILED, detail="x", now=NOW)
+    with transaction(sessions) as s:
+        (again,) = health.schedule_due(
+            s, now=NOW + timedelta(minutes=15), lease_s=1e6, recheck_s=900, max_runs=100
+        )
+        assert s.get(HealthCheck, again).trigger == "recheck"
+
+
+def test_triage_and_buckets_leave_harness_problems_out(sessions):
+    from reprofarm_db import analyses, triage
+
+    with transaction(sessions) as s:
+        pools.set_(s, name="linux", controls=PoolControls(negative_control=True), by="admin")
+        agent, _ = register_agent(s, "penguin", pools=["linux"], os="linux", arch="amd64")
+        make_ready_job(s, scenario="pipe-close-race", pools=["linux"], repeats=3)
+    for status in (RunStatus.HUNG, RunStatus.HUNG, RunStatus.PASSED):
+        with transaction(sessions) as s:
+            run, _ = claim(s, agent.id, now=NOW)
+            _report(s, agent.id, run.id, status)
+            if status == RunStatus.HUNG:
+                analyses.label_run(s, run_id=run.id, label=None, signature=None)
+    with transaction(sessions) as s:
+        assert analyses.buckets(s) == []
+        # Two discounted hangs of one signature beside one counted run: no bucket (it once
+        # answered 2 hangs in 1 run, and the interval raised).
+        assert triage.farm_bucket(s, signature=analyses.UNREADABLE) is None
+
+
+def test_two_checks_started_at_once_make_one(postgres_url):
+    """The sweep, a registration and an admin may start a check of one agent at the same
+    moment: the agent's row lock makes the second wait, see the first, and refuse."""
+    import threading
+
+    from reprofarm_db.engine import make_engine, make_sessionmaker
+    from reprofarm_db.migrate import upgrade
+
+    upgrade(postgres_url)
+    sessions = make_sessionmaker(make_engine(postgres_url))
+    with transaction(sessions) as s:
+        agent, _ = register_agent(s, "lab")
+        fake_build(s, target=agent.target)
+    started = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        try:
+            with transaction(sessions) as s:
+                started.wait()
+                _check_now(s, s.get(Agent, agent.id))
+                outcomes.append("started")
+        except Conflict:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused", "started"]
+    with transaction(sessions) as s:
+        assert len(s.scalars(select(HealthCheck)).all()) == 1

@@ -1,17 +1,19 @@
 """The statistics rollups are exact: on random histories made with the real business
 functions (leases, results, lost leases and their retries, late results, cancels,
-analyses that relabel runs), the incremental counters, a rebuild from the runs table
-and a full scan give the same numbers for every grouping."""
+analyses that relabel runs, agents falling ill mid-run and healing, bug hangs on a
+negative control: the last two are in no cell), the incremental counters, a rebuild from
+the runs table and a full scan give the same numbers for every grouping."""
 
 from datetime import timedelta
 from itertools import combinations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reprofarm_db import analyses, jobs, leases, rollups, stats
+from reprofarm_db import analyses, health, jobs, leases, pools, rollups, stats
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.models import Agent, Base
 from reprofarm_protocol.analysis import Label
+from reprofarm_protocol.controls import CheckKind, CheckOutcome, CheckTrigger, PoolControls
 from reprofarm_protocol.runs import RunStatus
 
 from db.tests.test_leases import T0, make_ready_job, result
@@ -19,7 +21,7 @@ from tests.factories import register_agent
 
 STEPS = st.lists(
     st.tuples(
-        st.sampled_from(["result", "lose", "late", "cancel", "relabel", "submit"]),
+        st.sampled_from(["result", "lose", "late", "cancel", "relabel", "submit", "sick", "heal"]),
         st.sampled_from(list(RunStatus)),
         st.sampled_from(list(Label)),
         st.integers(0, 2),
@@ -72,7 +74,18 @@ def play(s, steps, agent_ids, tokens_by_run, now):
         agent = s.get(Agent, agent_ids[who % len(agent_ids)])
         if action == "submit":  # with a chance axis, or with hangtest's default (NULL)
             chances = {"control_chance": [0, 1e-3]} if who else {}
-            make_ready_job(s, repeats=2, cpus=[1, 2], affinities=["compact", "spread"], **chances)
+            scenario = "pipe-close-race" if who == 2 else "control-deadlock"  # b: a negative
+            make_ready_job(
+                s,
+                scenario=scenario,
+                repeats=2,
+                cpus=[1, 2],
+                affinities=["compact", "spread"],
+                **chances,
+            )
+            continue
+        if action == "heal":
+            _check(s, agent, CheckOutcome.PASSED, now)
             continue
         if action == "cancel":
             for job in jobs.list_(s, limit=1):
@@ -84,6 +97,8 @@ def play(s, steps, agent_ids, tokens_by_run, now):
             continue
         run, _build, secret = claimed
         tokens_by_run[run.id] = secret
+        if action == "sick":  # its check fails while it runs: the run it finishes is discounted
+            _check(s, agent, CheckOutcome.FAILED, now)
         if action == "lose" or action == "late":
             run.lease_expires_at = now - timedelta(seconds=1)
             s.flush()
@@ -105,6 +120,19 @@ def play(s, steps, agent_ids, tokens_by_run, now):
             analyses.label_run(s, run_id=run.id, label=label, signature=f"{label.value}:x{who}")
 
 
+def _check(s, agent, outcome, now):
+    check = health.start(
+        s,
+        agent=agent,
+        kind=CheckKind.CANARY,
+        trigger=CheckTrigger.MANUAL,
+        controls=PoolControls(),
+        now=now,
+        max_runs=100,
+    )
+    health.conclude(s, check=check, outcome=outcome, detail="", now=now)
+
+
 @settings(
     max_examples=20,
     deadline=None,
@@ -119,8 +147,9 @@ def test_incremental_rebuild_and_scan_agree_on_random_histories(tmp_path_factory
     with transaction(sessions) as s:
         agent_ids = [
             register_agent(s, "a", cpus=2)[0].id,
-            register_agent(s, "b", cpus=4, arch="amd64")[0].id,
+            register_agent(s, "b", cpus=4, arch="amd64", pools=["wine"])[0].id,
         ]
+        pools.set_(s, name="wine", controls=PoolControls(negative_control=True), by="test")
         make_ready_job(s, repeats=3, cpus=[1, 2], affinities=["compact", "spread"])
     with transaction(sessions) as s:
         play(s, steps, agent_ids, {}, T0)

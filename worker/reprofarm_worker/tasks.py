@@ -132,7 +132,6 @@ def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) 
     with transaction(sessions) as session:
         jobs.finish_settled(session)
     step_studies(sessions, settings)
-    check_agents(sessions, settings, now=now)
     with transaction(sessions) as session:
         replanned, abandoned = jobs.replan_stranded(
             session, now=now, after_s=settings.replan_after_s, max_replans=settings.replan_max
@@ -148,6 +147,7 @@ def sweep_leases(sessions: sessionmaker[Session], settings: ControllerSettings) 
         wakeups.publish(settings.wakeup_redis_url, len(lost))  # their retries are ready
     if expired:
         log.warning("jobs whose wait for agents ended with runs nobody took: %s", expired)
+    check_agents(sessions, settings, now=now)  # last: a failure here skips nothing above
     return lost
 
 
