@@ -6,7 +6,7 @@ a check passes; the sweep starts checks on schedule and rechecks unhealthy agent
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from reprofarm_db import health, jobs, leases, pools, rollups, stats
+from reprofarm_db import export, health, jobs, leases, pools, rollups, stats, views
 from reprofarm_db.engine import transaction
 from reprofarm_db.errors import Conflict
 from reprofarm_db.models import Agent, HealthCheck, Run
@@ -75,6 +75,11 @@ def test_a_bug_hang_on_a_negative_control_is_flagged_and_never_counted(sessions)
         assert (totals["hung"], totals["passed"]) == (0, 1)
         (row,) = stats.group_runs(s, group_by=["scenario"])
         assert (row.counts.hangs, row.counts.runs) == (0, 1)
+        job_only = views.RunFilter(job_id=hung.job_id)  # the job filter scans the runs
+        (tally,) = views.tally(s, group_by=["scenario"], where=job_only)
+        assert (tally.counts.hangs, tally.counts.runs) == (0, 1)
+        exported = export.read_chunk(s, where=job_only, after_id=0, limit=10)
+        assert [r[0] for r in exported] == [passed.id]  # run_id first
         problems = health.harness_problems(s)
         assert problems.negative_control_hangs == 1
         assert [h["run_id"] for h in problems.recent_hangs] == [hung.id]
