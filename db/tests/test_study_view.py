@@ -48,6 +48,7 @@ class Runs:
         key: str | None = None,
         cell: int = 0,
         ended: datetime | None = NOW,
+        discounted: bool = False,
     ) -> None:
         self.facts.append(
             RunFact(
@@ -61,6 +62,7 @@ class Runs:
                 duration_s=1.0,
                 started=status not in ("ready", "pending"),
                 finished_at=None if status in ("ready", "leased", "pending") else ended,
+                discounted=discounted,
             )
         )
 
@@ -175,6 +177,16 @@ def test_search_counts_in_order_too():
     study = _read(spec, runs)
     assert (study.cells[0].runs, study.cells[0].hangs) == (1, 1)
     assert study.cells[0].decision == "undecided"
+
+
+def test_a_harness_problem_counts_nowhere_in_a_study():
+    spec = SearchCreate(scenario="control-deadlock", lo=0.05, hi=0.5)
+    runs = Runs()
+    runs.add(None, "hung", discounted=True)  # an unhealthy agent's run: not evidence
+    runs.add(None, "passed", discounted=True)
+    runs.add(None, "passed")
+    study = _read(spec, runs)
+    assert (study.cells[0].runs, study.cells[0].hangs) == (1, 0)
 
 
 @pytest.mark.parametrize(("in_flight", "slow"), [(8, 10.0)])
