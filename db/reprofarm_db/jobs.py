@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from reprofarm_protocol.jobs import (
     FINISHED_JOB_STATES,
     NOT_STARTED_RUN_STATES,
@@ -243,18 +244,32 @@ def legacy_chance(spec: dict[str, Any]) -> float | None:
 
 
 def find_by_key(
-    session: Session, *, key: str | None, submitted_by: int | None, spec: dict[str, Any]
+    session: Session,
+    *,
+    key: str | None,
+    submitted_by: int | None,
+    spec: dict[str, Any],
+    model: type[BaseModel] = JobCreate,
 ) -> Job | None:
     """The job an Idempotency-Key already made for this submitter, if any; the key reused
-    for another spec is a Conflict."""
+    for another spec is a Conflict. The stored spec is compared as ``model`` reads it now:
+    a job stored before a field changed shape (``control_chance`` was one number) or
+    before a field was added (its default) is the same job when resubmitted."""
     if key is None:
         return None
     existing = session.scalar(
         select(Job).where(Job.idempotency_key == key, Job.submitted_by == submitted_by)
     )
-    if existing is not None and existing.spec != spec:
+    if existing is not None and existing.spec != spec and _as_now(existing.spec, model) != spec:
         raise Conflict(f"Idempotency-Key {key!r} was used for a different job ({existing.id})")
     return existing
+
+
+def _as_now(stored: dict[str, Any], model: type[BaseModel]) -> dict[str, Any] | None:
+    try:
+        return model.model_validate(stored).model_dump(mode="json")
+    except ValueError:
+        return None  # a shape this release no longer reads: a different job
 
 
 def cells_as_dicts(expansion: Expansion) -> list[dict[str, Any]]:

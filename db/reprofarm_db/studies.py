@@ -141,7 +141,11 @@ def create(
     ``jobs.create`` does for an Idempotency-Key."""
     spec_json = spec.model_dump(mode="json")
     existing = jobs.find_by_key(
-        session, key=idempotency_key, submitted_by=submitted_by, spec=spec_json
+        session,
+        key=idempotency_key,
+        submitted_by=submitted_by,
+        spec=spec_json,
+        model=type(spec),
     )
     if existing is not None:
         return existing, False

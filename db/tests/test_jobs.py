@@ -85,6 +85,23 @@ def test_idempotency_key_returns_the_first_job_and_refuses_another_spec(sessions
             )
 
 
+def test_a_job_stored_by_an_older_release_is_the_same_job_when_resubmitted(sessions):
+    """Stored before control_chance became a list (one number) and before a field existed:
+    the same body sent again with its key returns that job, not a 409."""
+    spec = JobCreate(scenario="control-deadlock", control_chance=1e-3)
+    with transaction(sessions) as s:
+        register_agent(s, "a")
+        first, _ = jobs.create(s, spec=spec, idempotency_key="old", max_runs=10)
+        stored = {k: v for k, v in first.spec.items() if k != "wait_for_agents_s"}
+        first.spec = {**stored, "control_chance": 1e-3}  # as the older release wrote it
+    with transaction(sessions) as s:
+        again, created = jobs.create(s, spec=spec, idempotency_key="old", max_runs=10)
+        assert (again.id, created) == (first.id, False)
+        with pytest.raises(Conflict, match="different job"):
+            other = JobCreate(scenario="control-deadlock", control_chance=1e-6)
+            jobs.create(s, spec=other, idempotency_key="old", max_runs=10)
+
+
 def test_offline_agents_get_no_runs(sessions):
     from datetime import timedelta
 
