@@ -97,8 +97,8 @@ def test_a_job_stored_by_an_older_release_is_the_same_job_when_resubmitted(sessi
     with transaction(sessions) as s:
         again, created = jobs.create(s, spec=spec, idempotency_key="old", max_runs=10)
         assert (again.id, created) == (first.id, False)
+        other = JobCreate(scenario="control-deadlock", control_chance=1e-6)
         with pytest.raises(Conflict, match="different job"):
-            other = JobCreate(scenario="control-deadlock", control_chance=1e-6)
             jobs.create(s, spec=other, idempotency_key="old", max_runs=10)
 
 
