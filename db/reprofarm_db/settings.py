@@ -109,6 +109,12 @@ class ControllerSettings(BaseSettings):
         description="signs the webhooks of studies that decided (HMAC-SHA256 of the body in "
         "X-Reprofarm-Signature); a study asks for a webhook only when this is set",
     )
+    webhook_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts a study's webhook may name although they are not public (a "
+        'receiver on the lab network: ["hooks.lab", "10.0.0.7"]); any other host must '
+        "resolve only to public addresses (reprofarm_protocol.webhook_targets)",
+    )
     webhook_attempts: int = Field(
         8, ge=1, le=100, description="a webhook's POSTs before it is given up (backoff doubles)"
     )

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
+from reprofarm_protocol import webhook_targets
 from reprofarm_protocol.jobs import (
     FINISHED_JOB_STATES,
     NOT_STARTED_RUN_STATES,
@@ -135,6 +137,7 @@ def create(
     online_since: datetime,
     max_runs: int,
     webhook_secret_set: bool,
+    webhook_hosts: Collection[str] = (),
 ) -> tuple[Job, bool]:
     """Store the study, its cells and their first runs in the caller's transaction, with
     the task that plans their builds in the outbox. Returns (job, created), as
@@ -156,6 +159,11 @@ def create(
             "webhook_url",
             "the controller has no REPROFARM_WEBHOOK_SECRET to sign webhooks with",
         )
+    if spec.webhook_url is not None and spec.webhook_url.host is not None:
+        try:
+            webhook_targets.check_host(spec.webhook_url.host, allowed=webhook_hosts)
+        except webhook_targets.ForbiddenTarget as exc:
+            raise Invalid("webhook_url", str(exc)) from exc
     cells, eligible = plan_cells(session, spec=spec, online_since=online_since)
     job = Job(
         kind=spec.kind,

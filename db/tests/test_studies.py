@@ -381,6 +381,18 @@ def test_bad_studies_are_refused_with_the_field_and_nothing_is_stored(sessions):
             )
         with pytest.raises(Invalid, match="cpus: every cell asks for more CPUs"):
             _create(s, SearchCreate(scenario="control-deadlock", cpus=[64]))
+        # A submitter naming the controller's own network: refused (an admin may list it).
+        inside = SearchCreate(scenario="control-deadlock", webhook_url="http://169.254.169.254/")
+        with pytest.raises(Invalid, match=r"webhook_url: 169\.254\.169\.254 is not a public"):
+            studies.create(
+                s,
+                spec=inside,
+                idempotency_key=None,
+                submitted_by=None,
+                online_since=LONG_AGO,
+                max_runs=10_000,
+                webhook_secret_set=True,
+            )
     with transaction(sessions) as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0
     for bad, field in [

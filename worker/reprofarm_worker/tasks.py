@@ -16,6 +16,7 @@ from reprofarm_agent.toolchains import resolve_toolchain
 from reprofarm_db import artifacts, builds, health, jobs, leases, outbox, studies, wakeups
 from reprofarm_db.engine import transaction
 from reprofarm_db.settings import ControllerSettings
+from reprofarm_protocol import webhook_targets
 from reprofarm_protocol.queues import (
     TASK_ANALYZE_ARTIFACT,
     TASK_BUILD,
@@ -92,8 +93,19 @@ def send_webhook(
         return None
     url, body = found
     secret = settings.webhook_secret.get_secret_value().encode()
-    with httpx.Client() as client:
-        status = webhooks.deliver(client, url=url, body=body, secret=secret, delivery=job_id)
+    try:
+        with httpx.Client() as client:
+            status = webhooks.deliver(
+                client,
+                url=url,
+                body=body,
+                secret=secret,
+                delivery=job_id,
+                allowed_hosts=settings.webhook_hosts,
+            )
+    except webhook_targets.ForbiddenTarget as exc:
+        log.error("study %s: webhook %s not sent: %s", job_id, url, exc)
+        return None
     if status >= 400:
         log.error("study %s: webhook %s refused it (HTTP %s); not sent again", job_id, url, status)
     return status

@@ -14,9 +14,11 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Collection
 
 import httpx
 from reprofarm_db.models import Job
+from reprofarm_protocol import webhook_targets
 from sqlalchemy.orm import Session
 
 
@@ -41,11 +43,35 @@ def payload(session: Session, *, job_id: int) -> tuple[str, bytes] | None:
     return str(url), body.encode()
 
 
-def deliver(client: httpx.Client, *, url: str, body: bytes, secret: bytes, delivery: int) -> int:
-    """POST once. Returns the receiver's status; raises WebhookRetry when sending again
-    may help (a 4xx other than 429 will not: it is the receiver's final word)."""
+def deliver(
+    client: httpx.Client,
+    *,
+    url: str,
+    body: bytes,
+    secret: bytes,
+    delivery: int,
+    allowed_hosts: Collection[str] = (),
+    resolve: webhook_targets.Resolve = webhook_targets.resolve_all,
+) -> int:
+    """POST once, to an address checked just before (reprofarm_protocol.webhook_targets:
+    a host that resolves to a private address is refused, ForbiddenTarget, unless an
+    admin listed it). Returns the receiver's status; raises WebhookRetry when sending
+    again may help (a 4xx other than 429 will not: it is the receiver's final word)."""
+    parsed = httpx.URL(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    target = webhook_targets.address_to_send(
+        parsed.host, port, allowed=allowed_hosts, resolve=resolve
+    )
+    extensions: dict[str, str] = {}
+    if target.address is not None:
+        # Connect to the address that was checked, not to a second lookup's answer; the
+        # request and TLS still name the host (its certificate is checked against it).
+        address = f"[{target.address}]" if ":" in target.address else target.address
+        url = str(parsed.copy_with(host=address.strip("[]")))
+        extensions["sni_hostname"] = target.host
     timestamp = str(int(time.time()))
     headers = {
+        "Host": parsed.netloc.decode("ascii"),
         "Content-Type": "application/json",
         "X-Reprofarm-Event": "study.decided",
         "X-Reprofarm-Delivery": str(delivery),
@@ -53,7 +79,9 @@ def deliver(client: httpx.Client, *, url: str, body: bytes, secret: bytes, deliv
         "X-Reprofarm-Signature": sign(secret, timestamp, body),
     }
     try:
-        response = client.post(url, content=body, headers=headers, timeout=10.0)
+        response = client.post(
+            url, content=body, headers=headers, timeout=10.0, extensions=extensions
+        )
     except httpx.TransportError as exc:
         raise WebhookRetry(f"{url} unreachable: {exc}") from exc
     if response.status_code >= 500 or response.status_code == 429:

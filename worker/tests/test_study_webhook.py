@@ -95,6 +95,7 @@ def test_a_decided_study_posts_its_signed_result_and_retries_a_busy_receiver(
             online_since=datetime(2000, 1, 1, tzinfo=UTC),
             max_runs=1000,
             webhook_secret_set=True,
+            webhook_hosts=["127.0.0.1"],  # the receiver is local: an admin allows it
         )
         builds.mark_ready_if_built(s, job=job)
         job_id = job.id
@@ -124,6 +125,7 @@ def test_a_decided_study_posts_its_signed_result_and_retries_a_busy_receiver(
         database_url=postgres_url,
         broker_url=redis_url,
         webhook_secret=SECRET,
+        webhook_hosts='["127.0.0.1"]',
     )
     settings = ControllerSettings(
         data_dir=tmp_path / "data", database_url=postgres_url, broker_url=redis_url
@@ -150,15 +152,17 @@ def test_a_decided_study_posts_its_signed_result_and_retries_a_busy_receiver(
     assert not _verified(headers, body.replace(b"not-fixed", b"fixed"))
 
 
+LOCAL = {"body": b"{}", "secret": b"k", "delivery": 1, "allowed_hosts": ["127.0.0.1"]}
+"""The receivers here are local: an admin lists the host (REPROFARM_WEBHOOK_HOSTS)."""
+
+
 def test_a_receiver_that_refuses_is_not_asked_again(receiver):
     receiver.statuses[:] = [410]
     with httpx.Client() as client:
-        status = webhooks.deliver(client, url=receiver.url, body=b"{}", secret=b"k", delivery=1)
+        status = webhooks.deliver(client, url=receiver.url, **LOCAL)
     assert status == 410
     receiver.statuses[:] = [503]
     with httpx.Client() as client, pytest.raises(webhooks.WebhookRetry, match="answered 503"):
-        webhooks.deliver(client, url=receiver.url, body=b"{}", secret=b"k", delivery=1)
+        webhooks.deliver(client, url=receiver.url, **LOCAL)
     with httpx.Client() as client, pytest.raises(webhooks.WebhookRetry, match="unreachable"):
-        webhooks.deliver(
-            client, url="http://127.0.0.1:9/nobody", body=b"{}", secret=b"k", delivery=1
-        )
+        webhooks.deliver(client, url="http://127.0.0.1:9/nobody", **LOCAL)

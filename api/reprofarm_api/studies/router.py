@@ -45,6 +45,7 @@ def create(
         online_since=agents.online_since(now=datetime.now(UTC), lease_s=settings.lease_s),
         max_runs=settings.max_runs_per_job,
         webhook_secret_set=settings.webhook_secret is not None,
+        webhook_hosts=settings.webhook_hosts,
     )
     if not created:
         response.status_code = 200
