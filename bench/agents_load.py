@@ -41,7 +41,7 @@ import httpx
 import psycopg
 from load_agent import TLS, Load, SimAgent
 from load_farm import POOL, LoadFarm, running_farm
-from load_metrics import ProcSampler, Recorder
+from load_metrics import ProcSampler, Recorder, bare_cpu_ms
 from load_report import report
 from reprofarm_protocol.hardware import HardwareInfo
 from reprofarm_protocol.jobs import AgentRegister
@@ -261,6 +261,9 @@ async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
         artifact_sha256=hashlib.sha256(artifact).hexdigest(),
         ingest=args.ingest,
     )
+    api_pids = [pid for name, pid in lf.pids().items() if name.startswith("api-")]
+    bare_ms = await bare_cpu_ms(lf.api_urls, api_pids)
+    print(f"bare: {bare_ms:.2f} ms of api CPU per GET /health", file=sys.stderr, flush=True)
     sampler = ProcSampler(pids=lf.pids(), database=lf.database, admin_url=PG_ADMIN)
     lags: list[float] = []
     started = time.monotonic()
@@ -326,6 +329,7 @@ async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
         requests=load.rec.requests - requests0,
         generator_cpu=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
         lags=sorted(lags),
+        bare_cpu_ms=bare_ms,
     )
 
 
