@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from reprofarm_db import agents, health, leases
+from reprofarm_db import agents, health, leases, tokens
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import HardwareConfig
 from reprofarm_protocol.jobs import (
@@ -62,6 +62,7 @@ def register(
     agent's own token registers only that agent (409 or 403 otherwise). When a pool
     of the agent asks for the capture canary, its check is queued first."""
     agent, token = agents.register(session, request=request_body, caller=caller)
+    request.state.tokens_revoked = tokens.revoked_in(session)  # forgotten after the commit
     canary = health.on_registered(
         session, agent=agent, now=datetime.now(UTC), max_runs=settings.max_runs_per_job
     )
