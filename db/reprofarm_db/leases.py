@@ -102,12 +102,27 @@ def _selector_matches(agent: Agent, dialect: str) -> ColumnElement[bool]:
     return ~select(1).select_from(wanted).where(differs).exists()
 
 
+def _seen_every(lease_s: float) -> timedelta:
+    return timedelta(seconds=min(15.0, lease_s / 4))
+
+
 def note_seen(agent: Agent, *, now: datetime, lease_s: float) -> None:
     """Liveness, written at most once per quarter lease: an idle agent's long-polls
     must not write the agents table on every wake-up. Online means seen within two
     lease periods, so this never makes a live agent look offline."""
-    if (now - agent.last_seen).total_seconds() >= min(15.0, lease_s / 4):
+    if now - agent.last_seen >= _seen_every(lease_s):
         agent.last_seen = now
+
+
+def note_seen_by_id(session: Session, *, agent_id: int, now: datetime, lease_s: float) -> None:
+    """``note_seen`` without loading the agent: one conditional UPDATE, which writes
+    (and locks) the row only when its last_seen is a quarter lease old."""
+    session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id, Agent.last_seen <= now - _seen_every(lease_s))
+        .values(last_seen=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def claim(
@@ -285,7 +300,7 @@ def prove_lease(
 def heartbeat(
     session: Session,
     *,
-    agent: Agent,
+    agent_id: int,
     run_id: int,
     lease_token: str | None,
     beat: Heartbeat,
@@ -293,29 +308,36 @@ def heartbeat(
     lease_s: float,
 ) -> HeartbeatReply:
     """Extend the lease and record progress, only while the run is still leased to this
-    attempt: one conditional UPDATE, so a heartbeat that crosses the result (or the
-    sweep) changes nothing. ``cancel`` is the run's flag or its job's cancellation."""
-    run = prove_lease(session, agent_id=agent.id, run_id=run_id, lease_token=lease_token)
+    attempt. One round trip when it is: a conditional UPDATE ... RETURNING that proves
+    the lease (the run, the agent, the lease secret's hash, status leased), extends it
+    and reads the cancellation; so a heartbeat that crosses the result (or the sweep)
+    changes nothing. ``cancel`` is the run's flag or its job's cancellation. Only when
+    it matched nothing is the run read, to tell a lapsed lease (``lease_valid`` false)
+    from one never held (NotFound, Conflict, Unproven, as ``prove_lease``)."""
     expires = now + timedelta(seconds=lease_s)
     job_status = select(Job.status).where(Job.id == Run.job_id).scalar_subquery()
-    extended = session.execute(
-        update(Run)
-        .where(
-            Run.id == run.id,
-            Run.status == RunState.LEASED,
-            Run.agent_id == agent.id,
-            Run.lease_token_hash == run.lease_token_hash,
-        )
-        .values(lease_expires_at=expires, iterations=beat.iterations, duration_s=beat.elapsed_s)
-        .returning(Run.cancel_requested, job_status)
-        .execution_options(synchronize_session=False)
-    ).first()
-    # The agent's row after the run's, in the order a result and the sweep take them:
-    # the other order deadlocked a heartbeat against the result it crossed.
-    note_seen(agent, now=now, lease_s=lease_s)
+    extended = None
+    if lease_token is not None:
+        extended = session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                Run.status == RunState.LEASED,
+                Run.agent_id == agent_id,
+                Run.lease_token_hash == tokens.hash_secret(lease_token),
+            )
+            .values(lease_expires_at=expires, iterations=beat.iterations, duration_s=beat.elapsed_s)
+            .returning(Run.cancel_requested, job_status)
+            .execution_options(synchronize_session=False)
+        ).first()
     if extended is None:
+        run = prove_lease(session, agent_id=agent_id, run_id=run_id, lease_token=lease_token)
+        note_seen_by_id(session, agent_id=agent_id, now=now, lease_s=lease_s)
         cancelled = run.cancel_requested or _job_cancelled(session, job_id=run.job_id)
         return HeartbeatReply(cancel=cancelled, lease_valid=False, lease_expires_at=None)
+    # The agent's row after the run's, in the order a result and the sweep take them:
+    # the other order deadlocked a heartbeat against the result it crossed.
+    note_seen_by_id(session, agent_id=agent_id, now=now, lease_s=lease_s)
     flag, status = extended
     return HeartbeatReply(
         cancel=bool(flag) or status in _STOPPING_JOB_STATES,

@@ -174,7 +174,7 @@ def heartbeat(
     for the record but not counted)."""
     return leases.heartbeat(
         session,
-        agent=agents.get_or_raise(session, agent_id=agent_id),
+        agent_id=agent_id,
         run_id=run_id,
         lease_token=lease_token,
         beat=beat,
