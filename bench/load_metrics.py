@@ -54,6 +54,11 @@ class Recorder:
         self.failed_ms[endpoint].append(ms)
         self.examples.setdefault((endpoint, what), detail[:200])
 
+    def refused(self, endpoint: str, what: str, detail: str = "") -> None:
+        """One item of a batch the api refused (the request itself succeeded)."""
+        self.errors[(endpoint, what)] += 1
+        self.examples.setdefault((endpoint, what), detail[:200])
+
     def p(self, endpoint: str, q: float) -> float:
         return percentile(sorted(self.latencies.get(endpoint, [])), q)
 

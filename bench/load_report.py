@@ -24,6 +24,7 @@ ENDPOINTS = [
     "binary",
     "upload",
     "result",
+    "results",
     "submit",
     "stats",
     "jobs",
@@ -78,6 +79,7 @@ def report(
         "registered": load.registered,
         "api_processes": args.api_processes,
         "seconds": round(window_s, 1),
+        "ingest_batch": args.ingest_batch if args.ingest else None,
         "p99_ms": round(p99[worst], 1),
         "p99_endpoint": worst,
         "p99_ms_by_endpoint": {
@@ -114,7 +116,9 @@ def _print_requests(
     rec = load.rec
     print(
         f"\n{'ingest' if args.ingest else 'agents'}: {args.agents} agents ({load.registered} "
-        f"registered) on {args.api_processes} api processes for {window_s:.0f}s; heartbeat "
+        f"registered) on {args.api_processes} api processes for {window_s:.0f}s"
+        + (f", results in batches of {args.ingest_batch}" if args.ingest else "")
+        + "; heartbeat "
         f"{args.heartbeat_s:g}s (lease {load.lease_s:g}s), long-poll {args.wait_s:g}s"
         + ("" if args.ingest else f", runs {args.run_s}s, ~{args.running_fraction:.0%} busy")
     )

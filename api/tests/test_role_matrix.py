@@ -160,6 +160,11 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     "POST /api/v1/runs/{run_id}/result": lambda f: Request(
         "POST", f"/api/v1/runs/{f.run_id}/result", json={"result": HUNG}
     ),
+    "POST /api/v1/agents/me/results": lambda f: Request(
+        "POST",
+        "/api/v1/agents/me/results",
+        json={"results": [{"run_id": f.run_id, "lease_token": f.lease_token, "result": HUNG}]},
+    ),
     "PUT /api/v1/runs/{run_id}/artifacts/{name}": lambda f: Request(
         "PUT",
         f"/api/v1/runs/{f.run_id}/artifacts/matrix.txt",

@@ -21,10 +21,12 @@ from reprofarm_protocol.jobs import (
     LeasedRun,
     LeaseRequest,
     RunReport,
+    RunReports,
 )
 from sqlalchemy import select
 
-from reprofarm_api.agents.schemas import AgentRead, ResultAck
+from reprofarm_api.agents import service
+from reprofarm_api.agents.schemas import AgentRead, ResultAck, ResultsAck
 from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.controls.router import made_ready
 from reprofarm_api.deps import (
@@ -153,6 +155,28 @@ async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) 
         # without claiming again: the agent's next long-poll claims at once.
         if not await work.wait(remaining):
             return Response(status_code=204)
+
+
+@router.post(
+    "/agents/me/results",
+    response_model=ResultsAck,
+    summary="Report several runs' results at once, each answered on its own",
+)
+async def results(body: RunReports, agent_id: CurrentAgentId, request: Request) -> ResultsAck:
+    """Each result is proved as `POST /runs/{run_id}/result` proves it (the run
+    leased to this agent, `lease_token` its lease's secret) and stored in a
+    transaction of its own, committed before this reply. The answer is 200 with one
+    outcome per result, in their order: `http_status` 200 when it was stored
+    (idempotent: a repeat changes nothing, `counted` false), else the status and
+    message the single route would have answered (404, 409, 403 for an unproven
+    lease), that result alone refused. A 5xx means some results may be stored:
+    send them all again."""
+    outcomes, study = await request.app.state.db_slots.run(
+        service.record_results, request.app.state.sessions, agent_id=agent_id, reports=body
+    )
+    # A study's runs: their steps (queued in the outbox) go out now.
+    request.state.poke_relay = study
+    return ResultsAck(results=outcomes)
 
 
 @router.post(
