@@ -108,6 +108,7 @@ TABLE: dict[str, Rule] = {
     "GET /api/v1/explain": Rule(READERS),
     "GET /api/v1/builds": Rule(READERS),
     "GET /api/v1/agents": Rule(READERS),
+    "GET /api/v1/agents/page": Rule(READERS),
     "GET /api/v1/hardware": Rule(READERS),
     # The analyzer's verdicts. The farm runs no worker, so its dump is not analysed
     # and the answer a reader may get is the documented 404 ("no analysis yet");

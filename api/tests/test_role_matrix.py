@@ -119,6 +119,7 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     "GET /api/v1/explain": lambda f: Request("GET", "/api/v1/explain"),
     "GET /api/v1/builds": lambda f: Request("GET", "/api/v1/builds"),
     "GET /api/v1/agents": lambda f: Request("GET", "/api/v1/agents"),
+    "GET /api/v1/agents/page": lambda f: Request("GET", "/api/v1/agents/page?limit=10"),
     "GET /api/v1/hardware": lambda f: Request("GET", "/api/v1/hardware"),
     "GET /api/v1/artifacts/{artifact_id}/analysis": lambda f: Request(
         "GET", f"/api/v1/artifacts/{f.artifact_id}/analysis"

@@ -32,6 +32,15 @@ class AgentRead(BaseModel):
     health_changed_at: datetime | None
 
 
+class AgentPage(BaseModel):
+    """One page of agents, by name."""
+
+    total: int = Field(description="agents that match the filters, over all pages")
+    limit: int
+    offset: int
+    agents: list[AgentRead]
+
+
 class ResultAck(BaseModel):
     run_id: int
     status: str
