@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 from reprofarm_protocol.controls import AgentHealth
 from reprofarm_protocol.jobs import (
@@ -145,7 +146,9 @@ def claim(
         .where(Build.go_version == Run.go_version, Build.target == agent.target)
         .exists()
     )
-    query = select(Run).where(*eligible, built).order_by(Run.priority.desc(), Run.id)
+    # Candidates are ids: a page of twenty Run objects cost more api CPU than the
+    # rest of the claim (py-spy, docs/operations.md); only the one taken is loaded.
+    query = select(Run.id).where(*eligible, built).order_by(Run.priority.desc(), Run.id)
     claimed = _claim_first(
         session, agent=agent, query=query, dialect=dialect, now=now, lease_s=lease_s
     )
@@ -160,7 +163,7 @@ def _claim_first(
     session: Session,
     *,
     agent: Agent,
-    query: Select[Run],
+    query: Select[Any],
     dialect: str,
     now: datetime,
     lease_s: float,
@@ -169,11 +172,16 @@ def _claim_first(
     for _pass in range(_PASSES):
         page = query.where(Run.id.not_in(seen)) if seen else query
         held_elsewhere = False
-        for run in session.scalars(page.limit(_CANDIDATES)):
-            seen.append(run.id)
-            if dialect == "postgresql" and not _lock_if_still_ready(session, run):
-                held_elsewhere = True  # another claim holds or took it
-                continue
+        run_ids: list[int] = list(session.scalars(page.limit(_CANDIDATES)))
+        for run_id in run_ids:
+            seen.append(run_id)
+            if dialect == "postgresql":
+                run = _lock_if_still_ready(session, run_id)
+                if run is None:
+                    held_elsewhere = True  # another claim holds or took it
+                    continue
+            else:  # SQLite: one writer at a time, so the candidate is still ready
+                run = session.get_one(Run, run_id)
             claimed = _lease(session, agent=agent, run=run, now=now, lease_s=lease_s)
             if claimed is not None:
                 return claimed
@@ -216,19 +224,18 @@ def _lease(
     return run, build, secret
 
 
-def _lock_if_still_ready(session: Session, run: Run) -> bool:
-    """Lock the one run about to be leased, if it is still ready and nobody else
-    holds it. Candidates are read unlocked: locking all of them made agents woken
+def _lock_if_still_ready(session: Session, run_id: int) -> Run | None:
+    """Lock and load the one run about to be leased, if it is still ready and
+    nobody else holds it. Candidates are read unlocked: locking all of them made agents woken
     together skip each other's twenty candidates and go back to waiting while runs
     were ready. FOR UPDATE re-reads the row as committed, so a run leased since
     is not returned."""
-    locked = session.scalar(
+    return session.scalar(
         select(Run)
-        .where(Run.id == run.id, Run.status == RunState.READY)
+        .where(Run.id == run_id, Run.status == RunState.READY)
         .with_for_update(skip_locked=True)
         .execution_options(populate_existing=True)
     )
-    return locked is not None
 
 
 def lease_for(
