@@ -254,7 +254,7 @@ def lease_for(
     if claimed is None:
         return None
     run, build, secret = claimed
-    spec = jobs.run_spec(jobs.get_or_raise(session, job_id=run.job_id), run)
+    spec = jobs.run_spec(session, run=run)
     assert run.lease_expires_at is not None
     return LeasedRun(
         run_id=run.id,
