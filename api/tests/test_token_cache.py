@@ -3,6 +3,7 @@ every api process within the stated bound (``token_cache_s``): at once through
 Redis, or by the bound alone when there is no Redis (the embedded mode). Two real
 app instances share one Postgres (and one Redis when there is one)."""
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from fastapi.testclient import TestClient
 from reprofarm_api.app import create_app
 from reprofarm_api.token_cache import TokenCache
+from reprofarm_db import wakeups
 from reprofarm_db.migrate import upgrade
 from reprofarm_db.models import ApiToken
 from reprofarm_db.settings import ControllerSettings
@@ -89,3 +91,10 @@ def test_a_cached_token_is_trusted_for_the_bound_and_checked_again_after():
     cache.put("h", token, checked_at=now[0])
     cache.evict(["h"])
     assert cache.get("h") is None
+
+
+def test_a_revocation_on_the_wake_up_channel_wakes_no_long_poll():
+    revocation = json.dumps({"revoked": ["a" * 64]})
+    assert (wakeups.runs_of(revocation), wakeups.revoked_of(revocation)) == (0, ["a" * 64])
+    wake_up = json.dumps({"runs": 3})
+    assert (wakeups.runs_of(wake_up), wakeups.revoked_of(wake_up)) == (3, [])
