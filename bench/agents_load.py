@@ -14,7 +14,8 @@ run lasts, upload a goroutine dump, post the result. A submitter keeps about
 Builds are recorded without Go, so no job ever compiles.
 
 --ingest measures result ingestion instead: the agents register, then each
-leases and posts the result at once, as fast as the api answers, for --seconds,
+leases --ingest-batch runs and posts their results in one call (POST
+/agents/me/results), as fast as the api answers, for --seconds,
 while about --ingest-backlog ready runs wait (jobs of half that many runs are
 added straight into the database as they are taken: the lease query's cost
 grows with the ready runs, see docs/operations.md).
@@ -41,7 +42,7 @@ import httpx
 import psycopg
 from load_agent import TLS, Load, SimAgent
 from load_farm import POOL, LoadFarm, running_farm
-from load_metrics import ProcSampler, Recorder
+from load_metrics import ProcSampler, Recorder, bare_cpu_ms
 from load_report import report
 from reprofarm_protocol.hardware import HardwareInfo
 from reprofarm_protocol.jobs import AgentRegister
@@ -103,6 +104,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ingest", action="store_true", help="lease and report as fast as possible")
     p.add_argument(
         "--ingest-backlog", type=int, default=2000, help="ingest: ready runs kept waiting"
+    )
+    p.add_argument(
+        "--ingest-batch",
+        type=int,
+        default=10,
+        help="ingest: runs an agent leases before it posts their results in one "
+        "POST /agents/me/results (1: each alone, POST /runs/{id}/result)",
     )
     p.add_argument("--keep-logs", type=Path, help="copy the farm's process logs here")
     args = p.parse_args()
@@ -260,7 +268,11 @@ async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
         artifact=artifact,
         artifact_sha256=hashlib.sha256(artifact).hexdigest(),
         ingest=args.ingest,
+        ingest_batch=args.ingest_batch,
     )
+    api_pids = [pid for name, pid in lf.pids().items() if name.startswith("api-")]
+    bare_ms = await bare_cpu_ms(lf.api_urls, api_pids)
+    print(f"bare: {bare_ms:.2f} ms of api CPU per GET /health", file=sys.stderr, flush=True)
     sampler = ProcSampler(pids=lf.pids(), database=lf.database, admin_url=PG_ADMIN)
     lags: list[float] = []
     started = time.monotonic()
@@ -326,6 +338,7 @@ async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
         requests=load.rec.requests - requests0,
         generator_cpu=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
         lags=sorted(lags),
+        bare_cpu_ms=bare_ms,
     )
 
 

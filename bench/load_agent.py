@@ -63,6 +63,7 @@ class Load:
     artifact: bytes
     artifact_sha256: str
     ingest: bool = False
+    ingest_batch: int = 1  # ingest: results per POST /agents/me/results (1: the single route)
     deadline: float = math.inf  # time.monotonic(); set when the measured window starts
     go: asyncio.Event = field(default_factory=asyncio.Event)
     registered: int = 0
@@ -105,18 +106,21 @@ class SimAgent:
                 return
             self.load.registered += 1
             await self.load.go.wait()
+            batch: list[dict[str, Any]] = []
             while not self.load.over:
                 if not self.token and not await self.register():
                     return
                 leased = await self.lease()
-                if leased is None:
-                    if self.load.ingest and self.load.exhausted_at is not None:
-                        return
-                    continue
-                if self.load.ingest:
-                    await self.report(leased, hung=False, duration_s=0.0)
-                else:
+                if leased is not None and not self.load.ingest:
                     await self.work(leased)
+                    continue
+                if leased is not None:
+                    batch.append(leased)
+                if batch and (leased is None or len(batch) >= self.load.ingest_batch):
+                    await self.report_ingested(batch)
+                    batch = []
+                if leased is None and self.load.ingest and self.load.exhausted_at is not None:
+                    return
         finally:
             await self.client.aclose()
 
@@ -265,10 +269,45 @@ class SimAgent:
                 load.rec.ok("upload", ms)
                 return
 
-    async def report(self, leased: dict[str, Any], *, hung: bool, duration_s: float) -> None:
-        run_id, load = leased["run_id"], self.load
+    async def report_ingested(self, batch: list[dict[str, Any]]) -> None:
+        """Ingest: the single route for a batch of one, else one POST /agents/me/results."""
+        if len(batch) == 1 and self.load.ingest_batch == 1:
+            await self.report(batch[0], hung=False, duration_s=0.0)
+            return
+        load = self.load
+        items = [
+            {
+                "run_id": leased["run_id"],
+                "lease_token": leased["lease_token"],
+                "result": self._result(leased, hung=False, duration_s=0.0),
+            }
+            for leased in batch
+        ]
+        for _ in range(_RETRIES):
+            r, ms = await self.call(
+                "results",
+                "POST",
+                "/api/v1/agents/me/results",
+                json={"results": items},
+                headers=self._auth(),
+            )
+            if r is not None:
+                load.rec.ok("results", ms)
+                for outcome in r.json()["results"]:
+                    if outcome["http_status"] != 200:
+                        load.rec.refused("result", str(outcome["http_status"]), outcome["message"])
+                        continue
+                    load.results += 1
+                    if not outcome["counted"]:
+                        load.uncounted_results += 1
+                return
+            if load.over:
+                return
+        load.abandoned.update(leased["run_id"] for leased in batch)
+
+    def _result(self, leased: dict[str, Any], *, hung: bool, duration_s: float) -> dict[str, Any]:
         cpus = list(range(leased["cpus"] or self.cpus))
-        result = {
+        return {
             "status": "hung" if hung else "passed",
             "reason": "stall: 1 worker stopped for 30s" if hung else "completed",
             "iterations": int(duration_s * 170),
@@ -280,6 +319,10 @@ class SimAgent:
             "killed": hung,
             "stalled_workers": [3] if hung else [],
         }
+
+    async def report(self, leased: dict[str, Any], *, hung: bool, duration_s: float) -> None:
+        run_id, load = leased["run_id"], self.load
+        result = self._result(leased, hung=hung, duration_s=duration_s)
         for _ in range(_RETRIES):
             r, ms = await self.call(
                 "result",

@@ -7,13 +7,17 @@ thousand samples: a few MB), so percentiles are exact (nearest rank).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+import ssl
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -50,6 +54,11 @@ class Recorder:
         self.failed_ms[endpoint].append(ms)
         self.examples.setdefault((endpoint, what), detail[:200])
 
+    def refused(self, endpoint: str, what: str, detail: str = "") -> None:
+        """One item of a batch the api refused (the request itself succeeded)."""
+        self.errors[(endpoint, what)] += 1
+        self.examples.setdefault((endpoint, what), detail[:200])
+
     def p(self, endpoint: str, q: float) -> float:
         return percentile(sorted(self.latencies.get(endpoint, [])), q)
 
@@ -69,6 +78,11 @@ class Recorder:
             )
             lines.append(f"{name:<14}{len(values):>8}{cells}{failed:>8}")
         return lines
+
+
+def process_cpu_s(pids: list[int]) -> float:
+    """User+system CPU seconds the live processes ``pids`` used so far."""
+    return sum(got[0] for pid in pids if (got := _cpu_and_rss(pid)) is not None)
 
 
 def _cpu_and_rss(pid: int) -> tuple[float, int] | None:
@@ -222,3 +236,30 @@ def _machine_busy() -> tuple[int, int]:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     return sum(values) - idle, sum(values)
+
+
+async def bare_cpu_ms(
+    urls: list[str], pids: list[int], *, per_process: int = 1000, concurrency: int = 8
+) -> float:
+    """The api processes' CPU per request (ms) on GET /health, the barest endpoint
+    that still takes a database slot and one round trip (no token, no ORM): the
+    floor under every other request's cost, measured on the same processes as
+    the load. Their idle CPU (the outbox relay, the work re-check) over a second
+    before is taken off at that rate."""
+    tls = ssl.create_default_context()
+    idle0, t0 = process_cpu_s(pids), time.monotonic()
+    await asyncio.sleep(1.0)
+    idle_rate = (process_cpu_s(pids) - idle0) / (time.monotonic() - t0)
+
+    async def hammer(url: str, n: int) -> None:
+        async with httpx.AsyncClient(base_url=url, verify=tls, timeout=30) as client:
+            for _ in range(n):
+                (await client.get("/health")).raise_for_status()
+
+    cpu0, t0 = process_cpu_s(pids), time.monotonic()
+    await asyncio.gather(
+        *(hammer(u, per_process // concurrency) for u in urls for _ in range(concurrency))
+    )
+    cpu, elapsed = process_cpu_s(pids) - cpu0, time.monotonic() - t0
+    requests = len(urls) * concurrency * (per_process // concurrency)
+    return max(0.0, cpu - idle_rate * elapsed) * 1000 / requests

@@ -11,6 +11,9 @@ from typing import Any
 from load_agent import Load
 from load_metrics import ProcSampler, percentile
 
+MAX_LAG_P99_MS = 50.0
+"""A run whose generator woke this late (p99) measured its own delay too: invalid."""
+
 ENDPOINTS = [
     "register",
     "lease-run",
@@ -21,6 +24,7 @@ ENDPOINTS = [
     "binary",
     "upload",
     "result",
+    "results",
     "submit",
     "stats",
     "jobs",
@@ -38,10 +42,25 @@ def report(
     requests: int,
     generator_cpu: float,
     lags: list[float],
+    bare_cpu_ms: float,
 ) -> dict[str, Any]:
     """Print the report; return the summary (the JSON line)."""
     _print_requests(args, load, lost=lost, window_s=window_s, requests=requests)
     others = _print_processes(sampler, window_s=window_s, generator_cpu=generator_cpu, lags=lags)
+    api_names = [n for n in sampler.pids if n.startswith("api-")]
+    api_cpu_ms = sum(sampler.cpu_s(n) for n in api_names) * 1000 / max(1, requests)
+    print(
+        f"api CPU per request: {api_cpu_ms:.2f} ms under this load, {bare_cpu_ms:.2f} ms on "
+        f"GET /health (the same processes, before the load): {api_cpu_ms / bare_cpu_ms:.1f}x"
+    )
+    lag_p99 = percentile(lags, 99)
+    valid = lag_p99 <= MAX_LAG_P99_MS
+    if not valid:
+        print(
+            f"INVALID RUN: the generator's event-loop lag p99 is {lag_p99:.0f} ms (> "
+            f"{MAX_LAG_P99_MS:.0f} ms): its latencies include its own delay; run fewer agents "
+            "or on a quieter machine"
+        )
     rec = load.rec
     # The headline: what an agent waits for, failures included (with the time
     # they took to fail): heartbeats, and lease replies that were not an empty
@@ -52,7 +71,6 @@ def report(
     }
     p99 = {k: _nan0(percentile(sorted(v), 99)) for k, v in headline.items()}
     worst = max(p99, key=lambda k: p99[k])
-    api_names = [n for n in sampler.pids if n.startswith("api-")]
     cores = os.cpu_count() or 1
     return {
         "mode": "ingest" if args.ingest else "agents",
@@ -61,6 +79,7 @@ def report(
         "registered": load.registered,
         "api_processes": args.api_processes,
         "seconds": round(window_s, 1),
+        "ingest_batch": args.ingest_batch if args.ingest else None,
         "p99_ms": round(p99[worst], 1),
         "p99_endpoint": worst,
         "p99_ms_by_endpoint": {
@@ -73,11 +92,14 @@ def report(
         "results_per_s": round(load.results / window_s, 1),
         "leases_lost": lost["unexpected"] if lost else None,
         "api_cpu_s": [round(sampler.cpu_s(n), 1) for n in api_names],
+        "api_cpu_ms_per_request": round(api_cpu_ms, 2),
+        "bare_cpu_ms_per_request": round(bare_cpu_ms, 2),
         "api_rss_max_mb": [round(sampler.rss_mb(n)) for n in api_names],
         "postgres_cpu_s": round(sampler.postgres_cpu_s, 1),
         "pg_backends_max": sampler.backends_max,
         "generator_cpu_share": round(generator_cpu / window_s / cores, 3),
-        "generator_lag_p99_ms": round(percentile(lags, 99), 1),
+        "generator_lag_p99_ms": round(lag_p99, 1),
+        "valid": valid,
         "machine_busy": round(sampler.machine_busy, 3),
         "others_cpu_share": round(others / window_s / cores, 3),
     }
@@ -94,7 +116,9 @@ def _print_requests(
     rec = load.rec
     print(
         f"\n{'ingest' if args.ingest else 'agents'}: {args.agents} agents ({load.registered} "
-        f"registered) on {args.api_processes} api processes for {window_s:.0f}s; heartbeat "
+        f"registered) on {args.api_processes} api processes for {window_s:.0f}s"
+        + (f", results in batches of {args.ingest_batch}" if args.ingest else "")
+        + "; heartbeat "
         f"{args.heartbeat_s:g}s (lease {load.lease_s:g}s), long-poll {args.wait_s:g}s"
         + ("" if args.ingest else f", runs {args.run_s}s, ~{args.running_fraction:.0%} busy")
     )

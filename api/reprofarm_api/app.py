@@ -35,6 +35,7 @@ from reprofarm_api.signatures.router import router as signatures_router
 from reprofarm_api.stats.router import router as stats_router
 from reprofarm_api.studies.router import router as studies_router
 from reprofarm_api.tasks import OutboxRelay, TaskSender
+from reprofarm_api.token_cache import TokenCache
 from reprofarm_api.triage.router import router as triage_router
 from reprofarm_api.views.router import router as views_router
 
@@ -63,7 +64,13 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     sessions = make_sessionmaker(engine)
     sender = TaskSender(settings)
     outbox_relay = OutboxRelay(sessions, sender)
-    work = WorkSignal(sessions, settings.wakeup_redis_url, recheck_s=settings.work_recheck_s)
+    token_cache = TokenCache(settings.token_cache_s)
+    work = WorkSignal(
+        sessions,
+        settings.wakeup_redis_url,
+        recheck_s=settings.work_recheck_s,
+        on_revoked=token_cache.evict,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +100,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         ),
     )
     app.state.work = work
+    app.state.token_cache = token_cache
     app.state.releases = Releases(settings)
     errors.install(app)
     for router in (
@@ -114,7 +122,12 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     ):
         app.include_router(router)
 
-    app.add_middleware(AfterCommit, poke_relay=outbox_relay.poke, runs_ready=work.runs_ready)
+    app.add_middleware(
+        AfterCommit,
+        poke_relay=outbox_relay.poke,
+        runs_ready=work.runs_ready,
+        tokens_revoked=work.tokens_revoked,
+    )
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,

@@ -15,6 +15,7 @@ from reprofarm_db.tokens import Role
 from sqlalchemy.orm import Session, sessionmaker
 
 from reprofarm_api.db_slots import DatabaseSlots
+from reprofarm_api.token_cache import TokenCache
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `reprofarm token create`")
 
@@ -59,16 +60,24 @@ async def _token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
-    """Authenticate in a transaction of its own, closed at once: a long-poll
-    or a long upload must not hold a database transaction (on SQLite, the
-    write lock) while it waits."""
+    """From this process's token cache (reprofarm_api.token_cache: a revoked token
+    is refused within ``token_cache_s``), else in a transaction of its own,
+    closed at once: a long-poll or a long upload must not hold a database
+    transaction (on SQLite, the write lock) while it waits."""
     if credentials is None:
         raise HTTPException(
             401, {"message": "missing bearer token"}, headers={"WWW-Authenticate": "Bearer"}
         )
-    token = await get_db_slots(request).authenticate(
-        _authenticate, get_factory(request), credentials.credentials
-    )
+    token_hash = tokens.hash_secret(credentials.credentials)
+    cache: TokenCache = request.app.state.token_cache
+    token = cache.get(token_hash)
+    if token is None:
+        checked_at = cache.now()
+        token = await get_db_slots(request).authenticate(
+            _authenticate, get_factory(request), token_hash
+        )
+        if token is not None:
+            cache.put(token_hash, token, checked_at=checked_at)
     if token is None:
         raise HTTPException(
             401, {"message": "invalid or revoked token"}, headers={"WWW-Authenticate": "Bearer"}
@@ -76,9 +85,9 @@ async def _token(
     return token
 
 
-def _authenticate(factory: sessionmaker[Session], plain: str) -> ApiToken | None:
+def _authenticate(factory: sessionmaker[Session], token_hash: str) -> ApiToken | None:
     with transaction(factory) as session:
-        return tokens.authenticate(session, plain=plain)
+        return tokens.authenticate_hash(session, token_hash=token_hash)
 
 
 def require(role: Role) -> Callable[..., Awaitable[ApiToken]]:

@@ -67,6 +67,21 @@ def validation_body(errors: Sequence[Any]) -> dict[str, object]:
     return body(message, listed[0]["field"] if listed else None, errors=listed)
 
 
+_STATUSES: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (TooLarge, 413),
+    (Invalid, 422),
+    (Forbidden, 403),
+)
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status a domain error becomes (400 for one of no finer kind): the
+    answer of a request it ends, and of one item of a batch it refuses."""
+    return next((status for kind, status in _STATUSES if isinstance(exc, kind)), 400)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -82,29 +97,9 @@ def install(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(validation_body(exc.errors()), status_code=422)
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse(body(str(exc)), status_code=404)
-
-    @app.exception_handler(Conflict)
-    async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
-        return JSONResponse(body(str(exc)), status_code=409)
-
-    @app.exception_handler(TooLarge)
-    async def _too_large(_request: Request, exc: TooLarge) -> JSONResponse:
-        return JSONResponse(body(str(exc), exc.field), status_code=413)
-
-    @app.exception_handler(Invalid)
-    async def _invalid(_request: Request, exc: Invalid) -> JSONResponse:
-        return JSONResponse(body(str(exc), exc.field), status_code=422)
-
-    @app.exception_handler(Forbidden)
-    async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
-        return JSONResponse(body(str(exc)), status_code=403)
-
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(body(str(exc)), status_code=400)
+        return JSONResponse(body(str(exc), getattr(exc, "field", None)), status_code=status_of(exc))
 
     @app.exception_handler(IntegrityError)
     async def _race(_request: Request, exc: IntegrityError) -> JSONResponse:

@@ -108,6 +108,7 @@ TABLE: dict[str, Rule] = {
     "GET /api/v1/explain": Rule(READERS),
     "GET /api/v1/builds": Rule(READERS),
     "GET /api/v1/agents": Rule(READERS),
+    "GET /api/v1/agents/page": Rule(READERS),
     "GET /api/v1/hardware": Rule(READERS),
     # The analyzer's verdicts. The farm runs no worker, so its dump is not analysed
     # and the answer a reader may get is the documented 404 ("no analysis yet");
@@ -149,6 +150,10 @@ TABLE: dict[str, Rule] = {
     "GET /api/v1/builds/{build_id}/binary": Rule(AGENT_TOKENS),
     "POST /api/v1/runs/{run_id}/heartbeat": _on_leased_run(),
     "POST /api/v1/runs/{run_id}/result": _on_leased_run(),
+    # A batch of results carries each lease's secret in its body and answers each
+    # result on its own (api/tests/test_results_batch.py): any registered agent is
+    # let in, and agent B's try at A's run is refused in its item (409), not the call.
+    "POST /api/v1/agents/me/results": Rule(REGISTERED_AGENTS),
     "PUT /api/v1/runs/{run_id}/artifacts/{name}": _on_leased_run(),
     "GET /api/v1/runs/{run_id}/artifacts/{name}": _on_leased_run(),
     # Standing controls: anyone reading sees them; only an admin sets a pool's controls

@@ -29,6 +29,8 @@ def agent_service(api, tmp_path, enrollment):
 
 
 def revoke(api, *, agent_id=None, plain=None):
+    """Revoke in the database, then tell the app, as the api does after its own
+    revocations (a revocation behind its back is seen within token_cache_s)."""
     with transaction(api.client.app.state.sessions) as s:
         if agent_id is not None:
             tokens.revoke_for_agent(s, agent_id=agent_id)
@@ -36,6 +38,8 @@ def revoke(api, *, agent_id=None, plain=None):
             s.scalar(
                 select(ApiToken).where(ApiToken.token_hash == tokens.hash_secret(plain))
             ).revoked_at = utcnow()
+        revoked = tokens.revoked_in(s) + ([tokens.hash_secret(plain)] if plain else [])
+    api.client.app.state.token_cache.evict(revoked)
 
 
 def test_a_revoked_agent_registers_again_with_its_enrollment_token(api, tmp_path):

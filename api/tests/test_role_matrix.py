@@ -131,6 +131,7 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     "GET /api/v1/explain": lambda f: Request("GET", "/api/v1/explain"),
     "GET /api/v1/builds": lambda f: Request("GET", "/api/v1/builds"),
     "GET /api/v1/agents": lambda f: Request("GET", "/api/v1/agents"),
+    "GET /api/v1/agents/page": lambda f: Request("GET", "/api/v1/agents/page?limit=10"),
     "GET /api/v1/hardware": lambda f: Request("GET", "/api/v1/hardware"),
     "GET /api/v1/artifacts/{artifact_id}/analysis": lambda f: Request(
         "GET", f"/api/v1/artifacts/{f.artifact_id}/analysis"
@@ -177,6 +178,11 @@ REQUESTS: dict[str, Callable[[Farm], Request]] = {
     ),
     "POST /api/v1/runs/{run_id}/result": lambda f: Request(
         "POST", f"/api/v1/runs/{f.run_id}/result", json={"result": HUNG}
+    ),
+    "POST /api/v1/agents/me/results": lambda f: Request(
+        "POST",
+        "/api/v1/agents/me/results",
+        json={"results": [{"run_id": f.run_id, "lease_token": f.lease_token, "result": HUNG}]},
     ),
     "PUT /api/v1/runs/{run_id}/artifacts/{name}": lambda f: Request(
         "PUT",

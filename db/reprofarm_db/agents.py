@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reprofarm_protocol.hardware import HardwareInfo
 from reprofarm_protocol.jobs import AgentRegister
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from reprofarm_db import tokens
@@ -141,6 +143,52 @@ def get_or_raise(session: Session, *, agent_id: int) -> Agent:
 
 def list_(session: Session) -> list[Agent]:
     return list(session.scalars(select(Agent).order_by(Agent.name)))
+
+
+@dataclass(frozen=True)
+class AgentFilter:
+    """Which agents a page holds; None: any."""
+
+    pool: str | None = None
+    online: bool | None = None
+    health: str | None = None
+    name_prefix: str | None = None
+
+
+def page(
+    session: Session,
+    *,
+    where: AgentFilter,
+    now: datetime,
+    lease_s: float,
+    limit: int,
+    offset: int,
+) -> tuple[list[Agent], int]:
+    """One page of the agents that match, by name, and how many match in all."""
+    conditions: list[ColumnElement[bool]] = []
+    if where.pool is not None:
+        conditions.append(_in_pool(session, where.pool))
+    if where.online is not None:
+        seen = Agent.last_seen > online_since(now=now, lease_s=lease_s)
+        conditions.append(seen if where.online else ~seen)
+    if where.health is not None:
+        conditions.append(Agent.health == where.health)
+    if where.name_prefix:
+        conditions.append(Agent.name.startswith(where.name_prefix, autoescape=True))
+    total = session.scalar(select(func.count()).select_from(Agent).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Agent).where(*conditions).order_by(Agent.name).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+def _in_pool(session: Session, pool: str) -> ColumnElement[bool]:
+    """The agent's pools (a JSON list) hold ``pool``."""
+    if session.get_bind().dialect.name == "postgresql":
+        held: ColumnElement[bool] = cast(Agent.pools, JSONB).contains(literal([pool], JSONB))
+        return held
+    member = func.json_each(Agent.pools).table_valued("value").alias("member")
+    return select(1).select_from(member).where(member.c.value == pool).exists()
 
 
 def online_since(*, now: datetime, lease_s: float) -> datetime:

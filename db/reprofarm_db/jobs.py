@@ -219,13 +219,17 @@ def create(
     return job, True
 
 
-def run_spec(job: Job, run: Run) -> dict[str, Any]:
+def run_spec(session: Session, *, run: Run) -> dict[str, Any]:
     """The job fields a run is leased with: its job's, and, for an arm of a verify study,
-    the arm's over them (its Go version and chance are the run's own columns)."""
+    the arm's over them (its Go version and chance are the run's own columns). Reads the
+    spec column alone: a lease reply needs no Job object (it was 8% of a claim's CPU)."""
+    spec: dict[str, Any] | None = session.scalar(select(Job.spec).where(Job.id == run.job_id))
+    if spec is None:
+        raise NotFound(f"job {run.job_id} does not exist")
     if run.arm is None:
-        return job.spec
-    arm = {k: v for k, v in job.spec[run.arm].items() if k not in ("go_version", "control_chance")}
-    return {**job.spec, **arm}
+        return spec
+    arm = {k: v for k, v in spec[run.arm].items() if k not in ("go_version", "control_chance")}
+    return {**spec, **arm}
 
 
 def run_chance(spec: dict[str, Any], run: Run) -> float | None:

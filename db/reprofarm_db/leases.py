@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 from reprofarm_protocol.controls import AgentHealth
 from reprofarm_protocol.jobs import (
@@ -102,12 +103,27 @@ def _selector_matches(agent: Agent, dialect: str) -> ColumnElement[bool]:
     return ~select(1).select_from(wanted).where(differs).exists()
 
 
+def _seen_every(lease_s: float) -> timedelta:
+    return timedelta(seconds=min(15.0, lease_s / 4))
+
+
 def note_seen(agent: Agent, *, now: datetime, lease_s: float) -> None:
     """Liveness, written at most once per quarter lease: an idle agent's long-polls
     must not write the agents table on every wake-up. Online means seen within two
     lease periods, so this never makes a live agent look offline."""
-    if (now - agent.last_seen).total_seconds() >= min(15.0, lease_s / 4):
+    if now - agent.last_seen >= _seen_every(lease_s):
         agent.last_seen = now
+
+
+def note_seen_by_id(session: Session, *, agent_id: int, now: datetime, lease_s: float) -> None:
+    """``note_seen`` without loading the agent: one conditional UPDATE, which writes
+    (and locks) the row only when its last_seen is a quarter lease old."""
+    session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id, Agent.last_seen <= now - _seen_every(lease_s))
+        .values(last_seen=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def claim(
@@ -130,7 +146,9 @@ def claim(
         .where(Build.go_version == Run.go_version, Build.target == agent.target)
         .exists()
     )
-    query = select(Run).where(*eligible, built).order_by(Run.priority.desc(), Run.id)
+    # Candidates are ids: a page of twenty Run objects cost more api CPU than the
+    # rest of the claim (py-spy, docs/operations.md); only the one taken is loaded.
+    query = select(Run.id).where(*eligible, built).order_by(Run.priority.desc(), Run.id)
     claimed = _claim_first(
         session, agent=agent, query=query, dialect=dialect, now=now, lease_s=lease_s
     )
@@ -145,7 +163,7 @@ def _claim_first(
     session: Session,
     *,
     agent: Agent,
-    query: Select[Run],
+    query: Select[Any],
     dialect: str,
     now: datetime,
     lease_s: float,
@@ -154,11 +172,16 @@ def _claim_first(
     for _pass in range(_PASSES):
         page = query.where(Run.id.not_in(seen)) if seen else query
         held_elsewhere = False
-        for run in session.scalars(page.limit(_CANDIDATES)):
-            seen.append(run.id)
-            if dialect == "postgresql" and not _lock_if_still_ready(session, run):
-                held_elsewhere = True  # another claim holds or took it
-                continue
+        run_ids: list[int] = list(session.scalars(page.limit(_CANDIDATES)))
+        for run_id in run_ids:
+            seen.append(run_id)
+            if dialect == "postgresql":
+                run = _lock_if_still_ready(session, run_id)
+                if run is None:
+                    held_elsewhere = True  # another claim holds or took it
+                    continue
+            else:  # SQLite: one writer at a time, so the candidate is still ready
+                run = session.get_one(Run, run_id)
             claimed = _lease(session, agent=agent, run=run, now=now, lease_s=lease_s)
             if claimed is not None:
                 return claimed
@@ -201,19 +224,18 @@ def _lease(
     return run, build, secret
 
 
-def _lock_if_still_ready(session: Session, run: Run) -> bool:
-    """Lock the one run about to be leased, if it is still ready and nobody else
-    holds it. Candidates are read unlocked: locking all of them made agents woken
+def _lock_if_still_ready(session: Session, run_id: int) -> Run | None:
+    """Lock and load the one run about to be leased, if it is still ready and
+    nobody else holds it. Candidates are read unlocked: locking all of them made agents woken
     together skip each other's twenty candidates and go back to waiting while runs
     were ready. FOR UPDATE re-reads the row as committed, so a run leased since
     is not returned."""
-    locked = session.scalar(
+    return session.scalar(
         select(Run)
-        .where(Run.id == run.id, Run.status == RunState.READY)
+        .where(Run.id == run_id, Run.status == RunState.READY)
         .with_for_update(skip_locked=True)
         .execution_options(populate_existing=True)
     )
-    return locked is not None
 
 
 def lease_for(
@@ -232,7 +254,7 @@ def lease_for(
     if claimed is None:
         return None
     run, build, secret = claimed
-    spec = jobs.run_spec(jobs.get_or_raise(session, job_id=run.job_id), run)
+    spec = jobs.run_spec(session, run=run)
     assert run.lease_expires_at is not None
     return LeasedRun(
         run_id=run.id,
@@ -285,7 +307,7 @@ def prove_lease(
 def heartbeat(
     session: Session,
     *,
-    agent: Agent,
+    agent_id: int,
     run_id: int,
     lease_token: str | None,
     beat: Heartbeat,
@@ -293,29 +315,36 @@ def heartbeat(
     lease_s: float,
 ) -> HeartbeatReply:
     """Extend the lease and record progress, only while the run is still leased to this
-    attempt: one conditional UPDATE, so a heartbeat that crosses the result (or the
-    sweep) changes nothing. ``cancel`` is the run's flag or its job's cancellation."""
-    run = prove_lease(session, agent_id=agent.id, run_id=run_id, lease_token=lease_token)
+    attempt. One round trip when it is: a conditional UPDATE ... RETURNING that proves
+    the lease (the run, the agent, the lease secret's hash, status leased), extends it
+    and reads the cancellation; so a heartbeat that crosses the result (or the sweep)
+    changes nothing. ``cancel`` is the run's flag or its job's cancellation. Only when
+    it matched nothing is the run read, to tell a lapsed lease (``lease_valid`` false)
+    from one never held (NotFound, Conflict, Unproven, as ``prove_lease``)."""
     expires = now + timedelta(seconds=lease_s)
     job_status = select(Job.status).where(Job.id == Run.job_id).scalar_subquery()
-    extended = session.execute(
-        update(Run)
-        .where(
-            Run.id == run.id,
-            Run.status == RunState.LEASED,
-            Run.agent_id == agent.id,
-            Run.lease_token_hash == run.lease_token_hash,
-        )
-        .values(lease_expires_at=expires, iterations=beat.iterations, duration_s=beat.elapsed_s)
-        .returning(Run.cancel_requested, job_status)
-        .execution_options(synchronize_session=False)
-    ).first()
-    # The agent's row after the run's, in the order a result and the sweep take them:
-    # the other order deadlocked a heartbeat against the result it crossed.
-    note_seen(agent, now=now, lease_s=lease_s)
+    extended = None
+    if lease_token is not None:
+        extended = session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                Run.status == RunState.LEASED,
+                Run.agent_id == agent_id,
+                Run.lease_token_hash == tokens.hash_secret(lease_token),
+            )
+            .values(lease_expires_at=expires, iterations=beat.iterations, duration_s=beat.elapsed_s)
+            .returning(Run.cancel_requested, job_status)
+            .execution_options(synchronize_session=False)
+        ).first()
     if extended is None:
+        run = prove_lease(session, agent_id=agent_id, run_id=run_id, lease_token=lease_token)
+        note_seen_by_id(session, agent_id=agent_id, now=now, lease_s=lease_s)
         cancelled = run.cancel_requested or _job_cancelled(session, job_id=run.job_id)
         return HeartbeatReply(cancel=cancelled, lease_valid=False, lease_expires_at=None)
+    # The agent's row after the run's, in the order a result and the sweep take them:
+    # the other order deadlocked a heartbeat against the result it crossed.
+    note_seen_by_id(session, agent_id=agent_id, now=now, lease_s=lease_s)
     flag, status = extended
     return HeartbeatReply(
         cancel=bool(flag) or status in _STOPPING_JOB_STATES,

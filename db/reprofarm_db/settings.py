@@ -124,6 +124,15 @@ class ControllerSettings(BaseSettings):
         description="idle agents' long-polls are woken when runs become ready; this is the "
         "safety re-check (one query per api process, not per agent)",
     )
+    token_cache_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="each api process trusts a token it checked for this long without "
+        "asking the database again; a revoked token is refused everywhere within this bound "
+        "(at once with Redis: revocations are published to every api process). 0: check "
+        "every request",
+    )
     broker_visibility_timeout_s: float = Field(
         600.0,
         gt=0,

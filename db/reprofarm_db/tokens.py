@@ -60,7 +60,12 @@ def create(session: Session, *, name: str, role: str, agent_id: int | None = Non
 
 
 def authenticate(session: Session, *, plain: str) -> ApiToken | None:
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_secret(plain)))
+    return authenticate_hash(session, token_hash=hash_secret(plain))
+
+
+def authenticate_hash(session: Session, *, token_hash: str) -> ApiToken | None:
+    """The valid token whose hash this is (the api hashes once, for its cache too)."""
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
     if token is None or token.revoked_at is not None:
         return None
     return token
@@ -70,8 +75,21 @@ def allows(token_role: str, needed: Role) -> bool:
     return needed in GRANTS.get(Role(token_role), frozenset())
 
 
+_REVOKED = "revoked_token_hashes"
+
+
 def revoke_for_agent(session: Session, *, agent_id: int) -> None:
+    """Revoke the agent's tokens; their hashes are noted in the session (see
+    ``revoked_in``) for whoever must forget them once this commits."""
+    revoked = session.info.setdefault(_REVOKED, [])
     for token in session.scalars(
         select(ApiToken).where(ApiToken.agent_id == agent_id, ApiToken.revoked_at.is_(None))
     ):
         token.revoked_at = utcnow()
+        revoked.append(token.token_hash)
+
+
+def revoked_in(session: Session) -> list[str]:
+    """Hashes of the tokens this session revoked: api processes cache valid tokens
+    for a few seconds (reprofarm_api.token_cache) and evict these after the commit."""
+    return list(session.info.get(_REVOKED, []))

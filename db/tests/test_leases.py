@@ -1,8 +1,10 @@
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from reprofarm_db import builds, jobs, leases
 from reprofarm_db.engine import transaction
+from reprofarm_db.errors import Unproven
 from reprofarm_db.models import Agent, Run
 from reprofarm_protocol.jobs import Heartbeat, JobCreate, RunReport, RunState
 from reprofarm_protocol.runs import RunResult, RunStatus
@@ -183,7 +185,7 @@ def test_cancel_reaches_a_running_run_through_its_heartbeat(sessions):
     with transaction(sessions) as s:
         reply = leases.heartbeat(
             s,
-            agent=s.get(Agent, a.id),
+            agent_id=a.id,
             run_id=run_id,
             lease_token=LEASE_TOKENS[run_id],
             beat=Heartbeat(iterations=5),
@@ -220,3 +222,53 @@ def test_an_unkillable_process_marks_the_agent_for_reboot_and_stops_its_leases(s
     with transaction(sessions) as s:
         assert s.get(Agent, a.id).needs_reboot
         assert claim(s, a.id) is None
+
+
+def test_heartbeats_write_the_agents_last_seen_at_most_once_per_quarter_lease(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        make_ready_job(s)
+        s.get(Agent, a.id).last_seen = T0
+    with transaction(sessions) as s:
+        run, _ = claim(s, a.id)
+        run_id = run.id
+
+    def beat_at(at):
+        with transaction(sessions) as s:
+            reply = leases.heartbeat(
+                s,
+                agent_id=a.id,
+                run_id=run_id,
+                lease_token=LEASE_TOKENS[run_id],
+                beat=Heartbeat(iterations=1),
+                now=at,
+                lease_s=60,
+            )
+            assert reply.lease_valid
+        with transaction(sessions) as s:
+            return s.get(Agent, a.id).last_seen
+
+    assert beat_at(T0 + timedelta(seconds=14)) == T0  # within a quarter of the 60 s lease
+    assert beat_at(T0 + timedelta(seconds=15)) == T0 + timedelta(seconds=15)
+
+
+def test_a_heartbeat_with_a_wrong_lease_token_changes_nothing_and_is_refused(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        make_ready_job(s)
+    with transaction(sessions) as s:
+        run, _ = claim(s, a.id)
+        before = (run.id, run.lease_expires_at, run.iterations)
+    with transaction(sessions) as s, pytest.raises(Unproven):
+        leases.heartbeat(
+            s,
+            agent_id=a.id,
+            run_id=run.id,
+            lease_token="not-the-secret",
+            beat=Heartbeat(iterations=7),
+            now=T0 + timedelta(seconds=30),
+            lease_s=60,
+        )
+    with transaction(sessions) as s:
+        run = s.get(Run, run.id)
+        assert (run.id, run.lease_expires_at, run.iterations) == before

@@ -195,7 +195,7 @@ def test_a_cancel_or_expiry_waits_for_a_claim_in_flight_and_leaves_its_run_lease
         assert s.get(Run, run_id).status == RunState.LEASED
         reply = leases.heartbeat(
             s,
-            agent=s.get(Agent, a.id),
+            agent_id=a.id,
             run_id=run_id,
             lease_token=LEASE_TOKENS[run_id],
             beat=Heartbeat(iterations=3),
@@ -245,7 +245,7 @@ def test_a_heartbeat_that_crosses_the_result_does_not_overwrite_it(pg_sessions):
             replies.append(
                 leases.heartbeat(
                     s,
-                    agent=s.get(Agent, a.id),
+                    agent_id=a.id,
                     run_id=run_id,
                     lease_token=LEASE_TOKENS[run_id],
                     beat=Heartbeat(iterations=999_999),

@@ -166,11 +166,9 @@ def _agent(
 ) -> Callable[[], None]:
     def beat(run_id: int, token: str, iterations: int) -> None:
         with transaction(sessions) as s:
-            agent = s.get(Agent, agent_id)
-            assert agent is not None
             leases.heartbeat(
                 s,
-                agent=agent,
+                agent_id=agent_id,
                 run_id=run_id,
                 lease_token=token,
                 beat=Heartbeat(iterations=iterations, elapsed_s=0.5),

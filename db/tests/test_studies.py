@@ -347,7 +347,7 @@ def test_a_result_asks_for_a_step_and_a_decided_study_stops_its_running_runs(ses
     with transaction(sessions) as s:
         reply = leases.heartbeat(
             s,
-            agent=s.get(Agent, agent.id),
+            agent_id=agent.id,
             run_id=running.run_id,
             lease_token=running.lease_token,
             beat=Heartbeat(iterations=5, elapsed_s=0.5),

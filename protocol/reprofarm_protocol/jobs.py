@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator, model
 
 from reprofarm_protocol.affinity import Scenario, check_policy
 from reprofarm_protocol.hardware import HardwareInfo
-from reprofarm_protocol.limits import MAX_LIST, Count, Name, Seconds, Strict
+from reprofarm_protocol.limits import MAX_LIST, Count, Name, Seconds, ShortText, Strict
 from reprofarm_protocol.runs import RunResult
 
 _GO_VERSION = re.compile(r"(?:go)?([0-9]{1,3}\.[0-9]{1,3}(?:\.[0-9]{1,3})?)", re.ASCII)
@@ -299,3 +299,22 @@ class RunReport(Strict):
     """An agent's final word on a run; posting it twice changes nothing."""
 
     result: RunResult
+
+
+RESULTS_PER_BATCH = 100
+"""Most results one ``POST /agents/me/results`` carries."""
+
+
+class ReportedResult(Strict):
+    """One result of a batch, proved as the single route proves it: the run, the
+    secret of its lease (the single route's X-Lease-Token), the result."""
+
+    run_id: int = Field(ge=1, le=2**31 - 1)
+    lease_token: ShortText
+    result: RunResult
+
+
+class RunReports(Strict):
+    """Results of several runs of the calling agent; each is answered on its own."""
+
+    results: list[ReportedResult] = Field(min_length=1, max_length=RESULTS_PER_BATCH)

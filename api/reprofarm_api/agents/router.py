@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from reprofarm_db import agents, health, leases
+from reprofarm_db import agents, health, leases, tokens
 from reprofarm_db.engine import transaction
-from reprofarm_db.models import HardwareConfig
+from reprofarm_db.models import Agent, HardwareConfig
+from reprofarm_protocol.controls import AgentHealth
 from reprofarm_protocol.jobs import (
     AgentRegister,
     AgentRegistered,
@@ -21,10 +22,13 @@ from reprofarm_protocol.jobs import (
     LeasedRun,
     LeaseRequest,
     RunReport,
+    RunReports,
 )
+from reprofarm_protocol.limits import INT64_MAX
 from sqlalchemy import select
 
-from reprofarm_api.agents.schemas import AgentRead, ResultAck
+from reprofarm_api.agents import service
+from reprofarm_api.agents.schemas import AgentPage, AgentRead, ResultAck, ResultsAck
 from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.controls.router import made_ready
 from reprofarm_api.deps import (
@@ -62,6 +66,7 @@ def register(
     agent's own token registers only that agent (409 or 403 otherwise). When a pool
     of the agent asks for the capture canary, its check is queued first."""
     agent, token = agents.register(session, request=request_body, caller=caller)
+    request.state.tokens_revoked = tokens.revoked_in(session)  # forgotten after the commit
     canary = health.on_registered(
         session, agent=agent, now=datetime.now(UTC), max_runs=settings.max_runs_per_job
     )
@@ -72,30 +77,72 @@ def register(
 
 @router.get("/agents", response_model=list[AgentRead], summary="Agents and their health")
 def list_agents(session: SessionDep, settings: SettingsDep, _token: Viewer) -> list[AgentRead]:
+    """Every agent, by name. `GET /agents/page` pages and filters them."""
     now = datetime.now(UTC)
     configs = {c.id: c.fingerprint for c in session.scalars(select(HardwareConfig))}
-    return [
-        AgentRead(
-            id=a.id,
-            name=a.name,
-            pools=a.pools,
-            target=a.target,
-            logical_cpus=a.logical_cpus,
-            hardware_fingerprint=configs.get(a.hardware_config_id, ""),
-            facts=a.facts,
-            online=agents.is_online(a, now=now, lease_s=settings.lease_s),
-            needs_reboot=a.needs_reboot,
-            last_reboot_at=a.last_reboot_at,
-            reboots=a.reboots or 0,
-            agent_version=a.agent_version,
-            current_run_id=a.current_run_id,
-            last_seen=a.last_seen,
-            health=a.health,
-            health_detail=a.health_detail,
-            health_changed_at=a.health_changed_at,
+    return [_read(a, configs, now=now, lease_s=settings.lease_s) for a in agents.list_(session)]
+
+
+@router.get("/agents/page", response_model=AgentPage, summary="A page of agents, filtered")
+def page_agents(
+    session: SessionDep,
+    settings: SettingsDep,
+    _token: Viewer,
+    limit: Annotated[int, Query(ge=1, le=1000, description="agents on this page")] = 100,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="agents to skip")] = 0,
+    pool: Annotated[str | None, Query(max_length=100, description="in this pool")] = None,
+    online: Annotated[
+        bool | None, Query(description="seen within two lease periods (true) or not")
+    ] = None,
+    health: Annotated[AgentHealth | None, Query(description="with this health")] = None,
+    name_prefix: Annotated[
+        str | None, Query(max_length=100, description="whose name starts with this")
+    ] = None,
+) -> AgentPage:
+    """The agents that match every filter given, by name, `limit` from `offset`,
+    with `total`: how many match over all pages. `GET /agents` (every agent, a
+    plain list) stays as it was for the callers that read it whole."""
+    now = datetime.now(UTC)
+    where = agents.AgentFilter(pool=pool, online=online, health=health, name_prefix=name_prefix)
+    rows, total = agents.page(
+        session, where=where, now=now, lease_s=settings.lease_s, limit=limit, offset=offset
+    )
+    ids = {a.hardware_config_id for a in rows}
+    configs = dict(
+        session.execute(
+            select(HardwareConfig.id, HardwareConfig.fingerprint).where(HardwareConfig.id.in_(ids))
         )
-        for a in agents.list_(session)
-    ]
+        .tuples()
+        .all()
+    )
+    return AgentPage(
+        total=total,
+        limit=limit,
+        offset=offset,
+        agents=[_read(a, configs, now=now, lease_s=settings.lease_s) for a in rows],
+    )
+
+
+def _read(a: Agent, configs: dict[int, str], *, now: datetime, lease_s: float) -> AgentRead:
+    return AgentRead(
+        id=a.id,
+        name=a.name,
+        pools=a.pools,
+        target=a.target,
+        logical_cpus=a.logical_cpus,
+        hardware_fingerprint=configs.get(a.hardware_config_id, ""),
+        facts=a.facts,
+        online=agents.is_online(a, now=now, lease_s=lease_s),
+        needs_reboot=a.needs_reboot,
+        last_reboot_at=a.last_reboot_at,
+        reboots=a.reboots or 0,
+        agent_version=a.agent_version,
+        current_run_id=a.current_run_id,
+        last_seen=a.last_seen,
+        health=a.health,
+        health_detail=a.health_detail,
+        health_changed_at=a.health_changed_at,
+    )
 
 
 @router.get("/hardware", summary="Hardware configurations seen")
@@ -155,6 +202,28 @@ async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) 
 
 
 @router.post(
+    "/agents/me/results",
+    response_model=ResultsAck,
+    summary="Report several runs' results at once, each answered on its own",
+)
+async def results(body: RunReports, agent_id: CurrentAgentId, request: Request) -> ResultsAck:
+    """Each result is proved as `POST /runs/{run_id}/result` proves it (the run
+    leased to this agent, `lease_token` its lease's secret) and stored in a
+    transaction of its own, committed before this reply. The answer is 200 with one
+    outcome per result, in their order: `http_status` 200 when it was stored
+    (idempotent: a repeat changes nothing, `counted` false), else the status and
+    message the single route would have answered (404, 409, 403 for an unproven
+    lease), that result alone refused. A 5xx means some results may be stored:
+    send them all again."""
+    outcomes, study = await request.app.state.db_slots.run(
+        service.record_results, request.app.state.sessions, agent_id=agent_id, reports=body
+    )
+    # A study's runs: their steps (queued in the outbox) go out now.
+    request.state.poke_relay = study
+    return ResultsAck(results=outcomes)
+
+
+@router.post(
     "/runs/{run_id}/heartbeat",
     response_model=HeartbeatReply,
     summary="Extend a lease",
@@ -173,7 +242,7 @@ def heartbeat(
     for the record but not counted)."""
     return leases.heartbeat(
         session,
-        agent=agents.get_or_raise(session, agent_id=agent_id),
+        agent_id=agent_id,
         run_id=run_id,
         lease_token=lease_token,
         beat=beat,

@@ -9,6 +9,9 @@ are woken:
 - by a safety re-check every ``recheck_s``: one cheap query per process (the number
   of ready runs and the newest ready time), whatever the number of waiting agents.
 
+The same channel carries token revocations to every process's token cache
+(reprofarm_api.token_cache): ``tokens_revoked`` publishes them, ``on_revoked`` hears them.
+
 A wake-up carries how many runs became ready and wakes that many waiters, plus a
 margin (some woken agents may not match); the rest sleep on. Runs left ready after a
 round (no woken agent could take them) wake the next waiters at the next re-check,
@@ -22,11 +25,12 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Run
-from reprofarm_db.wakeups import CHANNEL, publish, runs_of
+from reprofarm_db.wakeups import CHANNEL, publish, publish_revoked, revoked_of, runs_of
 from reprofarm_protocol.jobs import RunState
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,8 +47,10 @@ class WorkSignal:
         redis_url: str | None,
         *,
         recheck_s: float = 2.0,
+        on_revoked: Callable[[list[str]], None] = lambda _hashes: None,
     ) -> None:
         self._sessions = sessions
+        self._on_revoked = on_revoked
         self._redis_url = redis_url
         self._recheck_s = recheck_s
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -94,6 +100,15 @@ class WorkSignal:
             # A blocking connect-and-publish (up to its timeout with Redis away)
             # must not hold the event loop: a worker thread sends it.
             loop.call_soon_threadsafe(loop.run_in_executor, None, publish, self._redis_url, runs)
+
+    def tokens_revoked(self, token_hashes: list[str]) -> None:
+        """Tokens were revoked here (after the commit): forget them in this process
+        at once, and tell the other api processes over the same channel (their
+        token caches; reprofarm_api.token_cache). Called in the event loop."""
+        self._on_revoked(token_hashes)
+        loop = self._loop
+        if self._redis_url and loop is not None:
+            loop.run_in_executor(None, publish_revoked, self._redis_url, token_hashes)
 
     # -- background ------------------------------------------------------------
 
@@ -146,7 +161,11 @@ class WorkSignal:
                     backoff = 1.0
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self.wake(runs_of(message.get("data")))
+                            data = message.get("data")
+                            if revoked := revoked_of(data):
+                                self._on_revoked(revoked)
+                            elif runs := runs_of(data):
+                                self.wake(runs)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away: the re-check covers

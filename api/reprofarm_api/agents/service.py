@@ -1,0 +1,54 @@
+"""Agents' service functions that the router would otherwise hold: a batch of
+results, each stored in a transaction of its own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from reprofarm_db import agents, leases
+from reprofarm_db.engine import transaction
+from reprofarm_db.errors import DomainError
+from reprofarm_protocol.jobs import RunReport, RunReports
+from sqlalchemy.orm import Session, sessionmaker
+
+from reprofarm_api.agents.schemas import ResultOutcome
+from reprofarm_api.errors import status_of
+
+
+def record_results(
+    sessions: sessionmaker[Session], *, agent_id: int, reports: RunReports
+) -> tuple[list[ResultOutcome], bool]:
+    """Store each result as ``POST /runs/{id}/result`` would, each committed on its
+    own (one refused, or one that waits for its run's lock, never holds back or
+    undoes another). Returns the outcomes in order, and whether a counted result
+    belongs to a study (its step should go out now).
+
+    A database failure ends the whole call: the results before it are stored, and
+    sending them all again is safe (a repeated result changes nothing)."""
+    outcomes: list[ResultOutcome] = []
+    study = False
+    for item in reports.results:
+        try:
+            with transaction(sessions) as session:
+                run, counted = leases.record_result(
+                    session,
+                    agent=agents.get_or_raise(session, agent_id=agent_id),
+                    run_id=item.run_id,
+                    lease_token=item.lease_token,
+                    report=RunReport(result=item.result),
+                    now=datetime.now(UTC),
+                )
+                study = study or (counted and run.cell is not None)
+                outcome = ResultOutcome(
+                    run_id=run.id, http_status=200, status=run.status, counted=counted, message=None
+                )
+        except DomainError as exc:
+            outcome = ResultOutcome(
+                run_id=item.run_id,
+                http_status=status_of(exc),
+                status=None,
+                counted=False,
+                message=str(exc),
+            )
+        outcomes.append(outcome)
+    return outcomes, study

@@ -1,0 +1,63 @@
+"""POST /agents/me/results: several results in one call, each proved and stored on
+its own (committed before the reply), each answered on its own."""
+
+from reprofarm_db.engine import transaction
+from reprofarm_db.models import Run
+
+from tests.api_calls import lease, make_build, register, submit
+
+HUNG = {
+    "status": "hung",
+    "reason": "stall",
+    "iterations": 100,
+    "duration_s": 2.0,
+    "cpu_set": [0],
+    "requested_cpu_set": [0],
+    "gomaxprocs": 1,
+    "exit_code": None,
+}
+
+
+def _post(api, token, items):
+    return api.client.post(
+        "/api/v1/agents/me/results", headers=api.headers(token), json={"results": items}
+    )
+
+
+def test_each_result_of_a_batch_is_stored_or_refused_on_its_own(api, tmp_path):
+    a, b = register(api, "lab-a"), register(api, "lab-b")
+    make_build(api, tmp_path / "hangtest.exe")
+    assert submit(api, repeats=3).status_code == 201
+    first, second, others = lease(api, a), lease(api, a), lease(api, b)
+    items = [
+        {"run_id": first["run_id"], "lease_token": first["lease_token"], "result": HUNG},
+        {"run_id": second["run_id"], "lease_token": "not-its-secret", "result": HUNG},
+        {"run_id": others["run_id"], "lease_token": others["lease_token"], "result": HUNG},
+        {"run_id": 2**31 - 1, "lease_token": "x", "result": HUNG},
+        {"run_id": first["run_id"], "lease_token": first["lease_token"], "result": HUNG},
+    ]
+    r = _post(api, a, items)
+    assert r.status_code == 200, r.text
+    got = [(o["run_id"], o["http_status"], o["status"], o["counted"]) for o in r.json()["results"]]
+    assert got == [
+        (first["run_id"], 200, "hung", True),
+        (second["run_id"], 403, None, False),  # the lease is not proved
+        (others["run_id"], 409, None, False),  # another agent's run
+        (2**31 - 1, 404, None, False),
+        (first["run_id"], 200, "hung", False),  # a repeat changes nothing
+    ]
+    with transaction(api.client.app.state.sessions) as s:
+        statuses = {i["run_id"]: s.get(Run, i["run_id"]).status for i in items[:3]}
+    assert statuses == {
+        first["run_id"]: "hung",
+        second["run_id"]: "leased",
+        others["run_id"]: "leased",
+    }
+
+
+def test_a_batch_needs_a_registered_agent_and_at_most_100_results(api):
+    a = register(api, "lab-a")
+    item = {"run_id": 1, "lease_token": "x", "result": HUNG}
+    assert _post(api, api.admin, [item]).status_code == 403  # no agent identity
+    assert _post(api, a, []).status_code == 422
+    assert _post(api, a, [item] * 101).status_code == 422
