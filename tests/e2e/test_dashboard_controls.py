@@ -199,17 +199,17 @@ MARKUP = '<img src=x onerror="window.__injected = 1">'
 
 
 def test_what_an_agent_reports_is_shown_as_text_never_as_markup(farm, seeded, browser):
-    """A check's detail quotes the agent's own reason for an error: the banner and the
-    agents page must show it as text."""
+    """A check's detail quotes the agent's own reason for a failed control run: the banner
+    and the agents page must show it as text."""
     started = farm.call(
         "POST", f"/api/v1/agents/{seeded.arm}/health-check", farm.admin, json={"kind": "canary"}
     )
     assert started.status_code in (201, 409), started.text  # 409: the last test's runs still
-    _run_once(seeded.sessions, seeded.arm, RunStatus.ERROR, reason=f"hangtest said {MARKUP}")
+    _run_once(seeded.sessions, seeded.arm, RunStatus.FAILED, reason=f"hangtest said {MARKUP}")
     page = _open(browser, farm.link(farm.viewer))
     page.wait_for_selector("#harness-problems li[data-agent='arm-7']")
     said = page.inner_text("#harness-problems li[data-agent='arm-7']")
-    assert f"the control run ended error: hangtest said {MARKUP}" in said, said
+    assert f"the control run ended failed: hangtest said {MARKUP}" in said, said
     page.goto(f"{farm.url}/#/agents?agent={seeded.arm}")
     page.wait_for_selector("#health-checks tr[data-outcome='failed']")
     assert MARKUP in page.inner_text("#agents tr[data-agent='arm-7'] .health")
