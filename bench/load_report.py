@@ -49,9 +49,11 @@ def report(
     others = _print_processes(sampler, window_s=window_s, generator_cpu=generator_cpu, lags=lags)
     api_names = [n for n in sampler.pids if n.startswith("api-")]
     api_cpu_ms = sum(sampler.cpu_s(n) for n in api_names) * 1000 / max(1, requests)
+    # The idle processes' own CPU is taken off the bare figure: it can come out as 0.
+    ratio = f"{api_cpu_ms / bare_cpu_ms:.1f}x" if bare_cpu_ms > 0 else "too small to compare"
     print(
         f"api CPU per request: {api_cpu_ms:.2f} ms under this load, {bare_cpu_ms:.2f} ms on "
-        f"GET /health (the same processes, before the load): {api_cpu_ms / bare_cpu_ms:.1f}x"
+        f"GET /health (the same processes, before the load): {ratio}"
     )
     lag_p99 = percentile(lags, 99)
     valid = lag_p99 <= MAX_LAG_P99_MS

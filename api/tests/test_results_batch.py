@@ -61,3 +61,22 @@ def test_a_batch_needs_a_registered_agent_and_at_most_100_results(api):
     assert _post(api, api.admin, [item]).status_code == 403  # no agent identity
     assert _post(api, a, []).status_code == 422
     assert _post(api, a, [item] * 101).status_code == 422
+
+
+def test_a_value_the_database_refuses_refuses_that_result_alone(api, tmp_path):
+    """The largest iteration count the wire allows overflows the rollups' counters on
+    Postgres: that item is refused (422, as the single route answers), the others stored."""
+    a = register(api, "lab-a")
+    make_build(api, tmp_path / "hangtest.exe")
+    assert submit(api, repeats=3).status_code == 201
+    runs = [lease(api, a) for _ in range(3)]
+    huge = {**HUNG, "iterations": 2**63 - 1}
+    items = [
+        {"run_id": r["run_id"], "lease_token": r["lease_token"], "result": result}
+        for r, result in zip(runs, [HUNG, huge, HUNG], strict=True)
+    ]
+    r = _post(api, a, items)
+    assert r.status_code == 200, r.text
+    assert [o["http_status"] for o in r.json()["results"]] == [200, 422, 200]
+    with transaction(api.client.app.state.sessions) as s:
+        assert [s.get(Run, i["run_id"]).status for i in items] == ["hung", "leased", "hung"]
