@@ -91,7 +91,12 @@ def test_an_analysis_whose_worker_was_killed_is_finished_by_another_once(
             assert [(r.artifact_id, r.label, r.error) for r in rows] == [
                 (artifact_id, "control-deadlock", None)
             ]
-        assert "succeeded" in second_log.read_text()
+        # Celery logs the success after the task's commit: wait for the line, too.
+        wait_for(
+            "the second worker to log the task's success",
+            lambda: "succeeded" in second_log.read_text(),
+            second_log,
+        )
     finally:
         stop(first, signal.SIGKILL)
         if second is not None:
