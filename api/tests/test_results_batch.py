@@ -4,18 +4,8 @@ its own (committed before the reply), each answered on its own."""
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Run
 
+from api.tests.test_role_matrix import HUNG
 from tests.api_calls import lease, make_build, register, submit
-
-HUNG = {
-    "status": "hung",
-    "reason": "stall",
-    "iterations": 100,
-    "duration_s": 2.0,
-    "cpu_set": [0],
-    "requested_cpu_set": [0],
-    "gomaxprocs": 1,
-    "exit_code": None,
-}
 
 
 def _post(api, token, items):
