@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reprofarm_agent.build import hangtest_source_dir, source_sha256
-from reprofarm_db import artifacts, builds, jobs, leases
+from reprofarm_db import artifacts, builds, claims, jobs
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Agent
 from reprofarm_protocol.jobs import JobCreate
@@ -84,7 +84,7 @@ def leased_run_with_dumps(
         fake_build(s, source_sha256=source_sha256(hangtest_source_dir()))
         builds.mark_ready(s, job=job, source_sha256=source_sha256(hangtest_source_dir()))
     with transaction(sessions) as s:
-        run, _build, secret = leases.claim(
+        run, _build, secret = claims.claim_objects(
             s, agent=s.get(Agent, agent.id), now=datetime.now(UTC), lease_s=600, avoid_grace_s=0
         )
         run_id = run.id

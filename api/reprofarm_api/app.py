@@ -15,6 +15,7 @@ from reprofarm_web import STATIC_DIR
 
 from reprofarm_api import errors
 from reprofarm_api.after_commit import AfterCommit
+from reprofarm_api.agents.liveness import SeenAgents
 from reprofarm_api.agents.router import router as agents_router
 from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.artifacts.router import router as artifacts_router
@@ -72,6 +73,8 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         on_revoked=token_cache.evict,
     )
 
+    seen = SeenAgents(sessions, lease_s=settings.lease_s)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Every slot holder can have a worker thread, whatever the slot count.
@@ -80,7 +83,9 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         if relay:
             outbox_relay.start()
         await work.start()
+        await seen.start()
         yield
+        await seen.stop()
         await work.stop()
         if relay:
             outbox_relay.stop()
@@ -100,6 +105,7 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
         ),
     )
     app.state.work = work
+    app.state.seen = seen
     app.state.token_cache = token_cache
     app.state.releases = Releases(settings)
     errors.install(app)

@@ -30,8 +30,9 @@ T = TypeVar("T")
 
 AUTH_SLOTS = 2
 """Token checks at once: one indexed lookup each, a few milliseconds."""
-BACKGROUND_CONNECTIONS = 2
-"""Connections outside requests: the outbox relay and the work re-check."""
+BACKGROUND_CONNECTIONS = 3
+"""Connections outside requests: the outbox relay, the work re-check and the agents'
+liveness (reprofarm_api.agents.liveness)."""
 
 
 def pool_size(request_slots: int) -> int:

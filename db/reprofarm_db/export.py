@@ -181,7 +181,7 @@ class _Config:
 
 def _legacy_chances(session: Session, job_ids: set[int]) -> dict[int, float | None]:
     """The job's single chance for runs stored before the chance was an axis (their
-    column is NULL: ``jobs.run_chance``); one query per chunk, not per run."""
+    column is NULL: ``jobs.chance_of``); one query per chunk, not per run."""
     if not job_ids:
         return {}
     specs = session.execute(select(Job.id, Job.spec).where(Job.id.in_(job_ids))).all()

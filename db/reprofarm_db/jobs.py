@@ -219,24 +219,20 @@ def create(
     return job, True
 
 
-def run_spec(session: Session, *, run: Run) -> dict[str, Any]:
-    """The job fields a run is leased with: its job's, and, for an arm of a verify study,
-    the arm's over them (its Go version and chance are the run's own columns). Reads the
-    spec column alone: a lease reply needs no Job object (it was 8% of a claim's CPU)."""
-    spec: dict[str, Any] | None = session.scalar(select(Job.spec).where(Job.id == run.job_id))
-    if spec is None:
-        raise NotFound(f"job {run.job_id} does not exist")
-    if run.arm is None:
+def spec_of_arm(spec: dict[str, Any], *, arm: str | None) -> dict[str, Any]:
+    """A job's spec as a run of ``arm`` (a verify study's baseline or candidate; None:
+    any other run) is leased with: the arm's fields over the job's."""
+    if arm is None:
         return spec
-    arm = {k: v for k, v in spec[run.arm].items() if k not in ("go_version", "control_chance")}
-    return {**spec, **arm}
+    fields = {k: v for k, v in spec[arm].items() if k not in ("go_version", "control_chance")}
+    return {**spec, **fields}
 
 
-def run_chance(spec: dict[str, Any], run: Run) -> float | None:
-    """The run's control chance: its own, or, for a run stored before the chance was an
-    axis (NULL), its job's single number."""
-    if run.control_chance is not None:
-        return run.control_chance
+def chance_of(spec: dict[str, Any], *, control_chance: float | None) -> float | None:
+    """A run's control chance: its own (``control_chance``), or, for a run stored
+    before the chance was an axis (NULL), its job's single number."""
+    if control_chance is not None:
+        return control_chance
     return legacy_chance(spec)
 
 

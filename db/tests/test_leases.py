@@ -2,7 +2,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from reprofarm_db import builds, jobs, leases
+from reprofarm_db import builds, claims, jobs, leases, liveness
 from reprofarm_db.engine import transaction
 from reprofarm_db.errors import Unproven
 from reprofarm_db.models import Agent, Run
@@ -50,7 +50,7 @@ LEASE_TOKENS: dict[int, str] = {}
 def claim(s, agent_id, now=T0, grace=30.0):
     """(run, build) or None; the lease's secret is kept in LEASE_TOKENS."""
     agent = s.get(Agent, agent_id)
-    claimed = leases.claim(s, agent=agent, now=now, lease_s=60, avoid_grace_s=grace)
+    claimed = claims.claim_objects(s, agent=agent, now=now, lease_s=60, avoid_grace_s=grace)
     if claimed is None:
         return None
     run, build, secret = claimed
@@ -224,32 +224,50 @@ def test_an_unkillable_process_marks_the_agent_for_reboot_and_stops_its_leases(s
         assert claim(s, a.id) is None
 
 
-def test_heartbeats_write_the_agents_last_seen_at_most_once_per_quarter_lease(sessions):
+def test_liveness_is_written_for_many_agents_at_once_at_most_once_per_quarter_lease(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+        b, _ = register_agent(s, "b")
+        s.get(Agent, a.id).last_seen = T0
+        s.get(Agent, b.id).last_seen = T0 - timedelta(minutes=5)
+
+    def mark_at(at):
+        with transaction(sessions) as s:
+            written = liveness.mark_seen(s, agent_ids={a.id, b.id}, now=at, lease_s=60)
+        with transaction(sessions) as s:
+            return written, s.get(Agent, a.id).last_seen, s.get(Agent, b.id).last_seen
+
+    # within a quarter of the 60 s lease, a's row is left alone; b's is stale
+    at = T0 + timedelta(seconds=14)
+    assert mark_at(at) == (1, T0, at)
+    later = T0 + timedelta(seconds=15)
+    assert mark_at(later) == (1, later, at)  # now a's, and b's is fresh
+    with transaction(sessions) as s:
+        assert liveness.mark_seen(s, agent_ids=[], now=later, lease_s=60) == 0
+
+
+def test_a_heartbeat_does_not_write_the_agents_row(sessions):
+    """Liveness is the api's to coalesce: a heartbeat writes only its run."""
     with transaction(sessions) as s:
         a, _ = register_agent(s, "a")
         make_ready_job(s)
         s.get(Agent, a.id).last_seen = T0
     with transaction(sessions) as s:
         run, _ = claim(s, a.id)
-        run_id = run.id
-
-    def beat_at(at):
-        with transaction(sessions) as s:
-            reply = leases.heartbeat(
-                s,
-                agent_id=a.id,
-                run_id=run_id,
-                lease_token=LEASE_TOKENS[run_id],
-                beat=Heartbeat(iterations=1),
-                now=at,
-                lease_s=60,
-            )
-            assert reply.lease_valid
-        with transaction(sessions) as s:
-            return s.get(Agent, a.id).last_seen
-
-    assert beat_at(T0 + timedelta(seconds=14)) == T0  # within a quarter of the 60 s lease
-    assert beat_at(T0 + timedelta(seconds=15)) == T0 + timedelta(seconds=15)
+    with transaction(sessions) as s:
+        reply = leases.heartbeat(
+            s,
+            agent_id=a.id,
+            run_id=run.id,
+            lease_token=LEASE_TOKENS[run.id],
+            beat=Heartbeat(iterations=7),
+            now=T0 + timedelta(minutes=1),
+            lease_s=60,
+        )
+        assert reply.lease_valid
+    with transaction(sessions) as s:
+        assert s.get(Agent, a.id).last_seen == T0
+        assert s.get(Run, run.id).iterations == 7
 
 
 def test_a_heartbeat_with_a_wrong_lease_token_changes_nothing_and_is_refused(sessions):

@@ -9,7 +9,7 @@ from itertools import combinations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reprofarm_db import analyses, health, jobs, leases, pools, rollups, stats
+from reprofarm_db import analyses, claims, health, jobs, leases, pools, rollups, stats
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.models import Agent, Base
 from reprofarm_protocol.analysis import Label
@@ -92,7 +92,7 @@ def play(s, steps, agent_ids, tokens_by_run, now):
                 if job.status not in ("done", "cancelled", "expired"):
                     jobs.cancel(s, job_id=job.id)
             continue
-        claimed = leases.claim(s, agent=agent, now=now, lease_s=60, avoid_grace_s=0)
+        claimed = claims.claim_objects(s, agent=agent, now=now, lease_s=60, avoid_grace_s=0)
         if claimed is None:
             continue
         run, _build, secret = claimed
@@ -173,7 +173,9 @@ def test_a_relabelled_hang_moves_between_label_cells(sessions):
         make_ready_job(s)
     with transaction(sessions) as s:
         agent = s.get(Agent, a.id)
-        run, _build, secret = leases.claim(s, agent=agent, now=T0, lease_s=60, avoid_grace_s=0)
+        run, _build, secret = claims.claim_objects(
+            s, agent=agent, now=T0, lease_s=60, avoid_grace_s=0
+        )
         leases.record_result(
             s, agent=agent, run_id=run.id, lease_token=secret, report=result(), now=T0
         )

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from reprofarm_db import analyses, builds, jobs, leases, rollups
+from reprofarm_db import analyses, builds, claims, jobs, leases, rollups
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.errors import Conflict
 from reprofarm_db.migrate import upgrade
@@ -199,7 +199,7 @@ def _agent(
 
     def step() -> None:
         with transaction(sessions) as s:
-            leased = leases.lease_for(
+            leased = claims.lease_for(
                 s, agent_id=agent_id, now=now(), lease_s=LEASE_S, avoid_grace_s=0.0
             )
         if leased is None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
-from reprofarm_db import analyses, jobs, leases, studies
+from reprofarm_db import analyses, claims, jobs, leases, studies
 from reprofarm_db.engine import transaction
 from reprofarm_db.errors import Invalid
 from reprofarm_db.models import Agent, Job, Outbox, Run
@@ -66,7 +66,7 @@ def _play(sessions, agent_id, outcome, *, label=BUG):
     Returns the run's id, or None when nothing was ready for it."""
     now = datetime.now(UTC)
     with transaction(sessions) as s:
-        leased = leases.lease_for(s, agent_id=agent_id, now=now, lease_s=60, avoid_grace_s=0)
+        leased = claims.lease_for(s, agent_id=agent_id, now=now, lease_s=60, avoid_grace_s=0)
         if leased is None:
             return None
     status = outcome(leased) if callable(outcome) else outcome
@@ -340,7 +340,7 @@ def test_a_result_asks_for_a_step_and_a_decided_study_stops_its_running_runs(ses
         assert s.get(Job, job_id).status == JobState.RUNNING  # a study is not done by results
     now = datetime.now(UTC)
     with transaction(sessions) as s:
-        running = leases.lease_for(s, agent_id=agent.id, now=now, lease_s=60, avoid_grace_s=0)
+        running = claims.lease_for(s, agent_id=agent.id, now=now, lease_s=60, avoid_grace_s=0)
     # End the study by hand through its cancel... no: by its own decision.
     while not _step(sessions, job_id).decided:
         assert _play(sessions, agent.id, RunStatus.HUNG) is not None
@@ -434,7 +434,7 @@ def test_a_lost_study_run_is_replaced_by_the_study_not_retried_by_the_sweep(sess
     )
     now = datetime.now(UTC)
     with transaction(sessions) as s:
-        leases.lease_for(s, agent_id=agent.id, now=now, lease_s=60, avoid_grace_s=0)
+        claims.lease_for(s, agent_id=agent.id, now=now, lease_s=60, avoid_grace_s=0)
     with transaction(sessions) as s:
         lost = leases.sweep(s, now=now + timedelta(seconds=120), max_attempts=3)
         assert len(lost) == 1

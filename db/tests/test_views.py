@@ -6,7 +6,7 @@ page's data does and only then."""
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
-from reprofarm_db import leases, stats, views
+from reprofarm_db import claims, leases, stats, views
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.models import Agent, Base, HardwareConfig, Job
 from reprofarm_protocol.runs import RunStatus
@@ -73,7 +73,7 @@ def test_a_pinned_filter_gives_the_rows_of_the_filtered_runs(sessions):
     with transaction(sessions) as s:
         agent = s.get(Agent, a.id)
         for i in range(5):
-            claimed = leases.claim(s, agent=agent, now=T0, lease_s=60, avoid_grace_s=0)
+            claimed = claims.claim_objects(s, agent=agent, now=T0, lease_s=60, avoid_grace_s=0)
             assert claimed is not None
             run, _build, secret = claimed
             status = RunStatus.HUNG if i % 2 else RunStatus.PASSED
@@ -124,7 +124,9 @@ def test_changes_move_when_a_run_finishes_and_stay_still_otherwise(sessions):
         before = views.changes(s, online_since=since)
         assert views.changes(s, online_since=since) == before, "nothing changed"
         agent = s.get(Agent, a.id)
-        run, _build, secret = leases.claim(s, agent=agent, now=T0, lease_s=60, avoid_grace_s=0)
+        run, _build, secret = claims.claim_objects(
+            s, agent=agent, now=T0, lease_s=60, avoid_grace_s=0
+        )
     with transaction(sessions) as s:
         leased = views.changes(s, online_since=since)
         assert leased["runs"] != before["runs"], "a lease moves the runs token"

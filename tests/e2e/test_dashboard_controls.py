@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from reprofarm_db import builds, health, jobs, leases, pools
+from reprofarm_db import builds, claims, health, jobs, leases, pools
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.models import Agent, HealthCheck
 from reprofarm_protocol.controls import CheckKind, CheckTrigger, PoolControls
@@ -54,7 +54,7 @@ def _run_once(
     with transaction(sessions) as s:
         agent = s.get(Agent, agent_id)
         assert agent is not None
-        claimed = leases.claim(s, agent=agent, now=now, lease_s=60, avoid_grace_s=30)
+        claimed = claims.claim_objects(s, agent=agent, now=now, lease_s=60, avoid_grace_s=30)
         assert claimed is not None, f"{agent.name} leased nothing"
         run, _build, secret = claimed
         report = RunReport(

@@ -14,7 +14,7 @@ import pytest
 from reprofarm_analyzer.analysis import analyze_path
 from reprofarm_analyzer.goroutine_rules import RULES_VERSION
 from reprofarm_analyzer.minidump_analysis import MINIDUMP_RULES_VERSION
-from reprofarm_db import analyses, artifacts, builds, jobs, leases, triage
+from reprofarm_db import analyses, artifacts, builds, claims, jobs, triage
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
 from reprofarm_db.models import Agent, ArtifactAnalysis, Outbox, Run, TriagedDump
@@ -52,7 +52,7 @@ def leased_run(sessions):
         fake_build(s)
         builds.mark_ready(s, job=job, source_sha256=FAKE_SOURCE)
     with transaction(sessions) as s:
-        run, _build, secret = leases.claim(
+        run, _build, secret = claims.claim_objects(
             s, agent=s.get(Agent, agent.id), now=datetime.now(UTC), lease_s=60, avoid_grace_s=0
         )
         return agent.id, run.id, secret

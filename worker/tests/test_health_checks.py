@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from reprofarm_db import builds, health, jobs, leases
+from reprofarm_db import builds, claims, health, jobs, leases
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Agent, HealthCheck
 from reprofarm_protocol.controls import AgentHealth, CheckKind, CheckTrigger, PoolControls
@@ -37,7 +37,7 @@ def _leased_check(sessions):
         )
         builds.mark_ready_if_built(s, job=jobs.get_or_raise(s, job_id=check.job_id))
     with transaction(sessions) as s:
-        run, _build, secret = leases.claim(
+        run, _build, secret = claims.claim_objects(
             s, agent=s.get(Agent, agent.id), now=now, lease_s=60, avoid_grace_s=0
         )
         return agent.id, check.id, run.id, secret

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from reprofarm_db import builds, leases, studies
+from reprofarm_db import builds, claims, leases, studies
 from reprofarm_db.engine import make_engine, make_sessionmaker, transaction
 from reprofarm_db.migrate import upgrade
 from reprofarm_db.models import Agent
@@ -107,7 +107,7 @@ def test_a_decided_study_posts_its_signed_result_and_retries_a_busy_receiver(
     while not candidate_hung:
         now = datetime.now(UTC)
         with transaction(sessions) as s:
-            leased = leases.lease_for(s, agent_id=agent.id, now=now, lease_s=60, avoid_grace_s=0)
+            leased = claims.lease_for(s, agent_id=agent.id, now=now, lease_s=60, avoid_grace_s=0)
             leases.record_result(
                 s,
                 agent=s.get(Agent, agent.id),

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from reprofarm_db import agents, health, leases, tokens
+from reprofarm_db import agents, claims, health, leases, tokens
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Agent, HardwareConfig
 from reprofarm_protocol.controls import AgentHealth
@@ -26,11 +26,14 @@ from reprofarm_protocol.jobs import (
 )
 from reprofarm_protocol.limits import INT64_MAX
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from reprofarm_api.agents import service
+from reprofarm_api.agents.liveness import SeenAgents
 from reprofarm_api.agents.schemas import AgentPage, AgentRead, ResultAck, ResultsAck
 from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.controls.router import made_ready
+from reprofarm_api.db_slots import DatabaseSlots
 from reprofarm_api.deps import (
     AgentToken,
     CurrentAgentId,
@@ -162,7 +165,7 @@ def hardware(session: SessionDep, _token: Viewer) -> list[dict[str, Any]]:
 def _try_claim(request: Request, agent_id: int) -> LeasedRun | None:
     settings = request.app.state.settings
     with transaction(request.app.state.sessions) as session:
-        return leases.lease_for(
+        return claims.lease_for(
             session,
             agent_id=agent_id,
             now=datetime.now(UTC),
@@ -183,6 +186,8 @@ async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) 
     `lease_token` must accompany every heartbeat, upload and result of the run."""
     deadline = time.monotonic() + body.wait_s
     work: WorkSignal = request.app.state.work
+    seen: SeenAgents = request.app.state.seen
+    seen.note(agent_id)  # an idle agent's long-polls are its sign of life
     while True:
         async with request.app.state.db_slots.request():
             # An overloaded api may give the slot after the agent gave up: a
@@ -229,26 +234,52 @@ async def results(body: RunReports, agent_id: CurrentAgentId, request: Request) 
     summary="Extend a lease",
     responses=errors(404, 409),
 )
-def heartbeat(
+async def heartbeat(
     run_id: RunId,
     beat: Heartbeat,
     agent_id: CurrentAgentId,
-    session: SessionDep,
     settings: SettingsDep,
+    request: Request,
     lease_token: LeaseToken = None,
 ) -> HeartbeatReply:
     """Carries progress; the reply says whether to cancel and whether the lease
     still holds (if not, the run was re-queued: finish, report, it is kept
     for the record but not counted)."""
-    return leases.heartbeat(
-        session,
+    seen: SeenAgents = request.app.state.seen
+    seen.note(agent_id)
+    # One worker thread for the whole transaction, committed before the reply (a
+    # sync endpoint with a session dependency took three hops: docs/operations.md).
+    slots: DatabaseSlots = request.app.state.db_slots
+    return await slots.run(
+        _beat,
+        request.app.state.sessions,
         agent_id=agent_id,
         run_id=run_id,
         lease_token=lease_token,
         beat=beat,
-        now=datetime.now(UTC),
         lease_s=settings.lease_s,
     )
+
+
+def _beat(
+    sessions: sessionmaker[Session],
+    *,
+    agent_id: int,
+    run_id: int,
+    lease_token: str | None,
+    beat: Heartbeat,
+    lease_s: float,
+) -> HeartbeatReply:
+    with transaction(sessions) as session:
+        return leases.heartbeat(
+            session,
+            agent_id=agent_id,
+            run_id=run_id,
+            lease_token=lease_token,
+            beat=beat,
+            now=datetime.now(UTC),
+            lease_s=lease_s,
+        )
 
 
 @router.post(
