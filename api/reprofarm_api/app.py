@@ -65,12 +65,15 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     sessions = make_sessionmaker(engine)
     sender = TaskSender(settings)
     outbox_relay = OutboxRelay(sessions, sender)
-    token_cache = TokenCache(settings.token_cache_s)
+    token_cache = TokenCache(
+        settings.token_cache_s, listening_ttl_s=settings.token_cache_listening_s
+    )
     work = WorkSignal(
         sessions,
         settings.wakeup_redis_url,
         recheck_s=settings.work_recheck_s,
         on_revoked=token_cache.evict,
+        on_listening=token_cache.listening,
     )
 
     seen = SeenAgents(sessions, lease_s=settings.lease_s)

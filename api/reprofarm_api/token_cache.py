@@ -1,14 +1,26 @@
 """Token checks without a query per request: each api process keeps the tokens
-it checked for a few seconds (``REPROFARM_TOKEN_CACHE_S``), keyed by their hash.
+it checked, keyed by their hash.
 
-A revocation (registering an agent again revokes its earlier tokens) is told to
-every api process: the process that revoked evicts at once, after its commit,
-and publishes the revoked hashes on the wake-up channel (``reprofarm:work``,
-reprofarm_db.wakeups), which every api process already listens to. What a caller
-may rely on: a revoked token is refused by every api process at most
-``token_cache_s`` after the revocation committed, whatever happens to the
-message (Redis away, a process that was reconnecting, or the embedded mode,
-which has no Redis); with Redis up, as soon as the message arrives.
+A revocation (registering an agent again revokes its earlier tokens; nothing else
+revokes) is told to every api process: the process that revoked evicts at once,
+after its commit, and publishes the revoked hashes on the wake-up channel
+(``reprofarm:work``, reprofarm_db.wakeups), which every api process listens to.
+
+How long an entry is trusted depends on whether this process can hear revocations:
+- while its subscription to the channel is up, ``listening_ttl_s``
+  (``REPROFARM_TOKEN_CACHE_LISTENING_S``, 300 s): a revocation arrives with its
+  message, and the bound only covers a message lost on a connection that died
+  unnoticed. Idle agents long-poll every 50 s, so a bound of a few seconds missed the
+  cache on nearly every request (docs/operations.md, "Sizing");
+- otherwise (Redis away, reconnecting, or the embedded mode, which has no Redis),
+  ``ttl_s`` (``REPROFARM_TOKEN_CACHE_S``, 2 s). Entries kept while listening become
+  subject to it at once, and the cache is emptied whenever a subscription starts
+  (messages sent while it was down are lost).
+
+What a caller may rely on: a revoked token is refused by every api process as soon
+as the message arrives, and at most ``token_cache_s`` after the revocation committed
+if the process was not subscribed; ``token_cache_listening_s`` is the bound only for a
+message lost on a subscription that still looked up.
 
 Only tokens that exist and are not revoked are kept: an unknown token costs its
 query every time, so random tokens cannot fill the cache. The cached
@@ -29,18 +41,39 @@ hundred bytes each): a bound on memory, not a working size."""
 
 
 class TokenCache:
-    def __init__(self, ttl_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl_s: float,
+        *,
+        listening_ttl_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl_s = ttl_s
+        self.listening_ttl_s = ttl_s if listening_ttl_s is None else listening_ttl_s
+        self._listening = False
         self._clock = clock
         self._tokens: dict[str, tuple[float, ApiToken]] = {}
 
+    def listening(self, subscribed: bool) -> None:
+        """Whether this process now hears revocations (its subscription is up). A
+        subscription that starts empties the cache: what was revoked while it was
+        down was never heard."""
+        if subscribed and not self._listening:
+            self._tokens.clear()
+        self._listening = subscribed
+
+    @property
+    def bound_s(self) -> float:
+        """How long an entry is trusted now."""
+        return self.listening_ttl_s if self._listening else self.ttl_s
+
     def get(self, token_hash: str) -> ApiToken | None:
-        """The token checked less than ``ttl_s`` ago, or None (check it again)."""
+        """The token checked less than ``bound_s`` ago, or None (check it again)."""
         entry = self._tokens.get(token_hash)
         if entry is None:
             return None
         checked_at, token = entry
-        if self._clock() - checked_at >= self.ttl_s:
+        if self._clock() - checked_at >= self.bound_s:
             self._tokens.pop(token_hash, None)
             return None
         return token
@@ -48,7 +81,7 @@ class TokenCache:
     def put(self, token_hash: str, token: ApiToken, *, checked_at: float) -> None:
         """Keep a valid token, as of ``checked_at`` (this cache's clock, read before
         the query: a revocation that raced the query is then bounded by the ttl)."""
-        if self.ttl_s <= 0:
+        if self.bound_s <= 0:
             return
         if len(self._tokens) >= MAX_ENTRIES:
             self._tokens.clear()

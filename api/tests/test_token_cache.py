@@ -1,12 +1,15 @@
 """Token checks come from a per-process cache, and a revoked token is refused by
-every api process within the stated bound (``token_cache_s``): at once through
-Redis, or by the bound alone when there is no Redis (the embedded mode). Two real
-app instances share one Postgres (and one Redis when there is one)."""
+every api process within the stated bound: at once through Redis while the process's
+subscription is up (``token_cache_listening_s`` bounds only a message lost on it), or
+within ``token_cache_s`` when it is not (no Redis: the embedded mode; or a subscription
+that went silent). Two real app instances share one Postgres (and one Redis when there
+is one)."""
 
 import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlparse
 
 from fastapi.testclient import TestClient
 from reprofarm_api.app import create_app
@@ -18,6 +21,7 @@ from reprofarm_db.settings import ControllerSettings
 
 from api.tests.conftest import Api
 from tests.api_calls import register
+from tests.e2e.tcp_proxy import TcpProxy
 
 
 @contextmanager
@@ -98,3 +102,51 @@ def test_a_revocation_on_the_wake_up_channel_wakes_no_long_poll():
     assert (wakeups.runs_of(revocation), wakeups.revoked_of(revocation)) == (0, ["a" * 64])
     wake_up = json.dumps({"runs": 3})
     assert (wakeups.runs_of(wake_up), wakeups.revoked_of(wake_up)) == (3, [])
+
+
+def test_the_long_trust_holds_only_while_the_subscription_is_heard(
+    tmp_path, postgres_url, redis_url
+):
+    """A Redis link that goes silent (nothing closed, nothing fails) ends the long trust
+    within the silence the listener allows (15 s, plus a tick), and a subscription
+    heard again brings it back, the cache emptied of what it may have missed."""
+    upgrade(postgres_url)
+    redis = urlparse(redis_url)
+    with TcpProxy(redis.port or 6379, redis.hostname or "127.0.0.1") as link:
+        broker = f"redis://127.0.0.1:{link.port}{redis.path}"
+        with _app(tmp_path, postgres_url, broker_url=broker) as api:
+            cache: TokenCache = api.client.app.state.token_cache  # type: ignore[attr-defined]
+
+            def bound_becomes(value: float, within_s: float) -> float:
+                start = time.monotonic()
+                while time.monotonic() - start < within_s:
+                    if cache.bound_s == value:
+                        return time.monotonic() - start
+                    time.sleep(0.1)
+                raise AssertionError(f"the bound stayed {cache.bound_s} s for {within_s} s")
+
+            bound_becomes(300.0, within_s=10)
+            token = register(api, name="lab-1")
+            assert _lease_status(api, token) == 204
+            assert len(cache) > 0
+            link.stall()
+            took = bound_becomes(2.0, within_s=30)
+            assert took <= 22, f"a silent link kept the long trust {took:.0f} s"
+            link.restore()
+            bound_becomes(300.0, within_s=40)
+            assert len(cache) == 0, "a subscription that starts must forget what it missed"
+
+
+def test_a_cache_that_hears_revocations_trusts_longer_and_forgets_when_it_starts_hearing():
+    now = [100.0]
+    cache = TokenCache(2.0, listening_ttl_s=300.0, clock=lambda: now[0])
+    token = ApiToken(id=1, name="lab", role="agent", token_hash="h")
+    cache.listening(True)
+    cache.put("h", token, checked_at=cache.now())
+    now[0] += 250
+    assert cache.get("h") is token
+    cache.listening(False)  # deaf: the short bound applies to entries already kept
+    assert cache.get("h") is None
+    cache.put("h", token, checked_at=cache.now())
+    cache.listening(True)
+    assert cache.get("h") is None, "what was revoked while deaf was never heard"

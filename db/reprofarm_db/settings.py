@@ -129,9 +129,18 @@ class ControllerSettings(BaseSettings):
         ge=0,
         le=60,
         description="each api process trusts a token it checked for this long without "
-        "asking the database again; a revoked token is refused everywhere within this bound "
-        "(at once with Redis: revocations are published to every api process). 0: check "
-        "every request",
+        "asking the database again, while it cannot hear revocations (no Redis, or its "
+        "subscription is down); a revoked token is refused everywhere within this bound "
+        "then. 0: check every request",
+    )
+    token_cache_listening_s: float = Field(
+        300.0,
+        ge=0,
+        le=3600,
+        description="how long a checked token is trusted while the api process is "
+        "subscribed to the revocations published on Redis (they arrive at once; this bounds "
+        "only a message lost on a connection that died unnoticed). 0: check every "
+        "request while subscribed",
     )
     broker_visibility_timeout_s: float = Field(
         600.0,

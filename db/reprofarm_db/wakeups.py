@@ -13,6 +13,9 @@ import logging
 log = logging.getLogger(__name__)
 
 CHANNEL = "reprofarm:work"
+TICK = json.dumps({"tick": True})
+"""What each api process publishes every few seconds to hear it come back: proof that
+its subscription still receives (reprofarm_api.agents.wakeup). It wakes nobody."""
 
 
 def publish(redis_url: str | None, runs: int) -> None:
@@ -44,10 +47,11 @@ def _send(redis_url: str | None, message: dict[str, object], *, what: str) -> No
 
 
 def runs_of(data: object) -> int:
-    """The run count a wake-up message carries: 0 for a revocation, 1 when unreadable."""
+    """The run count a wake-up message carries: 0 for a revocation or a tick, 1 when
+    unreadable."""
     try:
         message = json.loads(data)  # type: ignore[arg-type]
-        if "revoked" in message:
+        if "revoked" in message or "tick" in message:
             return 0
         return max(1, int(message["runs"]))
     except (TypeError, ValueError, KeyError):

@@ -3,7 +3,9 @@ CLI) and the api, for fault tests.
 
 ``cut()`` drops every open connection and resets each new one at once, as a
 failed link does for a client (its pooled connections die, new ones fail);
-``restore()`` forwards again. The counters (``accepted``, ``refused``,
+``stall()`` holds every byte in flight without closing anything, as a link that
+went silent does (nothing fails until a timeout notices); ``restore()`` forwards
+again. The counters (``accepted``, ``refused``,
 ``upstream_down``) let a test wait for a client to have talked through the
 proxy, or to have tried again.
 """
@@ -14,6 +16,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from types import TracebackType
 
 _CHUNK = 1 << 16
@@ -28,6 +31,7 @@ class TcpProxy:
         self.refused = 0  # reset because the link is cut
         self.upstream_down = 0  # reset because the upstream refused the connection
         self._cut = threading.Event()
+        self._stalled = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
@@ -46,8 +50,13 @@ class TcpProxy:
         for s in sockets:
             _reset(s)
 
+    def stall(self) -> None:
+        """Forward nothing more, and close nothing, until restore()."""
+        self._stalled.set()
+
     def restore(self) -> None:
         self._cut.clear()
+        self._stalled.clear()
 
     def close(self) -> None:
         self._closed.set()
@@ -97,6 +106,8 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket, pair: _Pair) -> None:
         try:
             while data := src.recv(_CHUNK):
+                while self._stalled.is_set() and not self._closed.is_set():
+                    time.sleep(0.05)
                 dst.sendall(data)
             dst.shutdown(socket.SHUT_WR)  # pass the half-close on
         except OSError:

@@ -27,10 +27,18 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Run
-from reprofarm_db.wakeups import CHANNEL, publish, publish_revoked, revoked_of, runs_of
+from reprofarm_db.wakeups import (
+    CHANNEL,
+    TICK,
+    publish,
+    publish_revoked,
+    revoked_of,
+    runs_of,
+)
 from reprofarm_protocol.jobs import RunState
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,6 +46,9 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 _MARGIN = 4
+_PING_S = 5.0
+"""How often an api process ticks on its own channel (see ``_hear``)."""
+_SILENT_S = 3 * _PING_S
 
 
 class WorkSignal:
@@ -48,9 +59,11 @@ class WorkSignal:
         *,
         recheck_s: float = 2.0,
         on_revoked: Callable[[list[str]], None] = lambda _hashes: None,
+        on_listening: Callable[[bool], None] = lambda _subscribed: None,
     ) -> None:
         self._sessions = sessions
         self._on_revoked = on_revoked
+        self._on_listening = on_listening
         self._redis_url = redis_url
         self._recheck_s = recheck_s
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -149,26 +162,61 @@ class WorkSignal:
                 self.wake(count)
             self._last = (count, newest)
 
+    async def _hear(self, client: Any, pubsub: Any) -> None:
+        """Handle the channel's messages until the subscription fails. This process's
+        own tick, published every _PING_S and heard back, proves the subscription
+        still receives: the token cache trusts its entries for long only from the first
+        tick heard until one is missing for _SILENT_S (a connection that died unnoticed
+        would otherwise lose revocations for as long as TCP takes to notice)."""
+        loop = asyncio.get_running_loop()
+        ticked = heard = loop.time()
+        await client.publish(CHANNEL, TICK)
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_PING_S)
+            now = loop.time()
+            if message is not None and message.get("type") == "message":
+                heard = now
+                data = message.get("data")
+                if revoked := revoked_of(data):
+                    self._on_revoked(revoked)
+                elif runs := runs_of(data):
+                    self.wake(runs)
+                elif not self._listening:
+                    self._listening = True  # a tick came back: the subscription receives
+                    self._on_listening(True)
+            if now - heard > _SILENT_S:
+                raise ConnectionError(f"nothing heard on {CHANNEL} for {now - heard:.0f} s")
+            if now - ticked >= _PING_S:
+                ticked = now
+                await client.publish(CHANNEL, TICK)
+
+    _listening = False
+
+    def _deaf(self) -> None:
+        if self._listening:
+            self._listening = False
+            self._on_listening(False)
+
     async def _listen(self) -> None:
         import redis.asyncio as aioredis
 
         backoff = 1.0
         while True:
             try:
-                client = aioredis.Redis.from_url(self._redis_url or "")
-                async with client.pubsub() as pubsub:
+                # A timeout on every socket: a tick published into a dead connection
+                # must fail, not wait for TCP.
+                client = aioredis.Redis.from_url(
+                    self._redis_url or "", socket_timeout=_PING_S, socket_connect_timeout=_PING_S
+                )
+                async with client, client.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
                     backoff = 1.0
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            data = message.get("data")
-                            if revoked := revoked_of(data):
-                                self._on_revoked(revoked)
-                            elif runs := runs_of(data):
-                                self.wake(runs)
+                    await self._hear(client, pubsub)
             except asyncio.CancelledError:
+                self._deaf()
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away: the re-check covers
+                self._deaf()
                 log.warning("work wake-ups from Redis lost (%s); retrying", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
