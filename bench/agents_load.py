@@ -241,6 +241,19 @@ async def loop_lag(lags: list[float]) -> None:
         lags.append((time.perf_counter() - start - 0.1) * 1000)
 
 
+async def once_registered(
+    load: Load, sampler: ProcSampler, total: int, mark: dict[str, float]
+) -> None:
+    """Note the api processes' CPU and the requests made when the last agent has
+    registered: the window after it is the steady state (long-polls and heartbeats),
+    without the registration storm, which costs far more per request."""
+    while load.registered < total:
+        await asyncio.sleep(0.2)
+    await asyncio.to_thread(sampler.sample)
+    mark["api_cpu_s"] = sum(sampler.cpu_s(n) for n in sampler.pids if n.startswith("api-"))
+    mark["requests"] = load.rec.requests
+
+
 async def progress(load: Load, started: float, total: int) -> None:
     while True:
         await asyncio.sleep(10)
@@ -281,9 +294,11 @@ async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
         asyncio.create_task(progress(load, started, args.agents)),
         asyncio.create_task(loop_lag(lags)),
     ]
+    steady: dict[str, float] = {}
     if not args.ingest:
         load.deadline = started + args.seconds
         load.go.set()
+        background.append(asyncio.create_task(once_registered(load, sampler, args.agents, steady)))
     tasks = [
         asyncio.create_task(
             SimAgent(
@@ -339,6 +354,7 @@ async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
         generator_cpu=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
         lags=sorted(lags),
         bare_cpu_ms=bare_ms,
+        steady=steady,
     )
 
 

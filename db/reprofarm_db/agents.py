@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from reprofarm_protocol.hardware import HardwareInfo
 from reprofarm_protocol.jobs import AgentRegister
@@ -134,6 +135,63 @@ def register(session: Session, *, request: AgentRegister, caller: ApiToken) -> t
     return agent, plain
 
 
+class AgentTraits(Protocol):
+    """What matching agents to a job reads: an ``Agent``, or an ``AgentSummary``."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def pools(self) -> list[str]: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def logical_cpus(self) -> int: ...
+    @property
+    def facts(self) -> dict[str, Any]: ...
+    @property
+    def needs_reboot(self) -> bool: ...
+    @property
+    def last_seen(self) -> datetime: ...
+    @property
+    def hardware_config_id(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSummary:
+    """An agent's columns a job's expansion reads, from one row: a submit read every
+    agent as an ORM object, a fifth of an api process's CPU at 2,000 agents."""
+
+    id: int
+    name: str
+    pools: list[str]
+    target: str
+    logical_cpus: int
+    facts: dict[str, Any]
+    needs_reboot: bool
+    last_seen: datetime
+    hardware_config_id: int
+
+
+def summaries(session: Session, *, seen_since: datetime | None = None) -> list[AgentSummary]:
+    """Every agent (seen since ``seen_since``, when given), by name."""
+    query = select(
+        Agent.id,
+        Agent.name,
+        Agent.pools,
+        Agent.target,
+        Agent.logical_cpus,
+        Agent.facts,
+        Agent.needs_reboot,
+        Agent.last_seen,
+        Agent.hardware_config_id,
+    ).order_by(Agent.name)
+    if seen_since is not None:
+        query = query.where(Agent.last_seen >= seen_since)
+    return [AgentSummary(*row) for row in session.execute(query)]
+
+
 def get_or_raise(session: Session, *, agent_id: int) -> Agent:
     agent = session.get(Agent, agent_id)
     if agent is None:
@@ -202,7 +260,7 @@ def is_online(agent: Agent, *, now: datetime, lease_s: float) -> bool:
 
 
 def matches(
-    agent: Agent, *, pools: list[str], names: list[str], selector: Mapping[str, str]
+    agent: AgentTraits, *, pools: list[str], names: list[str], selector: Mapping[str, str]
 ) -> bool:
     """Whether an agent is eligible for a job's targets. An empty target list
     means every agent; a selector must match every fact it names."""

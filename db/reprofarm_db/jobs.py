@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from reprofarm_db import agents as agents_
 from reprofarm_db import outbox
 from reprofarm_db.errors import Conflict, Invalid, NotFound
-from reprofarm_db.models import Agent, Job, Run, utcnow
+from reprofarm_db.models import Job, Run, utcnow
 from reprofarm_db.states import lock_job, locked_runs, move_job, move_run
 
 
@@ -47,7 +47,7 @@ class Cell:
 class Expansion:
     cells: list[Cell] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
-    eligible: list[Agent] = field(default_factory=list)
+    eligible: list[agents_.AgentTraits] = field(default_factory=list)
 
     @property
     def targets(self) -> list[str]:
@@ -64,10 +64,10 @@ def target_label(*, pool: str | None, agent: str | None) -> str:
 
 
 # (label, pool, required agent id, candidate agents) of one target group.
-Group = tuple[str, str | None, int | None, list[Agent]]
+Group = tuple[str, str | None, int | None, list[agents_.AgentTraits]]
 
 
-def target_groups(spec: JobCreate, eligible: list[Agent]) -> list[Group]:
+def target_groups(spec: JobCreate, eligible: Sequence[agents_.AgentTraits]) -> list[Group]:
     """(label, pool, required agent, candidates) for each target group. A job that
     waits for agents keeps pools no agent serves yet (their first agent may come)."""
     waiting = spec.wait_for_agents_s is not None
@@ -86,7 +86,7 @@ def target_groups(spec: JobCreate, eligible: list[Agent]) -> list[Group]:
             raise Invalid("agents", f"no eligible agent is named {name!r}")
         groups.append((target_label(pool=None, agent=name), None, named[0].id, named))
     if not spec.pools and not spec.agents:
-        groups.append((target_label(pool=None, agent=None), None, None, eligible))
+        groups.append((target_label(pool=None, agent=None), None, None, list(eligible)))
     return groups
 
 
@@ -112,7 +112,7 @@ def _too_large(spec: JobCreate, groups: list[Group], *, max_runs: int) -> Invali
 
 def expand(
     spec: JobCreate,
-    agents: Sequence[Agent],
+    agents: Sequence[agents_.AgentTraits],
     *,
     max_runs: int,
     online_since: datetime | None = None,
@@ -166,6 +166,15 @@ def expand(
     return out
 
 
+def candidates(
+    session: Session, spec: JobCreate, *, online_since: datetime | None
+) -> list[agents_.AgentSummary]:
+    """The agents ``expand`` chooses from: only those online, unless the job waits for
+    agents (then every registered one may be)."""
+    waiting = spec.wait_for_agents_s is not None
+    return agents_.summaries(session, seen_since=None if waiting else online_since)
+
+
 def create(
     session: Session,
     *,
@@ -182,7 +191,12 @@ def create(
     existing = find_by_key(session, key=idempotency_key, submitted_by=submitted_by, spec=spec_json)
     if existing is not None:
         return existing, False
-    expansion = expand(spec, agents_.list_(session), max_runs=max_runs, online_since=online_since)
+    expansion = expand(
+        spec,
+        candidates(session, spec, online_since=online_since),
+        max_runs=max_runs,
+        online_since=online_since,
+    )
     wait = spec.wait_for_agents_s
     job = Job(
         expires_at=utcnow() + timedelta(seconds=wait) if wait is not None else None,

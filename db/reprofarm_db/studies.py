@@ -88,7 +88,7 @@ def plan_cells(
     names = agents_.hardware_names(session, ids={a.hardware_config_id for a in eligible})
     cells: list[dict[str, Any]] = []
     for label, pool, agent_id, members in jobs.target_groups(as_job, eligible):
-        by_hardware: dict[int, list[Agent]] = defaultdict(list)
+        by_hardware: dict[int, list[agents_.AgentTraits]] = defaultdict(list)
         for agent in members:
             by_hardware[agent.hardware_config_id].append(agent)
         for hw_id, agents in sorted(by_hardware.items()):

@@ -43,7 +43,7 @@ def submit(
     if dry_run:
         expansion = jobs.expand(
             spec,
-            agents.list_(session),
+            jobs.candidates(session, spec, online_since=online_since),
             max_runs=settings.max_runs_per_job,
             online_since=online_since,
         )
