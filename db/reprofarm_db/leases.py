@@ -136,15 +136,18 @@ def _job_cancelled(session: Session, *, job_id: int) -> bool:
     return session.scalar(select(Job.status).where(Job.id == job_id)) in _STOPPING_JOB_STATES
 
 
+_agents = Base.metadata.tables["agents"]
+_RELEASE = (
+    update(_agents)
+    .where(_agents.c.id == bindparam("agent"), _agents.c.current_run_id == bindparam("run"))
+    .values(current_run_id=None)
+)
+
+
 def release_agent(session: Session, *, agent_id: int, run_id: int) -> None:
     """Clear the agent's current run if it still names this one: a claim of its next run
     that committed meanwhile is not undone."""
-    session.execute(
-        update(Agent)
-        .where(Agent.id == agent_id, Agent.current_run_id == run_id)
-        .values(current_run_id=None)
-        .execution_options(synchronize_session=False)
-    )
+    session.connection().execute(_RELEASE, {"agent": agent_id, "run": run_id})
 
 
 def record_result(
