@@ -147,9 +147,7 @@ def agents_matching(
 
 @agents_app.command("list")
 def agents_list(
-    state: Annotated[
-        AgentState | None, typer.Option(help="only agents in this state (busy, idle, ...)")
-    ] = None,
+    state: Annotated[AgentState | None, typer.Option(help="only agents in this state")] = None,
     health: Annotated[AgentHealth | None, typer.Option(help="only agents of this health")] = None,
     search: Annotated[
         str | None,
@@ -157,7 +155,7 @@ def agents_list(
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option(min=1, max=_PAGE, help="one page of this many agents [default: all]"),
+        typer.Option(min=1, max=_PAGE, help="one page of this many agents (default: every agent)"),
     ] = None,
     offset: Annotated[int, typer.Option(min=0, help="skip this many agents first")] = 0,
     api: ApiOpt = None,
