@@ -1,7 +1,7 @@
 """GET /agents/page: agents by name, a page at a time, filtered by pool, online, state,
 health, name (prefix or exact), id and a search, with the total that matches and the
-counts over every agent; GET /agents keeps its shape. The filters' SQL on both databases
-is db/tests/test_agents_page.py's."""
+counts over every agent; GET /agents keeps its shape; GET /pools counts each pool's agents.
+The filters' SQL on both databases is db/tests/test_agents_page.py's."""
 
 from datetime import timedelta
 
@@ -126,3 +126,15 @@ def test_a_bad_query_is_422_naming_its_field(api, param, value):
     r = api.client.get("/api/v1/agents/page", headers=api.headers(api.admin), params={param: value})
     assert r.status_code == 422, r.text
     assert r.json()["detail"]["field"] == param, r.text
+
+
+def test_pools_count_their_agents(api, lab):
+    """GET /pools (read with the agents page) counts each pool's agents in SQL."""
+    for pool, agents in (("arm", 3), ("gpu", 0)):
+        r = api.client.put(
+            f"/api/v1/pools/{pool}", headers=api.headers(api.admin), json={"canary_at_start": True}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["agents"] == agents, pool
+    listed = api.client.get("/api/v1/pools", headers=api.headers(api.admin)).json()
+    assert {p["name"]: p["agents"] for p in listed} == {"arm": 3, "gpu": 0}

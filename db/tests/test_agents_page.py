@@ -107,3 +107,10 @@ def test_the_counts_cover_every_agent_whatever_the_filter(sessions, farm):
                 s, where=agents.AgentFilter(**where), now=NOW, lease_s=60, limit=1, offset=0
             )
         assert asdict(found.counts) == every, where
+
+
+def test_agents_are_counted_per_pool_in_sql(sessions, farm):
+    with transaction(sessions) as s:
+        counted = agents.count_in_pools(s, pools=["arm", "x64", "armv8", "ar", "none"])
+        assert agents.count_in_pools(s, pools=[]) == {}
+    assert counted == {"arm": 2, "x64": 2, "armv8": 1}
