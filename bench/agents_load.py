@@ -10,7 +10,7 @@ api processes, registrations ramped over --ramp-s) do what real agents do:
 register with their own machine secret and one of --hardware-configs hardware
 configurations, long-poll for leases, fetch the build once, heartbeat while a
 run lasts, upload a goroutine dump, post the result. A submitter keeps about
---running-fraction of them busy; dashboards read stats, jobs and agents.
+--running-fraction of them busy; dashboards read stats, jobs and a page of 100 agents.
 Builds are recorded without Go, so no job ever compiles.
 
 --ingest measures result ingestion instead: the agents register, then each
@@ -186,7 +186,7 @@ async def dashboard(load: Load, url: str, viewer: str, every: float) -> None:
             for endpoint, path in (
                 ("stats", "/api/v1/stats?group_by=hardware"),
                 ("jobs", "/api/v1/jobs"),
-                ("agents", "/api/v1/agents"),
+                ("agents", "/api/v1/agents/page?limit=100"),
             ):
                 await _timed(load, client, endpoint, "GET", path, viewer)
             await asyncio.sleep(every)

@@ -9,10 +9,12 @@ from typing import Annotated, Any
 
 import typer
 from reprofarm_agent.durations import parse_duration
+from reprofarm_protocol.controls import AgentHealth
+from reprofarm_protocol.jobs import AgentState
 from rich.console import Console
 from rich.table import Table
 
-from reprofarm_cli.local_instance import resolve
+from reprofarm_cli.local_instance import Instance, resolve
 from reprofarm_cli.remote import ApiOpt, DataDirOpt, JsonOpt, TokenOpt, _call, _fail, _say
 
 pools_app = typer.Typer(no_args_is_help=True, help="pools' standing controls")
@@ -112,29 +114,75 @@ def pools_set(
     typer.echo(f"pool {pool['name']} ({pool['agents']} agents): {describe_pool(pool)}")
 
 
+_PAGE = 1000
+"""The most agents `GET /agents/page` gives at once."""
+
+
+def agents_matching(
+    instance: Instance,
+    where: dict[str, str | None],
+    *,
+    limit: int | None,
+    offset: int,
+    page_size: int = _PAGE,
+) -> tuple[list[dict[str, Any]], int]:
+    """The agents that match ``where`` (`GET /agents/page`'s filters), by name,
+    ``limit`` from ``offset`` (None: every one, read ``page_size`` at a time), and how
+    many match in all. Pages are read by offset: an agent registered or renamed
+    meanwhile may be missed or shown twice."""
+    params = {k: v for k, v in where.items() if v is not None}
+    found: list[dict[str, Any]] = []
+    while True:
+        page = _call(
+            instance,
+            "GET",
+            "/api/v1/agents/page",
+            params={**params, "limit": limit or page_size, "offset": offset + len(found)},
+        )
+        found += page["agents"]
+        last = len(page["agents"]) < page_size or offset + len(found) >= page["total"]
+        if limit is not None or last:
+            return found, page["total"]
+
+
 @agents_app.command("list")
 def agents_list(
+    state: Annotated[AgentState | None, typer.Option(help="only agents in this state")] = None,
+    health: Annotated[AgentHealth | None, typer.Option(help="only agents of this health")] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(help="name, os/arch or CPU model holding this (any case), or a pool"),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, max=_PAGE, help="one page of this many agents (default: every agent)"),
+    ] = None,
+    offset: Annotated[int, typer.Option(min=0, help="skip this many agents first")] = 0,
     api: ApiOpt = None,
     token: TokenOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Agents, whether they are online, and their health."""
-    found = _call(resolve(api, token, data_dir), "GET", "/api/v1/agents")
+    """Agents by name, their state and health: every agent that matches, read a page
+    of 1,000 at a time, or with --limit one page of that many from --offset."""
+    where = {"state": state, "health": health, "search": search}
+    found, total = agents_matching(resolve(api, token, data_dir), where, limit=limit, offset=offset)
     if as_json:
         print(json.dumps(found, indent=2))
         return
-    table = Table("agent", "pools", "target", "online", "health", "why")
+    table = Table("agent", "pools", "target", "state", "health", "why")
     for a in found:
         table.add_row(
             a["name"],
             ",".join(a["pools"]),
             a["target"],
-            "yes" if a["online"] else "no",
+            a["state"],
             a["health"],
             a["health_detail"][:120],
         )
     Console().print(table)
+    if found and len(found) < total:
+        _say(f"agents {offset + 1}-{offset + len(found)} of {total}")
 
 
 @agents_app.command("check")
@@ -155,10 +203,10 @@ def agents_check(
         patience = parse_duration(timeout, field="--timeout")
     except ValueError as exc:
         _fail(str(exc))
-    agents = _call(instance, "GET", "/api/v1/agents")
-    agent = next((a for a in agents if a["name"] == name), None)
-    if agent is None:
+    named = _call(instance, "GET", "/api/v1/agents/page", params={"name": name, "limit": 1})
+    if not named["agents"]:
         _fail(f"name: no agent is named {name!r}")
+    (agent,) = named["agents"]
     check = _call(
         instance, "POST", f"/api/v1/agents/{agent['id']}/health-check", json={"kind": kind}
     )

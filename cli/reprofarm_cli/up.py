@@ -69,8 +69,13 @@ def _wait_agent(url: str, admin: str, supervisor: Supervisor, timeout_s: float =
     headers = {"Authorization": f"Bearer {admin}"}
     while time.monotonic() < deadline and not supervisor.stopping.is_set():
         try:
-            agents = httpx.get(f"{url}/api/v1/agents", headers=headers, timeout=2).json()
-            if any(a["online"] for a in agents):
+            online = httpx.get(
+                f"{url}/api/v1/agents/page",
+                params={"online": "true", "limit": 1},
+                headers=headers,
+                timeout=2,
+            )
+            if online.status_code == 200 and online.json()["total"] > 0:
                 return True
         except (httpx.TransportError, ValueError):
             pass

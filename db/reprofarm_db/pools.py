@@ -5,7 +5,7 @@ A pool is only a name an agent registers with; a pool with controls has a row in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reprofarm_protocol.controls import PoolControls
@@ -55,14 +55,6 @@ def set_(session: Session, *, name: str, controls: PoolControls, by: str) -> Poo
 
 def list_(session: Session) -> list[PoolSettings]:
     return list(session.scalars(select(PoolSettings).order_by(PoolSettings.name)))
-
-
-def agents_per_pool(agents: Iterable[Agent]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for agent in agents:
-        for pool in agent.pools or []:
-            counts[pool] = counts.get(pool, 0) + 1
-    return counts
 
 
 def negative_pools(session: Session) -> set[str]:

@@ -67,6 +67,16 @@ class JobState(StrEnum):
     EXPIRED = "expired"  # it waited for agents (wait_for_agents_s) and none came
 
 
+class AgentState(StrEnum):
+    """What an agent is doing now: the first that applies, in this order. The api
+    derives it in SQL (``reprofarm_db.agents.state_of``); the dashboard shows it."""
+
+    NEEDS_REBOOT = "needs-reboot"  # it could not kill a run's process: leases nothing
+    OFFLINE = "offline"  # silent for two lease periods
+    BUSY = "busy"  # online, holding a run
+    IDLE = "idle"  # online, holding none
+
+
 FINISHED_JOB_STATES = frozenset({JobState.DONE, JobState.CANCELLED, JobState.EXPIRED})
 
 OPEN_RUN_STATES = frozenset({RunState.PENDING, RunState.READY, RunState.LEASED})

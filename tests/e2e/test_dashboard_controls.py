@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from reprofarm_db import builds, claims, health, jobs, leases, pools
@@ -216,4 +217,68 @@ def test_what_an_agent_reports_is_shown_as_text_never_as_markup(farm, seeded, br
     assert MARKUP in page.inner_text("#health-checks tbody tr:first-child")
     assert page.locator("main img").count() == 0
     assert page.evaluate("window.__injected === undefined")
+    page.close()
+
+
+def _agent_rows(page: Any) -> list[str]:
+    """The agents' names in the table, in its order (not its "No agent matches." row)."""
+    return page.eval_on_selector_all(
+        "#agents tbody tr[data-agent]", "rows => rows.map(r => r.dataset.agent)"
+    )
+
+
+def test_the_agents_page_reads_a_page_at_a_time_and_counts_every_agent(farm, seeded, browser):
+    """Three agents (arm-7, the farm's own local-..., wine-1) at two a page: the api
+    pages them, and the summary counts all three on either page."""
+    page = _open(browser, farm.link(farm.viewer))
+    page.wait_for_selector("#jobs")
+    page.goto(f"{farm.url}/#/agents?limit=2")
+    page.wait_for_selector("#agents tr[data-agent='arm-7']")
+    first = _agent_rows(page)
+    assert len(first) == 2, first
+    assert [first[0], first[1][:6]] == ["arm-7", "local-"], first
+    assert page.inner_text("#agent-summary").startswith("3 agents: "), "counted over all"
+    pager = page.locator("nav.pager[aria-label='agents pages']")
+    assert "1\N{EN DASH}2 of 3 agents" in pager.inner_text()
+    pager.locator("button:has-text('next')").click()
+    page.wait_for_selector("#agents tr[data-agent='arm-7']", state="detached")
+    assert _agent_rows(page) == ["wine-1"]
+    assert "3\N{EN DASH}3 of 3 agents" in pager.inner_text()
+    assert page.inner_text("#agent-summary").startswith("3 agents: ")
+    assert page.url.endswith("#/agents?offset=2&limit=2"), page.url
+    pager.locator("button:has-text('previous')").click()
+    page.wait_for_selector("#agents tr[data-agent='arm-7']")
+    assert _agent_rows(page) == first
+    page.close()
+
+
+def test_the_agents_page_filters_by_a_search_in_the_api(farm, seeded, browser):
+    """A name in any case, or a pool's whole name; the summary still counts every agent."""
+    page = _open(browser, farm.link(farm.viewer))
+    _nav(page, "agents")
+    page.wait_for_selector("#agents tr[data-agent='wine-1']")
+    page.fill("#f-search", "WINE")
+    page.press("#f-search", "Enter")
+    page.wait_for_selector("#agents tr[data-agent='arm-7']", state="detached")
+    assert _agent_rows(page) == ["wine-1"]
+    assert "search=WINE" in page.url, page.url
+    assert page.inner_text("#agent-summary").startswith("3 agents: ")
+    page.fill("#f-search", "arm-lab")  # arm-7's pool
+    page.press("#f-search", "Enter")
+    page.wait_for_selector("#agents tr[data-agent='wine-1']", state="detached")
+    assert _agent_rows(page) == ["arm-7"]
+    page.select_option("#f-state", "needs-reboot")
+    page.wait_for_selector("#agents >> text=No agent matches.")
+    assert _agent_rows(page) == []
+    page.close()
+
+
+def test_an_agents_checks_show_when_it_is_not_on_the_page(farm, seeded, browser):
+    page = _open(browser, farm.link(farm.viewer))
+    page.wait_for_selector("#jobs")
+    page.goto(f"{farm.url}/#/agents?limit=1&agent={seeded.wine}")
+    page.wait_for_selector("#agent-health h2:has-text('Health checks of wine-1')")
+    assert _agent_rows(page) == ["arm-7"], "page 1 of 1 a page holds arm-7 alone"
+    page.goto(f"{farm.url}/#/agents?agent=999999")
+    page.wait_for_selector("#agent-health h2:has-text('No agent #999999')")
     page.close()

@@ -5,6 +5,7 @@ Windows, and a Redis visibility timeout would run a long hang twice)."""
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from reprofarm_protocol.controls import AgentHealth
 from reprofarm_protocol.jobs import (
     AgentRegister,
     AgentRegistered,
+    AgentState,
     Heartbeat,
     HeartbeatReply,
     LeasedRun,
@@ -30,11 +32,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reprofarm_api.agents import service
 from reprofarm_api.agents.liveness import SeenAgents
-from reprofarm_api.agents.schemas import AgentPage, AgentRead, ResultAck, ResultsAck
+from reprofarm_api.agents.schemas import (
+    AgentCounts,
+    AgentPage,
+    AgentRead,
+    ResultAck,
+    ResultsAck,
+)
 from reprofarm_api.agents.wakeup import WorkSignal
 from reprofarm_api.controls.router import made_ready
 from reprofarm_api.db_slots import DatabaseSlots
 from reprofarm_api.deps import (
+    ID_MAX,
     AgentToken,
     CurrentAgentId,
     LeaseToken,
@@ -80,10 +89,17 @@ def register(
 
 @router.get("/agents", response_model=list[AgentRead], summary="Agents and their health")
 def list_agents(session: SessionDep, settings: SettingsDep, _token: Viewer) -> list[AgentRead]:
-    """Every agent, by name. `GET /agents/page` pages and filters them."""
+    """Every agent, by name. `GET /agents/page` pages and filters them, and counts
+    them by state: at thousands of agents, read that instead."""
     now = datetime.now(UTC)
     configs = {c.id: c.fingerprint for c in session.scalars(select(HardwareConfig))}
-    return [_read(a, configs, now=now, lease_s=settings.lease_s) for a in agents.list_(session)]
+    rows = agents.list_with_state(
+        session, where=agents.AgentFilter(), now=now, lease_s=settings.lease_s
+    )
+    return [_read(a, state, configs, now=now, lease_s=settings.lease_s) for a, state in rows]
+
+
+Text = Annotated[str | None, Query(max_length=100)]
 
 
 @router.get("/agents/page", response_model=AgentPage, summary="A page of agents, filtered")
@@ -93,24 +109,49 @@ def page_agents(
     _token: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000, description="agents on this page")] = 100,
     offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="agents to skip")] = 0,
-    pool: Annotated[str | None, Query(max_length=100, description="in this pool")] = None,
+    pool: Annotated[Text, Query(description="in this pool (its whole name)")] = None,
     online: Annotated[
-        bool | None, Query(description="seen within two lease periods (true) or not")
+        bool | None,
+        Query(description="seen within two lease periods (true) or not (false), any state"),
+    ] = None,
+    state: Annotated[
+        AgentState | None,
+        Query(description="in this state (needs-reboot first, then offline, busy or idle)"),
     ] = None,
     health: Annotated[AgentHealth | None, Query(description="with this health")] = None,
-    name_prefix: Annotated[
-        str | None, Query(max_length=100, description="whose name starts with this")
+    name_prefix: Annotated[Text, Query(description="whose name starts with this")] = None,
+    name: Annotated[Text, Query(description="named exactly this")] = None,
+    agent_id: Annotated[
+        int | None, Query(alias="id", ge=1, le=ID_MAX, description="this agent only")
+    ] = None,
+    search: Annotated[
+        Text,
+        Query(
+            description="whose name, target (os/arch) or CPU model holds this text "
+            "(case-insensitive), or with a pool of exactly this name"
+        ),
     ] = None,
 ) -> AgentPage:
     """The agents that match every filter given, by name, `limit` from `offset`,
-    with `total`: how many match over all pages. `GET /agents` (every agent, a
-    plain list) stays as it was for the callers that read it whole."""
+    with `total`: how many match over all pages, and `counts`: agents by state
+    and health over every agent, whatever the filters (the dashboard's summary).
+    `GET /agents` (every agent, a plain list) stays as it was for the callers
+    that read it whole."""
     now = datetime.now(UTC)
-    where = agents.AgentFilter(pool=pool, online=online, health=health, name_prefix=name_prefix)
-    rows, total = agents.page(
+    where = agents.AgentFilter(
+        pool=pool,
+        online=online,
+        state=state,
+        health=health,
+        name_prefix=name_prefix,
+        name=name,
+        agent_id=agent_id,
+        search=search,
+    )
+    found = agents.page(
         session, where=where, now=now, lease_s=settings.lease_s, limit=limit, offset=offset
     )
-    ids = {a.hardware_config_id for a in rows}
+    ids = {a.hardware_config_id for a, _ in found.agents}
     configs = dict(
         session.execute(
             select(HardwareConfig.id, HardwareConfig.fingerprint).where(HardwareConfig.id.in_(ids))
@@ -119,14 +160,19 @@ def page_agents(
         .all()
     )
     return AgentPage(
-        total=total,
+        total=found.total,
         limit=limit,
         offset=offset,
-        agents=[_read(a, configs, now=now, lease_s=settings.lease_s) for a in rows],
+        agents=[
+            _read(a, state, configs, now=now, lease_s=settings.lease_s) for a, state in found.agents
+        ],
+        counts=AgentCounts(**asdict(found.counts)),
     )
 
 
-def _read(a: Agent, configs: dict[int, str], *, now: datetime, lease_s: float) -> AgentRead:
+def _read(
+    a: Agent, state: AgentState, configs: dict[int, str], *, now: datetime, lease_s: float
+) -> AgentRead:
     return AgentRead(
         id=a.id,
         name=a.name,
@@ -136,6 +182,7 @@ def _read(a: Agent, configs: dict[int, str], *, now: datetime, lease_s: float) -
         hardware_fingerprint=configs.get(a.hardware_config_id, ""),
         facts=a.facts,
         online=agents.is_online(a, now=now, lease_s=lease_s),
+        state=state,
         needs_reboot=a.needs_reboot,
         last_reboot_at=a.last_reboot_at,
         reboots=a.reboots or 0,

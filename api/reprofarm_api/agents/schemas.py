@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from reprofarm_protocol.controls import AgentHealth
+from reprofarm_protocol.jobs import AgentState
 
 
 class AgentRead(BaseModel):
@@ -17,7 +18,11 @@ class AgentRead(BaseModel):
     logical_cpus: int
     hardware_fingerprint: str
     facts: dict[str, Any]
-    online: bool
+    online: bool = Field(description="seen within two lease periods")
+    state: AgentState = Field(
+        description="needs-reboot, else offline, else busy (holding a run) or idle: "
+        "the first that applies"
+    )
     needs_reboot: bool
     last_reboot_at: datetime | None
     reboots: int
@@ -32,6 +37,20 @@ class AgentRead(BaseModel):
     health_changed_at: datetime | None
 
 
+class AgentCounts(BaseModel):
+    """Agents in each state and health, over every agent: the filters do not apply."""
+
+    agents: int = Field(description="every agent")
+    online: int = Field(description="seen within two lease periods, needs-reboot ones included")
+    busy: int
+    idle: int
+    offline: int
+    needs_reboot: int = Field(description="busy, idle, offline and needs_reboot add up to agents")
+    healthy: int
+    unhealthy: int
+    unknown: int = Field(description="never checked")
+
+
 class AgentPage(BaseModel):
     """One page of agents, by name."""
 
@@ -39,6 +58,7 @@ class AgentPage(BaseModel):
     limit: int
     offset: int
     agents: list[AgentRead]
+    counts: AgentCounts = Field(description="over every agent, whatever the filters")
 
 
 class ResultAck(BaseModel):

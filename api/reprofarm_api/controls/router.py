@@ -72,8 +72,9 @@ def _check_read(check: HealthCheck) -> CheckRead:
 
 @router.get("/pools", response_model=list[PoolRead], summary="Pools with standing controls")
 def list_pools(session: SessionDep, _token: Viewer) -> list[PoolRead]:
-    members = pools.agents_per_pool(agents.list_(session))
-    return [_pool_read(row, members) for row in pools.list_(session)]
+    rows = pools.list_(session)
+    members = agents.count_in_pools(session, pools=[row.name for row in rows])
+    return [_pool_read(row, members) for row in rows]
 
 
 @router.put(
@@ -91,7 +92,7 @@ def set_pool(
     """Replaces the pool's whole set of controls. Marking a pool a negative control
     applies to the results received from then on (runs already stored keep their count)."""
     row = pools.set_(session, name=name, controls=controls, by=token.name)
-    return _pool_read(row, pools.agents_per_pool(agents.list_(session)))
+    return _pool_read(row, agents.count_in_pools(session, pools=[row.name]))
 
 
 @router.get(

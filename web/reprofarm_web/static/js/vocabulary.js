@@ -1,4 +1,4 @@
-// The farm's words (scenarios, labels, run and job states) as the api's own
+// The farm's words (scenarios, labels, run, job and agent states) as the api's own
 // OpenAPI document lists them: the protocol package owns these lists, and the
 // dashboard reads them instead of keeping a copy that could drift.
 
@@ -17,6 +17,8 @@ export async function vocabulary() {
     runStates: schemas.RunState.enum,
     jobStates: schemas.JobState.enum,
     fanOuts: schemas.FanOut.enum,
+    agentStates: schemas.AgentState.enum,
+    agentHealth: schemas.AgentHealth.enum,
   };
   return cached;
 }

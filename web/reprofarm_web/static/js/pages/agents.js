@@ -1,22 +1,20 @@
 // Agents: online, offline, needing a reboot, busy with which run, health (standing
 // controls), hardware, pools, last seen, version; the pools' controls in words.
-// #/agents?agent=ID adds that agent's latest health checks, and for an admin a
-// "Check now" (POST /api/v1/agents/{id}/health-check).
+// A page at a time from GET /api/v1/agents/page, filtered there (state, health, a
+// search), `limit` per page (?limit=, else 50); the summary is the reply's counts over
+// every agent. #/agents?agent=ID adds that agent's latest health checks (the agent is
+// asked for by its id when it is not on the page), and for an admin a "Check now"
+// (POST /api/v1/agents/{id}/health-check).
 
 import * as api from "../api.js";
 import * as fmt from "../format.js";
 import { h, link, section, table, pager, filterBar, errorBox, badge } from "../components.js";
 import { replaceQuery, href } from "../router.js";
 import { poolsTable } from "./pools.js";
+import { vocabulary } from "../vocabulary.js";
 
 export const name = "agents";
 const PAGE = 50;
-
-function activity(a) {
-  if (a.needs_reboot) { return "needs reboot"; }
-  if (!a.online) { return "offline"; }
-  return a.current_run_id ? "busy" : "idle";
-}
 
 /** unknown (never checked), healthy or unhealthy; since when; what its last check saw. */
 export function healthCell(a) {
@@ -29,7 +27,7 @@ export function healthCell(a) {
 export function agentColumns(agentHref) {
   return [
     { key: "name", label: "Agent", render: (a) => h("strong", {}, agentHref ? link(agentHref(a), a.name) : a.name) },
-    { key: "state", label: "State", render: (a) => badge(activity(a)) },
+    { key: "state", label: "State", render: (a) => badge(a.state) },
     { key: "health", label: "Health", render: healthCell },
     { key: "run", label: "Busy with", render: (a) => (a.current_run_id ? link(href(`/runs/${a.current_run_id}`), `run #${a.current_run_id}`) : "–") },
     { key: "hardware", label: "Hardware", render: (a) => (a.hardware_fingerprint
@@ -83,10 +81,26 @@ function checkNow(agentId, onStarted) {
   return h("p", { class: "actions" }, kind, button, said);
 }
 
+/** The page's filters as `GET /agents/page` takes them: "online" is its own filter
+ * (any state), the other choices are states. */
+function filters(state, words) {
+  const q = { health: state.health, search: state.search };
+  if (state.state === "online") { q.online = true; } else if (words.agentStates.includes(state.state)) { q.state = state.state; }
+  return q;
+}
+
+/** Page size: `limit` in the page's query (1–1000), else PAGE. */
+function pageSize(value) {
+  const n = Number(value);
+  return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : PAGE;
+}
+
 export async function mount(root, { query, me }) {
   document.title = "Agents · reprofarm";
+  const words = await vocabulary();
   const state = { state: query.state || "", health: query.health || "", search: query.search || "",
     offset: Number(query.offset || 0), agent: query.agent || "" };
+  const limit = pageSize(query.limit);
   const controls = h("div");
   const summary = h("p", { id: "agent-summary" });
   const box = h("div", { class: "scroll" });
@@ -99,51 +113,52 @@ export async function mount(root, { query, me }) {
       me && me.can_admin ? checkNow(state.agent, () => refresh()) : null, checksBox));
   }
   root.append(section("Pools and their standing controls", poolsBox));
+  // The page's own query: the filters, the page, its size if not the default, the agent.
+  const here = (extra) => ({ ...state, offset: state.offset || "", limit: limit === PAGE ? "" : limit, ...extra });
   const change = (key, value) => {
     state[key] = value;
     if (key !== "offset") { state.offset = 0; }
-    replaceQuery({ ...state, offset: state.offset || "" });
+    replaceQuery(here());
     refresh();
   };
   controls.replaceChildren(filterBar([
-    { name: "state", label: "State", options: [["", "any"], ["online", "online"], ["busy", "busy"], ["idle", "idle"], ["offline", "offline"], ["needs reboot", "needs reboot"]] },
-    { name: "health", label: "Health", options: [["", "any"], ["healthy", "healthy"], ["unhealthy", "unhealthy"], ["unknown", "unknown"]] },
+    { name: "state", label: "State", options: [["", "any"], ["online", "online"], ...words.agentStates.map((s) => [s, s])] },
+    { name: "health", label: "Health", options: [["", "any"], ...words.agentHealth.map((s) => [s, s])] },
     { name: "search", label: "Search", placeholder: "name, pool, CPU…" },
   ], state, change));
-  const agentHref = (a) => href("/agents", { ...state, offset: state.offset || "", agent: a.id });
+  const agentHref = (a) => href("/agents", here({ agent: a.id }));
 
-  async function refreshDetail(agents) {
-    const agent = agents.find((a) => String(a.id) === String(state.agent));
+  /** The agent of ?agent=ID: from the page shown, else asked for by its id. */
+  async function refreshDetail(shown) {
+    let agent = shown.find((a) => String(a.id) === String(state.agent));
+    try {
+      if (!agent && /^[0-9]{1,9}$/.test(state.agent)) {
+        [agent] = (await api.get("/api/v1/agents/page", { id: state.agent, limit: 1 })).agents;
+      }
+    } catch (err) { detailHead.replaceChildren(errorBox(err)); return; }
     if (!agent) { detailHead.replaceChildren(h("h2", {}, `No agent #${state.agent}`)); return; }
     detailHead.replaceChildren(h("h2", {}, `Health checks of ${agent.name} `,
-      link(href("/agents", { ...state, offset: state.offset || "", agent: "" }), "(close)")), healthCell(agent));
+      link(href("/agents", here({ agent: "" })), "(close)")), healthCell(agent));
     try {
       checksBox.replaceChildren(checksTable(await api.get(`/api/v1/agents/${agent.id}/health-checks`)));
     } catch (err) { checksBox.replaceChildren(errorBox(err)); }
   }
 
   async function refresh() {
-    const [listed, pools] = await Promise.allSettled([api.get("/api/v1/agents"), api.get("/api/v1/pools")]);
+    const [listed, pools] = await Promise.allSettled([
+      api.get("/api/v1/agents/page", { ...filters(state, words), limit, offset: state.offset }),
+      api.get("/api/v1/pools")]);
     if (pools.status === "fulfilled") { poolsBox.replaceChildren(poolsTable(pools.value)); } else { poolsBox.replaceChildren(errorBox(pools.reason)); }
     if (listed.status === "rejected") { box.replaceChildren(errorBox(listed.reason)); return; }
-    const agents = listed.value;
-    const tally = { online: 0, busy: 0, offline: 0, "needs reboot": 0, unhealthy: 0 };
-    for (const a of agents) {
-      const s = activity(a);
-      if (a.online) { tally.online += 1; }
-      if (s in tally) { tally[s] += 1; }
-      if (a.health === "unhealthy") { tally.unhealthy += 1; }
-    }
-    summary.textContent = `${agents.length} agents: ${tally.online} online (${tally.busy} busy), ${tally.offline} offline, ${tally["needs reboot"]} need a reboot, ${tally.unhealthy} unhealthy.`;
-    const needle = state.search.toLowerCase();
-    const shown = agents.filter((a) => (!state.state || (state.state === "online" ? a.online : activity(a) === state.state))
-      && (!state.health || a.health === state.health)
-      && (!needle || [a.name, ...a.pools, a.facts.cpu_model || "", a.target].join(" ").toLowerCase().includes(needle)));
+    const page = listed.value;
+    const c = page.counts; // over every agent, whatever the filters
+    const n = fmt.count;
+    summary.textContent = `${fmt.plural(c.agents, "agent", "agents")}: ${n(c.online)} online (${n(c.busy)} busy), ${n(c.offline)} offline, ${n(c.needs_reboot)} need a reboot, ${n(c.unhealthy)} unhealthy.`;
     box.replaceChildren(
-      table({ id: "agents", columns: agentColumns(agentHref), rows: shown.slice(state.offset, state.offset + PAGE),
-        rowAttrs: (a) => ({ dataset: { agent: a.name, health: a.health } }), empty: "No agent matches." }),
-      pager({ total: shown.length, limit: PAGE, offset: state.offset, what: "agents", onPage: (o) => change("offset", o) }));
-    if (state.agent) { await refreshDetail(agents); }
+      table({ id: "agents", columns: agentColumns(agentHref), rows: page.agents,
+        rowAttrs: (a) => ({ dataset: { agent: a.name, health: a.health, state: a.state } }), empty: "No agent matches." }),
+      pager({ total: page.total, limit, offset: state.offset, what: "agents", onPage: (o) => change("offset", o) }));
+    if (state.agent) { await refreshDetail(page.agents); }
   }
   await refresh();
   // Health changes with a check's run or its dumps' analysis, not in the agents' part.
