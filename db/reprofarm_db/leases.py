@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from reprofarm_db import analyses, health, jobs, studies, tokens
 from reprofarm_db.errors import Conflict, NotFound, Unproven
-from reprofarm_db.models import Agent, Base, Job, Run
+from reprofarm_db.models import Agent, Base, Run
 from reprofarm_db.states import locked_runs, move_run
 
 _STOPPING_JOB_STATES = FINISHED_JOB_STATES
@@ -133,7 +133,14 @@ def heartbeat(
 def _job_cancelled(session: Session, *, job_id: int) -> bool:
     """Whether the run's job wants its runs stopped: cancelled, or finished with runs
     still out (a study that decided: its open runs are no longer needed)."""
-    return session.scalar(select(Job.status).where(Job.id == job_id)) in _STOPPING_JOB_STATES
+    status = session.connection().scalar(_JOB_STATUS_OF, {"job": job_id})
+    return status in _STOPPING_JOB_STATES
+
+
+_JOB_STATUS_OF = select(_jobs.c.status).where(_jobs.c.id == bindparam("job"))
+"""Built once: asked at every result (an ORM select of it was 9% of ingest's api CPU).
+Jobs change status only by conditional UPDATEs (states.move_job), so no pending change
+of a job waits in the session for a flush."""
 
 
 _agents = Base.metadata.tables["agents"]
