@@ -94,7 +94,14 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
             outbox_relay.stop()
         engine.dispose()
 
-    app = FastAPI(title="reprofarm", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    otel = settings.opentelemetry
+    app = FastAPI(
+        title="reprofarm",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        telemetry={"tracing": otel, "metrics": otel, "logs": otel},
+    )
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.db_slots = slots

@@ -5,10 +5,10 @@ import pytest
 from reprofarm_db import builds, claims, jobs, leases, liveness
 from reprofarm_db.engine import transaction
 from reprofarm_db.errors import Unproven
-from reprofarm_db.models import Agent, Run
+from reprofarm_db.models import Agent, BuildRequest, Run
 from reprofarm_protocol.jobs import Heartbeat, JobCreate, RunReport, RunState
 from reprofarm_protocol.runs import RunResult, RunStatus
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.factories import FAKE_SOURCE, fake_build, register_agent
 
@@ -290,3 +290,28 @@ def test_a_heartbeat_with_a_wrong_lease_token_changes_nothing_and_is_refused(ses
     with transaction(sessions) as s:
         run = s.get(Run, run.id)
         assert (run.id, run.lease_expires_at, run.iterations) == before
+
+
+def test_a_run_past_the_head_of_the_queue_is_still_found_by_the_agent_it_suits(sessions):
+    """A claim reads the queue's head first (claims.WINDOW runs, most urgent first);
+    a full head that holds nothing for this agent must not hide the run behind it."""
+    with transaction(sessions) as s:
+        mine, _ = register_agent(s, "mine", pools=["mine"])
+        other, _ = register_agent(s, "other", pools=["other"])
+        make_ready_job(s, repeats=claims.WINDOW + 5, pools=["other"], priority=10)
+        behind = make_ready_job(s, pools=["mine"])
+    with transaction(sessions) as s:
+        run, _ = claim(s, mine.id)
+        assert run.job_id == behind.id
+    with transaction(sessions) as s:  # the head's own runs still go first to who suits them
+        run, _ = claim(s, other.id)
+        assert run.priority == 10
+        assert run.repeat_index == 0
+
+
+def test_an_idle_claim_with_nothing_ready_takes_nothing_and_asks_for_no_build(sessions):
+    with transaction(sessions) as s:
+        a, _ = register_agent(s, "a")
+    with transaction(sessions) as s:
+        assert claim(s, a.id) is None
+        assert s.scalar(select(func.count()).select_from(BuildRequest)) == 0

@@ -1,0 +1,40 @@
+"""An agent's long-polls and heartbeats keep it online without a row write each: the
+api notes who spoke and writes their last_seen about once a second, in one statement
+(reprofarm_api.agents.liveness)."""
+
+import time
+from datetime import timedelta
+
+from reprofarm_db.engine import transaction
+from reprofarm_db.models import Agent, utcnow
+from sqlalchemy import select
+
+from tests.api_calls import register
+
+
+def _last_seen(api, name):
+    with transaction(api.client.app.state.sessions) as s:
+        return s.scalar(select(Agent.last_seen).where(Agent.name == name))
+
+
+def test_an_idle_agents_long_poll_brings_it_back_online_within_a_flush(api):
+    token = register(api, name="lab-1")
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    with transaction(api.client.app.state.sessions) as s:
+        s.scalar(select(Agent).where(Agent.name == "lab-1")).last_seen = an_hour_ago
+    online = api.client.get(
+        "/api/v1/agents/page", headers=api.headers(api.admin), params={"online": "true"}
+    )
+    assert online.json()["total"] == 0
+    asked = utcnow()
+    r = api.client.post("/api/v1/agents/me/lease", headers=api.headers(token), json={"wait_s": 0})
+    assert r.status_code == 204
+    deadline = time.monotonic() + 5
+    while _last_seen(api, "lab-1") == an_hour_ago and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen = _last_seen(api, "lab-1")
+    assert seen >= asked, f"last_seen stayed {seen} after the long-poll"
+    online = api.client.get(
+        "/api/v1/agents/page", headers=api.headers(api.admin), params={"online": "true"}
+    )
+    assert online.json()["total"] == 1
