@@ -261,12 +261,12 @@ async def lease(body: LeaseRequest, agent_id: CurrentAgentId, request: Request) 
 async def results(body: RunReports, agent_id: CurrentAgentId, request: Request) -> ResultsAck:
     """Each result is proved as `POST /runs/{run_id}/result` proves it (the run
     leased to this agent, `lease_token` its lease's secret) and stored in a
-    transaction of its own, committed before this reply. The answer is 200 with one
-    outcome per result, in their order: `http_status` 200 when it was stored
+    savepoint of one transaction, committed before this reply. The answer is 200 with
+    one outcome per result, in their order: `http_status` 200 when it was stored
     (idempotent: a repeat changes nothing, `counted` false), else the status and
     message the single route would have answered (404, 409, 403 for an unproven
-    lease), that result alone refused. A 5xx means some results may be stored:
-    send them all again."""
+    lease; 422, 503), that result alone undone. A 5xx means none was stored: send
+    them all again."""
     outcomes, study = await request.app.state.db_slots.run(
         service.record_results, request.app.state.sessions, agent_id=agent_id, reports=body
     )
