@@ -19,8 +19,10 @@ How long an entry is trusted depends on whether this process can hear revocation
 
 What a caller may rely on: a revoked token is refused by every api process as soon
 as the message arrives, and at most ``token_cache_s`` after the revocation committed
-if the process was not subscribed; ``token_cache_listening_s`` is the bound only for a
-message lost on a subscription that still looked up.
+if the process was not subscribed. ``token_cache_listening_s`` is the bound for a
+message that never arrived while the subscription looked up: lost on a connection
+that died unnoticed, or never published (the revoking process retries for a few
+seconds, then logs the failure). A check that raced a revocation gets the short bound.
 
 Only tokens that exist and are not revoked are kept: an unknown token costs its
 query every time, so random tokens cannot fill the cache. The cached
@@ -52,7 +54,8 @@ class TokenCache:
         self.listening_ttl_s = ttl_s if listening_ttl_s is None else listening_ttl_s
         self._listening = False
         self._clock = clock
-        self._tokens: dict[str, tuple[float, ApiToken]] = {}
+        self._tokens: dict[str, tuple[float, ApiToken, bool]] = {}
+        self._forgot_at = float("-inf")
 
     def listening(self, subscribed: bool) -> None:
         """Whether this process now hears revocations (its subscription is up). A
@@ -60,6 +63,7 @@ class TokenCache:
         down was never heard."""
         if subscribed and not self._listening:
             self._tokens.clear()
+            self._forgot_at = self._clock()
         self._listening = subscribed
 
     @property
@@ -68,29 +72,35 @@ class TokenCache:
         return self.listening_ttl_s if self._listening else self.ttl_s
 
     def get(self, token_hash: str) -> ApiToken | None:
-        """The token checked less than ``bound_s`` ago, or None (check it again)."""
+        """The token checked less than ``bound_s`` ago (``ttl_s`` for an entry whose
+        check raced a revocation), or None (check it again)."""
         entry = self._tokens.get(token_hash)
         if entry is None:
             return None
-        checked_at, token = entry
-        if self._clock() - checked_at >= self.bound_s:
+        checked_at, token, long_trust = entry
+        bound = self.bound_s if long_trust else min(self.bound_s, self.ttl_s)
+        if self._clock() - checked_at >= bound:
             self._tokens.pop(token_hash, None)
             return None
         return token
 
     def put(self, token_hash: str, token: ApiToken, *, checked_at: float) -> None:
         """Keep a valid token, as of ``checked_at`` (this cache's clock, read before
-        the query: a revocation that raced the query is then bounded by the ttl)."""
+        the query). A check that began before the last revocation heard (or the last
+        emptying) may have read the token before it was revoked, and the revocation's
+        eviction found nothing to evict: such an entry gets the short bound,
+        ``ttl_s``, even while listening."""
         if self.bound_s <= 0:
             return
         if len(self._tokens) >= MAX_ENTRIES:
             self._tokens.clear()
-        self._tokens[token_hash] = (checked_at, token)
+        self._tokens[token_hash] = (checked_at, token, checked_at >= self._forgot_at)
 
     def now(self) -> float:
         return self._clock()
 
     def evict(self, token_hashes: Iterable[str]) -> None:
+        self._forgot_at = self._clock()
         for token_hash in token_hashes:
             self._tokens.pop(token_hash, None)
 

@@ -150,3 +150,23 @@ def test_a_cache_that_hears_revocations_trusts_longer_and_forgets_when_it_starts
     cache.put("h", token, checked_at=cache.now())
     cache.listening(True)
     assert cache.get("h") is None, "what was revoked while deaf was never heard"
+
+
+def test_a_check_that_raced_a_revocation_gets_the_short_bound_even_while_listening():
+    """The check read the token before its revocation committed; the revocation's message
+    came while nothing was cached, so its eviction found nothing: the entry that follows
+    must not be trusted for the long bound."""
+    now = [100.0]
+    cache = TokenCache(2.0, listening_ttl_s=300.0, clock=lambda: now[0])
+    cache.listening(True)
+    token = ApiToken(id=1, name="lab", role="agent", token_hash="h")
+    checked_at = cache.now()  # the check begins
+    now[0] += 0.1
+    cache.evict(["h"])  # the revocation is heard meanwhile
+    now[0] += 0.1
+    cache.put("h", token, checked_at=checked_at)  # the check ends: it read the token valid
+    now[0] += 2.0
+    assert cache.get("h") is None, "a raced check kept the long trust"
+    cache.put("h", token, checked_at=cache.now())  # a check after the revocation
+    now[0] += 250
+    assert cache.get("h") is token

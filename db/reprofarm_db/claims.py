@@ -334,6 +334,9 @@ def claim(
     )
     if claimed is not None:
         return claimed
+    # Counted after the head was read: if other claims drained it below WINDOW meanwhile,
+    # a run that sat past it is not looked at now; the agent's next wake-up (at most the
+    # work re-check, 2 s) finds it in the head.
     in_head = conn.scalar(_IN_HEAD) or 0
     if in_head == 0:
         return None  # nothing is ready: nothing to take, no build to ask for

@@ -151,6 +151,22 @@ _RELEASE = (
 )
 
 
+def lock_runs_of(session: Session, *, agent_id: int, run_ids: list[int]) -> None:
+    """Lock the runs of a batch of results that are this agent's, in id order, before
+    the batch writes anything else (its agent's row above all). Taken one by one as
+    each result comes, a batch held its agent's row (the first result's ``last_seen``)
+    while it waited for a later run that the sweep held, and the sweep waited for that
+    agent's row to release it: a cycle. SQLite has one writer at a time: nothing to do."""
+    if session.get_bind().dialect.name != "postgresql" or not run_ids:
+        return
+    session.connection().execute(
+        select(_runs.c.id)
+        .where(_runs.c.id.in_(sorted(set(run_ids))), _runs.c.agent_id == agent_id)
+        .order_by(_runs.c.id)
+        .with_for_update()
+    )
+
+
 def release_agent(session: Session, *, agent_id: int, run_id: int) -> None:
     """Clear the agent's current run if it still names this one: a claim of its next run
     that committed meanwhile is not undone."""

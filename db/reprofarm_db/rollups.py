@@ -157,14 +157,23 @@ def track(factory: sessionmaker[Session]) -> None:
 
     @event.listens_for(factory, "before_flush")
     def _collect(session: Session, _context: Any, _instances: Any) -> None:
-        moved = _deltas(session)
-        if moved:
-            session.info.setdefault("rollup_deltas", []).append(moved)
+        # What this flush moves, replacing whatever a flush that failed left: its
+        # changes were rolled back (a savepoint of a batch of results), and adding its
+        # deltas at the next flush counted a refused result.
+        session.info[_DELTAS] = _deltas(session)
 
     @event.listens_for(factory, "after_flush")
     def _apply(session: Session, _context: Any) -> None:
-        for moved in session.info.pop("rollup_deltas", []):
+        moved = session.info.pop(_DELTAS, None)
+        if moved:
             _upsert(session, moved)
+
+    @event.listens_for(factory, "after_soft_rollback")
+    def _forget(session: Session, _previous: Any) -> None:
+        session.info.pop(_DELTAS, None)
+
+
+_DELTAS = "rollup_deltas"
 
 
 def rebuild(session: Session) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +29,37 @@ def publish_revoked(redis_url: str | None, token_hashes: list[str]) -> None:
     them from their token caches (reprofarm_api.token_cache) at once, instead of
     within the cache's bound."""
     if token_hashes:
-        _send(redis_url, {"revoked": token_hashes}, what="token revocations")
+        # The other processes trust their cached tokens for minutes while they hear the
+        # channel: a revocation is worth a few retries.
+        _send(redis_url, {"revoked": token_hashes}, what="token revocations", retries=(0.2, 1, 3))
 
 
-def _send(redis_url: str | None, message: dict[str, object], *, what: str) -> None:
+def _send(
+    redis_url: str | None,
+    message: dict[str, object],
+    *,
+    what: str,
+    retries: tuple[float, ...] = (),
+) -> None:
+    """Publish, trying again after each of ``retries`` seconds if Redis refuses."""
     if not redis_url:
         return
     import redis
 
-    try:
-        client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+    for pause in (*retries, None):
         try:
-            client.publish(CHANNEL, json.dumps(message))
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        log.warning("could not publish %s: %s", what, exc)
+            client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+            try:
+                client.publish(CHANNEL, json.dumps(message))
+            finally:
+                client.close()
+            return
+        except redis.RedisError as exc:
+            if pause is None:
+                log.error("could not publish %s: %s", what, exc)
+                return
+            log.warning("could not publish %s (%s); again in %s s", what, exc, pause)
+            time.sleep(pause)
 
 
 def runs_of(data: object) -> int:

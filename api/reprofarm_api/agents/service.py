@@ -31,11 +31,15 @@ def record_results(
     refuses that item alone, as the single route would. A database that is away, or a
     commit that fails (a deadlock with the sweep, say), fails the whole call and
     stores none of it: sending them all again is safe (a repeated result changes
-    nothing). The batch holds its runs' locks until that commit: they are all this
-    agent's."""
+    nothing). The batch locks its runs first, in id order, and holds them until that
+    commit: they are all this agent's."""
     outcomes: list[ResultOutcome] = []
     study = False
     with transaction(sessions) as session:
+        # Every run first, in id order, then the agent's row (each result writes it).
+        leases.lock_runs_of(
+            session, agent_id=agent_id, run_ids=[item.run_id for item in reports.results]
+        )
         agent = agents.get_or_raise(session, agent_id=agent_id)
         for item in reports.results:
             outcome, counted_in_study = _record_one(session, agent=agent, item=item)
