@@ -71,7 +71,13 @@ _checks = Base.metadata.tables["health_checks"]
 if not may_move(RunState.READY, RunState.LEASED):  # pragma: no cover - a broken protocol
     raise RuntimeError("the state machine no longer lets a ready run be leased")
 
-_IS_READY = _runs.c.status == literal_column(f"'{RunState.READY.value}'")
+
+def _is_ready(runs: FromClause) -> ColumnElement[bool]:
+    """The run is ready, written into the SQL, not bound: see ``_IS_READY``."""
+    return runs.c.status == literal_column(f"'{RunState.READY.value}'")
+
+
+_IS_READY = _is_ready(_runs)
 """Written into the SQL, not bound: psycopg prepares a statement run often, and
 Postgres's generic plan for ``status = $1`` cannot use the partial index of ready runs
 (``ix_runs_ready_queue``, ``WHERE status = 'ready'``), so every claim read and sorted
@@ -168,7 +174,7 @@ def _eligible(runs: FromClause, dialect: str, *, unhealthy: bool) -> list[Column
     """Everything that makes a ready run of ``runs`` (the table, or the queue's head)
     this agent's to take, with the agent's values as bound parameters: ``agent_id``,
     ``pools``, ``cpus``, ``facts``, ``avoid_before``."""
-    ready = runs.c.status == literal_column(f"'{RunState.READY.value}'")
+    ready = _is_ready(runs)
     if unhealthy:
         # An unhealthy agent's runs would not count: it takes only its next check.
         checking = select(_checks.c.job_id).where(
@@ -440,9 +446,10 @@ def lease_for(
     lease_s: float,
     avoid_grace_s: float,
 ) -> LeasedRun | None:
-    """One lease request: claim a run and describe it as the agent needs it. Four
-    statements when a run is taken (the agent, the candidates, the UPDATE, the reply's
-    columns), three when none is."""
+    """One lease request: claim a run and describe it as the agent needs it. Five
+    statements when a run is taken first try (the agent, the candidates, the UPDATE,
+    the agent's current run, the reply's columns), three when nothing is ready (the
+    agent, the candidates, the head's count)."""
     conn = session.connection()
     agent = claimant(conn, agent_id=agent_id)
     if agent is None:
