@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from reprofarm_db import agents, builds
+from reprofarm_db import builds, registration
 from reprofarm_db.models import Agent, ApiToken, Build
 from reprofarm_protocol.builds import BuildManifest
 from reprofarm_protocol.hardware import CpuInfo, HardwareInfo
@@ -61,7 +61,10 @@ def register_agent(
         ),
         machine_secret=machine_secret(name),
     )
-    return agents.register(session, request=request, caller=ENROLLMENT)
+    registered, plain = registration.register(session, request=request, caller=ENROLLMENT)
+    agent = session.get(Agent, registered.id, populate_existing=True)
+    assert agent is not None
+    return agent, plain
 
 
 ENROLLMENT = ApiToken(name="enrollment", role="agent", agent_id=None)

@@ -8,39 +8,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from reprofarm_protocol.controls import AgentHealth
-from reprofarm_protocol.hardware import HardwareInfo
-from reprofarm_protocol.jobs import AgentRegister, AgentState
+from reprofarm_protocol.jobs import AgentState
 from sqlalchemy import ColumnElement, and_, case, cast, func, literal, or_, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from reprofarm_db import tokens
-from reprofarm_db.errors import Conflict, Forbidden, Invalid, NotFound
-from reprofarm_db.models import Agent, ApiToken, HardwareConfig, hardware_label, utcnow
-from reprofarm_db.tokens import Role
-
-
-def hardware_config_for(session: Session, *, hardware: HardwareInfo) -> HardwareConfig:
-    """The row of this fingerprint, created on first sight."""
-    found = session.scalar(
-        select(HardwareConfig).where(HardwareConfig.fingerprint == hardware.fingerprint)
-    )
-    if found is not None:
-        return found
-    config = HardwareConfig(
-        fingerprint=hardware.fingerprint,
-        os=hardware.os,
-        os_version=hardware.os_version,
-        arch=hardware.arch,
-        cpu_model=hardware.cpu_model,
-        logical_cpus=hardware.logical_cpus,
-        physical_cores=hardware.physical_cores,
-        hypervisor=hardware.hypervisor,
-        description=hardware.model_dump(mode="json", exclude={"hostname"}),
-    )
-    session.add(config)
-    session.flush()
-    return config
+from reprofarm_db.errors import NotFound
+from reprofarm_db.models import Agent, HardwareConfig, hardware_label
 
 
 def hardware_names(session: Session, *, ids: Collection[int]) -> dict[int, tuple[str, str]]:
@@ -61,79 +35,6 @@ def hardware_names(session: Session, *, ids: Collection[int]) -> dict[int, tuple
         ).where(HardwareConfig.id.in_(ids))
     )
     return {c.id: (c.fingerprint, hardware_label(c)) for c in rows}
-
-
-def _check_claim(agent: Agent | None, *, request: AgentRegister, caller: ApiToken) -> None:
-    """Who may register this name. Raises Forbidden or Conflict naming the reason.
-
-    An agent's own token registers only that agent; a name already bound to a
-    machine needs that machine's secret (only an admin may hand it to another);
-    a new agent must bring a secret so that it can be bound at all."""
-    if caller.role == Role.ADMIN:
-        return
-    if caller.agent_id is not None and (agent is None or agent.id != caller.agent_id):
-        raise Forbidden(
-            f"name: this agent's token registers only its own agent, not {request.name!r}"
-        )
-    if request.machine_secret is None:
-        raise Invalid("machine_secret", "required: the agent's own secret binds the name to it")
-    if agent is None:
-        return
-    if agent.machine_secret_hash is None:
-        if caller.agent_id == agent.id:
-            return  # registered before names were bound: its own token binds it now
-        raise Conflict(
-            f"name: agent {request.name!r} exists and is not bound to a machine yet; "
-            "register it with its own token or an admin token"
-        )
-    if not tokens.matches(request.machine_secret, agent.machine_secret_hash):
-        raise Conflict(
-            f"name: agent {request.name!r} is registered by another machine; "
-            "an admin token can register it anew"
-        )
-
-
-def register(session: Session, *, request: AgentRegister, caller: ApiToken) -> tuple[Agent, str]:
-    """Register (or re-register) an agent by name once ``caller`` proved it may
-    (see ``_check_claim``); it gets a fresh token of its own, and its earlier
-    tokens are revoked."""
-    agent = session.scalar(select(Agent).where(Agent.name == request.name).with_for_update())
-    _check_claim(agent, request=request, caller=caller)
-    config = hardware_config_for(session, hardware=request.hardware)
-    hw = request.hardware
-    if agent is None:
-        agent = Agent(name=request.name)
-        session.add(agent)
-    if request.machine_secret is not None:
-        agent.machine_secret_hash = tokens.hash_secret(request.machine_secret)
-    agent.pools = sorted(set(request.pools))
-    agent.hardware_config_id = config.id
-    agent.target = f"{hw.os}/{hw.arch}"
-    agent.logical_cpus = hw.logical_cpus
-    agent.facts = {
-        "os": hw.os,
-        "arch": hw.arch,
-        "hypervisor": hw.hypervisor,
-        "cpu_model": hw.cpu_model,
-        "fingerprint": hw.fingerprint,
-        "os_version": hw.os_version,
-    }
-    agent.agent_version = request.agent_version
-    agent.last_seen = utcnow()
-    if request.reboot is not None:
-        # The agent rebooted its machine for a process it could not kill: lease again.
-        agent.needs_reboot = False
-        agent.last_reboot_at = utcnow()
-        agent.reboots = (agent.reboots or 0) + 1
-    elif caller.role == Role.ADMIN:
-        agent.needs_reboot = False  # an admin vouches for the machine
-    # Otherwise needs_reboot stays: an agent restart does not end a stuck process.
-    session.flush()
-    tokens.revoke_for_agent(session, agent_id=agent.id)
-    plain = tokens.create(
-        session, name=f"agent {agent.name}"[:100], role="agent", agent_id=agent.id
-    )
-    return agent, plain
 
 
 class AgentTraits(Protocol):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+
+IDLE_PING_S = 5.0
+"""A pooled connection idle this long is pinged before use (see ``_ping_when_idle``)."""
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -32,7 +37,41 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it sat idle ``IDLE_PING_S``.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: a round trip per
+    transaction, a sixth of a heartbeat's cost under load (docs/operations.md). A
+    connection in steady use needs no ping: were the server restarted under it, its
+    next statement fails as a disconnect, which invalidates the whole pool, and that
+    request answers 503 (agents resend). An idle one, the usual victim of a restart,
+    is still pinged, and replaced before the request sees it."""
+    pool = engine.pool
+
+    @event.listens_for(pool, "connect")
+    def _fresh(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkin")
+    def _idle(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_conn, None):
+                raise DisconnectionError(str(exc)) from exc  # the pool connects anew
+            raise
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

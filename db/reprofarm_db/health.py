@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from reprofarm_protocol.analysis import Label
 from reprofarm_protocol.controls import (
@@ -123,18 +123,34 @@ def start(
     return check
 
 
+class Registering(Protocol):
+    """What the canary check reads of an agent just registered (a ``Registered``, or an
+    ``Agent``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def pools(self) -> list[str]: ...
+    @property
+    def needs_reboot(self) -> bool: ...
+
+
 def on_registered(
-    session: Session, *, agent: Agent, now: datetime, max_runs: int
+    session: Session, *, agent: Registering, now: datetime, max_runs: int
 ) -> HealthCheck | None:
-    """The capture canary at agent start, when one of its pools asks for it."""
-    controls = pools.for_agent(agent, pools.list_(session))
-    if controls.canary is None or open_check(session, agent_id=agent.id) is not None:
+    """The capture canary at agent start, when one of its pools asks for it. Only the
+    agent's own pools' settings are read, and the agent itself only when a canary is
+    due: a registration storm of agents whose pools ask for none reads one small row set."""
+    controls = pools.for_agent(agent, pools.of_names(session, names=agent.pools))
+    if controls.canary is None or agent.needs_reboot:
         return None
-    if agent.needs_reboot:
+    if open_check(session, agent_id=agent.id) is not None:
         return None
+    row = session.get(Agent, agent.id, populate_existing=True)
+    assert row is not None  # registered in this transaction
     return start(
         session,
-        agent=agent,
+        agent=row,
         kind=CheckKind.CANARY,
         trigger=CheckTrigger.START,
         controls=controls.canary,

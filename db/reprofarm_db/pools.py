@@ -5,8 +5,9 @@ A pool is only a name an agent registers with; a pool with controls has a row in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from reprofarm_protocol.controls import PoolControls
 from sqlalchemy import select
@@ -14,6 +15,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from reprofarm_db.models import Agent, PoolSettings, utcnow
+
+
+class InPools(Protocol):
+    """An agent as far as its pools go (an ``Agent``, or a registration's result)."""
+
+    @property
+    def pools(self) -> list[str]: ...
 
 
 def read(row: PoolSettings) -> PoolControls:
@@ -57,6 +65,13 @@ def list_(session: Session) -> list[PoolSettings]:
     return list(session.scalars(select(PoolSettings).order_by(PoolSettings.name)))
 
 
+def of_names(session: Session, *, names: Collection[str]) -> list[PoolSettings]:
+    """The settings of these pools that have any (no query for no pool)."""
+    if not names:
+        return []
+    return list(session.scalars(select(PoolSettings).where(PoolSettings.name.in_(names))))
+
+
 def negative_pools(session: Session) -> set[str]:
     """Names of the negative-control pools: read once per hang, a handful of rows."""
     return set(session.scalars(select(PoolSettings.name).where(PoolSettings.negative_control)))
@@ -77,7 +92,7 @@ class AgentControls:
     canary: PoolControls | None  # the pool asking for the canary (its Go version)
 
 
-def for_agent(agent: Agent, settings: Sequence[PoolSettings]) -> AgentControls:
+def for_agent(agent: InPools, settings: Sequence[PoolSettings]) -> AgentControls:
     mine = [read(row) for row in settings if row.name in set(agent.pools or [])]
     scheduled = [c for c in mine if c.positive_control_every_s is not None]
     canaries = [c for c in mine if c.canary_at_start]

@@ -8,11 +8,13 @@ import hmac
 import secrets
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from reprofarm_db.errors import Invalid
-from reprofarm_db.models import ApiToken, utcnow
+from reprofarm_db.models import ApiToken, Base, utcnow
+
+_tokens = Base.metadata.tables["api_tokens"]
 
 
 class Role(StrEnum):
@@ -53,9 +55,22 @@ def create(session: Session, *, name: str, role: str, agent_id: int | None = Non
     """Create a token and return its plain text: the only time it is seen."""
     if role not in Role.__members__.values():
         raise Invalid("role", f"{role!r} is not one of {', '.join(r.value for r in Role)}")
+    return mint(session.connection(), name=name, role=Role(role), agent_id=agent_id)
+
+
+def mint(conn: Connection, *, name: str, role: Role, agent_id: int | None = None) -> str:
+    """Insert a new token as one statement (registration storms mint thousands a
+    minute) and return its plain text."""
     plain = "rf_" + new_secret()
-    session.add(ApiToken(name=name, role=role, token_hash=hash_secret(plain), agent_id=agent_id))
-    session.flush()
+    conn.execute(
+        insert(_tokens).values(
+            name=name,
+            role=role.value,
+            token_hash=hash_secret(plain),
+            agent_id=agent_id,
+            created_at=utcnow(),
+        )
+    )
     return plain
 
 
@@ -78,15 +93,19 @@ def allows(token_role: str, needed: Role) -> bool:
 _REVOKED = "revoked_token_hashes"
 
 
+_REVOKE = (
+    update(_tokens)
+    .where(_tokens.c.agent_id == bindparam("agent"), _tokens.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("at"))
+    .returning(_tokens.c.token_hash)
+)
+
+
 def revoke_for_agent(session: Session, *, agent_id: int) -> None:
-    """Revoke the agent's tokens; their hashes are noted in the session (see
-    ``revoked_in``) for whoever must forget them once this commits."""
-    revoked = session.info.setdefault(_REVOKED, [])
-    for token in session.scalars(
-        select(ApiToken).where(ApiToken.agent_id == agent_id, ApiToken.revoked_at.is_(None))
-    ):
-        token.revoked_at = utcnow()
-        revoked.append(token.token_hash)
+    """Revoke the agent's tokens in one statement; their hashes are noted in the
+    session (see ``revoked_in``) for whoever must forget them once this commits."""
+    hashes = session.connection().execute(_REVOKE, {"agent": agent_id, "at": utcnow()}).scalars()
+    session.info.setdefault(_REVOKED, []).extend(hashes)
 
 
 def revoked_in(session: Session) -> list[str]:

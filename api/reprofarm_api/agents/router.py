@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from reprofarm_db import agents, claims, health, leases, tokens
+from reprofarm_db import agents, claims, health, leases, registration, tokens
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Agent, HardwareConfig
 from reprofarm_protocol.controls import AgentHealth
@@ -77,7 +77,7 @@ def register(
     registering it again needs the same secret (or an admin token), and an
     agent's own token registers only that agent (409 or 403 otherwise). When a pool
     of the agent asks for the capture canary, its check is queued first."""
-    agent, token = agents.register(session, request=request_body, caller=caller)
+    agent, token = registration.register(session, request=request_body, caller=caller)
     request.state.tokens_revoked = tokens.revoked_in(session)  # forgotten after the commit
     canary = health.on_registered(
         session, agent=agent, now=datetime.now(UTC), max_runs=settings.max_runs_per_job
