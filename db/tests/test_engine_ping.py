@@ -1,0 +1,54 @@
+"""The pool pings a connection only after it sat idle: a restart of the server is
+survived unseen by an idle connection, and costs one failed statement to a busy one."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from reprofarm_db import engine as engine_module
+from reprofarm_db.engine import make_engine
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from tests.fixtures import PG_ADMIN
+
+
+def _terminate(pid: int) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def _backend(engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_an_idle_connection_killed_under_the_pool_is_replaced_before_use(postgres_url, monkeypatch):
+    monkeypatch.setattr(engine_module, "IDLE_PING_S", 0.2)
+    engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        first = _backend(engine)
+        _terminate(first)
+        time.sleep(0.3)  # idle past the threshold: the next checkout pings
+        second = _backend(engine)
+        assert second != first
+    finally:
+        engine.dispose()
+
+
+def test_a_busy_connection_is_not_pinged_and_one_statement_pays_for_a_restart(
+    postgres_url, monkeypatch
+):
+    monkeypatch.setattr(engine_module, "IDLE_PING_S", 60.0)
+    engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        first = _backend(engine)
+        _terminate(first)
+        with pytest.raises(OperationalError) as failed:
+            _backend(engine)  # no ping: the statement meets the dead connection
+        assert failed.value.connection_invalidated
+        assert _backend(engine) != first  # the pool was invalidated: a new connection
+    finally:
+        engine.dispose()
