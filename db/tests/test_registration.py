@@ -60,11 +60,13 @@ def test_registering_again_revokes_the_earlier_token_and_keeps_the_reboot_state(
     with transaction(sessions) as s:
         again, second = registration.register(s, request=_request("again"), caller=ENROLLMENT)
         assert tokens.revoked_in(s) == [tokens.hash_secret(plain)]
-    assert again.id == first.id and again.needs_reboot  # a restart ends no stuck process
+    assert again.id == first.id
+    assert again.needs_reboot
     with transaction(sessions) as s:
         assert tokens.authenticate(s, plain=plain) is None
         mine = tokens.authenticate(s, plain=second)
-        assert mine is not None and (mine.agent_id, mine.role) == (first.id, "agent")
+        assert mine is not None
+        assert (mine.agent_id, mine.role) == (first.id, "agent")
         live = s.scalar(
             select(func.count()).where(ApiToken.agent_id == first.id, ApiToken.revoked_at.is_(None))
         )
