@@ -90,3 +90,19 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits at the end of the block, or rolls back."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def single_statement(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for work that writes in one statement (a heartbeat's conditional
+    ``UPDATE ... RETURNING``): on Postgres each statement commits alone, which saves
+    the ``BEGIN`` and ``COMMIT`` round trips; the statement is atomic by itself, and
+    nothing is answered before it committed. SQLite keeps a transaction (its
+    ``BEGIN IMMEDIATE`` is how its writers take turns)."""
+    with factory() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            with session.begin():
+                yield session
+            return
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from reprofarm_db import agents, claims, health, leases, registration, tokens
-from reprofarm_db.engine import transaction
+from reprofarm_db.engine import single_statement, transaction
 from reprofarm_db.models import Agent, HardwareConfig
 from reprofarm_protocol.controls import AgentHealth
 from reprofarm_protocol.jobs import (
@@ -294,7 +294,7 @@ async def heartbeat(
     for the record but not counted)."""
     seen: SeenAgents = request.app.state.seen
     seen.note(agent_id)
-    # One worker thread for the whole transaction, committed before the reply (a
+    # One worker thread for its one statement, committed before the reply (a
     # sync endpoint with a session dependency took three hops: docs/operations.md).
     slots: DatabaseSlots = request.app.state.db_slots
     return await slots.run(
@@ -317,7 +317,7 @@ def _beat(
     beat: Heartbeat,
     lease_s: float,
 ) -> HeartbeatReply:
-    with transaction(sessions) as session:
+    with single_statement(sessions) as session:
         return leases.heartbeat(
             session,
             agent_id=agent_id,
