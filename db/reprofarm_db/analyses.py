@@ -121,14 +121,18 @@ def label_run(
     return run
 
 
-def label_result(run: Run) -> None:
-    """At a result: a run that did not hang is ``no-hang``; a hang waits for its
-    dumps (unless they were analysed before the result arrived)."""
-    if run.status in (RunState.PASSED, RunState.FAILED):
-        run.label = Label.NO_HANG.value
-        run.label_confidence = Confidence.STRONG.value  # the run finished: no dump needed
-        run.signature = Label.NO_HANG.value
-        run.signature_key = signature_key(run.signature)
+def result_labels(status: RunState) -> dict[str, str]:
+    """What a result of this status sets of the run's label: a run that did not hang is
+    ``no-hang``; a hang waits for its dumps (unless they were analysed before the result
+    arrived), and an error or a cancelled run has none."""
+    if status not in (RunState.PASSED, RunState.FAILED):
+        return {}
+    return {
+        "label": Label.NO_HANG.value,
+        "label_confidence": Confidence.STRONG.value,  # the run finished: no dump needed
+        "signature": Label.NO_HANG.value,
+        "signature_key": signature_key(Label.NO_HANG.value),
+    }
 
 
 def analysed_artifacts(

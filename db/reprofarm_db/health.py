@@ -254,10 +254,26 @@ def _last_by_agent(
     return {agent_id: when for agent_id, when in session.execute(query) if when is not None}
 
 
-def _check_of(session: Session, run: Run) -> HealthCheck | None:
-    """The open check this run is for. Only a control run pinned to an agent can be one:
-    every other run is told apart without a query."""
-    if run.scenario != CONTROL_SCENARIO or run.required_agent_id is None:
+class MaybeCheckRun(Protocol):
+    """What tells whether a run may be a check's (a ``Run``, or a result's row)."""
+
+    @property
+    def scenario(self) -> str: ...
+    @property
+    def required_agent_id(self) -> int | None: ...
+    @property
+    def job_id(self) -> int: ...
+
+
+def may_be_check(run: MaybeCheckRun) -> bool:
+    """Only a control run pinned to an agent can be a check's: every other run is told
+    apart without a query."""
+    return run.scenario == CONTROL_SCENARIO and run.required_agent_id is not None
+
+
+def _check_of(session: Session, run: MaybeCheckRun) -> HealthCheck | None:
+    """The open check this run is for."""
+    if not may_be_check(run):
         return None
     return session.scalar(
         select(HealthCheck).where(
@@ -266,7 +282,9 @@ def _check_of(session: Session, run: Run) -> HealthCheck | None:
     )
 
 
-def discount_for(session: Session, *, agent: Agent, run: Run, status: RunState) -> Discount | None:
+def discount_for(
+    session: Session, *, agent: Agent, run: MaybeCheckRun, status: RunState
+) -> Discount | None:
     """Why a result just received will not count, or None. A check's own run counts: it is
     a control run like any other, and its outcome is judged by the check."""
     if _check_of(session, run) is not None:

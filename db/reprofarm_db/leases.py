@@ -17,7 +17,10 @@ crosses the result never overwrites the result's numbers.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from reprofarm_protocol.jobs import (
     FINAL_STATES,
@@ -27,13 +30,15 @@ from reprofarm_protocol.jobs import (
     RunReport,
     RunState,
 )
-from sqlalchemy import bindparam, select, update
+from reprofarm_protocol.runs import RunStatus
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
-from reprofarm_db import analyses, health, jobs, studies, tokens
+from reprofarm_db import analyses, health, jobs, rollups, studies, tokens
 from reprofarm_db.errors import Conflict, NotFound, Unproven
 from reprofarm_db.models import Agent, Base, Run
-from reprofarm_db.states import locked_runs, move_run
+from reprofarm_db.states import locked_runs, may_move, move_run
 
 _STOPPING_JOB_STATES = FINISHED_JOB_STATES
 """A static job finishes only once no run is open, so for it this means cancelled; a
@@ -54,11 +59,27 @@ def prove_lease(
     run = session.scalar(query)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
-    if run.agent_id != agent_id:
-        raise Conflict(f"run {run_id} is not leased to this agent")
-    if not tokens.matches(lease_token, run.lease_token_hash):
-        raise Unproven(f"X-Lease-Token: missing or not the secret of run {run_id}'s lease")
+    _prove(run, agent_id=agent_id, lease_token=lease_token)
     return run
+
+
+class _Leased(Protocol):
+    """What proving a lease reads of its run (a ``Run``, or a result's row)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def agent_id(self) -> int | None: ...
+    @property
+    def lease_token_hash(self) -> str | None: ...
+
+
+def _prove(run: _Leased, *, agent_id: int, lease_token: str | None) -> None:
+    """Raises Conflict (another agent's run) or Unproven (not the lease's secret)."""
+    if run.agent_id != agent_id:
+        raise Conflict(f"run {run.id} is not leased to this agent")
+    if not tokens.matches(lease_token, run.lease_token_hash):
+        raise Unproven(f"X-Lease-Token: missing or not the secret of run {run.id}'s lease")
 
 
 _runs = Base.metadata.tables["runs"]
@@ -173,6 +194,77 @@ def release_agent(session: Session, *, agent_id: int, run_id: int) -> None:
     session.connection().execute(_RELEASE, {"agent": agent_id, "run": run_id})
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What storing a result left of its run: what the routes answer with."""
+
+    id: int
+    status: RunState
+    cell: int | None
+    discount: str | None
+    late_result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Held:
+    """The run a result is for, as read under its lock: what proving the lease and
+    choosing the result's status need."""
+
+    id: int
+    agent_id: int | None
+    lease_token_hash: str | None
+    status: RunState
+    cancel_requested: bool
+    job_id: int
+    job_status: str | None
+    scenario: str
+    required_agent_id: int | None
+    cell: int | None
+
+
+_HELD = (
+    select(
+        _runs.c.id,
+        _runs.c.agent_id,
+        _runs.c.lease_token_hash,
+        _runs.c.status,
+        _runs.c.cancel_requested,
+        _runs.c.job_id,
+        _JOB_STATUS.scalar_subquery().label("job_status"),
+        _runs.c.scenario,
+        _runs.c.required_agent_id,
+        _runs.c.cell,
+    )
+    .where(_runs.c.id == bindparam("run"))
+    .with_for_update(of=_runs)
+)
+"""Built once: the run under its lock (a batch took it already), with its job's status."""
+
+_RESULT_VALUES = (
+    "status", "result", "iterations", "duration_s", "reason", "finished_at",
+    "lease_expires_at", "cancel_requested", "discount",
+)  # fmt: skip
+_LABELS = ("label", "label_confidence", "signature", "signature_key")
+
+
+@functools.cache
+def _finish(labelled: bool) -> Update:
+    """The state machine's leased -> ended step, as one conditional UPDATE returning what
+    the run's statistics cell needs; built once per shape, its values bound per result."""
+    names = _RESULT_VALUES + (_LABELS if labelled else ())
+    return (
+        update(_runs)
+        .where(_runs.c.id == bindparam("run"), _runs.c.status == RunState.LEASED.value)
+        .values({name: bindparam(f"v_{name}", type_=_runs.c[name].type) for name in names})
+        .returning(*(_runs.c[name] for name in rollups.CONTRIBUTING))
+    )
+
+
+_ENDED = {RunState(status.value) for status in RunStatus} | {RunState.CANCELLED}
+if not all(may_move(RunState.LEASED, to) for to in _ENDED):  # pragma: no cover
+    raise ImportError("the state machine no longer lets a leased run end by its result")
+
+
 def record_result(
     session: Session,
     *,
@@ -181,53 +273,104 @@ def record_result(
     lease_token: str | None,
     report: RunReport,
     now: datetime,
-) -> tuple[Run, bool]:
-    """Store an agent's result. Returns (run, counted): a result for a lost lease is
-    kept in ``late_result`` (the first one; a different second one is a Conflict) and
-    never counted; a repeat is a no-op. A result that did not hang, for a run whose job
-    was cancelled meanwhile, is stored ``cancelled`` (its payload kept)."""
-    run = prove_lease(session, agent_id=agent.id, run_id=run_id, lease_token=lease_token, lock=True)
+) -> tuple[Recorded, bool]:
+    """Store an agent's result. Returns (what the run became, counted): a result for a
+    lost lease is kept in ``late_result`` (the first one; a different second one is a
+    Conflict) and never counted; a repeat is a no-op. A result that did not hang, for a
+    run whose job was cancelled meanwhile, is stored ``cancelled`` (its payload kept).
+
+    The usual case, a leased run ending, is statements: the run read under its lock
+    with its job's status, one conditional ``UPDATE ... RETURNING`` (leased -> ended),
+    its statistics cell's upsert computed from the returned row (``rollups.add_ended``)
+    and the agent's release. The rare ones (a repeat, a late result) go through the
+    ORM. The agent's ``last_seen`` is the caller's to note (the api coalesces it)."""
+    session.flush()  # statements below do not autoflush the caller's pending objects
+    conn = session.connection()
+    row = conn.execute(_HELD, {"run": run_id}).one_or_none()
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    held = _Held(**row._asdict())
+    _prove(held, agent_id=agent.id, lease_token=lease_token)
     payload = report.result.model_dump(mode="json")
-    agent.last_seen = now
     if report.result.unkillable:
         agent.needs_reboot = True
-    if run.status == RunState.LEASED:
-        cancelled = run.cancel_requested or _job_cancelled(session, job_id=run.job_id)
-        status = RunState(report.result.status.value)
-        if cancelled and status is not RunState.HUNG:
-            status = RunState.CANCELLED  # a hang found while cancelling is still evidence
-        discount = health.discount_for(session, agent=agent, run=run, status=status)
-        move_run(
-            run,
-            status,
-            result=payload,
-            iterations=report.result.iterations,
-            duration_s=report.result.duration_s,
-            reason=report.result.reason,
-            finished_at=now,
-            lease_expires_at=None,
-            cancel_requested=cancelled,
-            discount=discount.value if discount else None,
-        )
-        analyses.label_result(run)
-        release_agent(session, agent_id=agent.id, run_id=run.id)
-        session.flush()
-        _run_ended(session, run)
+    if held.status != RunState.LEASED:
+        return _record_again(session, agent=agent, held=held, payload=payload)
+    cancelled = held.cancel_requested or held.job_status in _STOPPING_JOB_STATES
+    status = RunState(report.result.status.value)
+    if cancelled and status is not RunState.HUNG:
+        status = RunState.CANCELLED  # a hang found while cancelling is still evidence
+    discount = health.discount_for(session, agent=agent, run=held, status=status)
+    labels = analyses.result_labels(status)
+    discounted = discount.value if discount else None
+    values: dict[str, Any] = {
+        "status": status.value,
+        "result": payload,
+        "iterations": report.result.iterations,
+        "duration_s": report.result.duration_s,
+        "reason": report.result.reason,
+        "finished_at": now,
+        "lease_expires_at": None,
+        "cancel_requested": cancelled,
+        "discount": discounted,
+        **labels,
+    }
+    ended = conn.execute(
+        _finish(bool(labels)), {"run": run_id, **{f"v_{k}": v for k, v in values.items()}}
+    ).one_or_none()
+    if ended is None:  # pragma: no cover - the run's lock is held since _HELD
+        raise StaleDataError(f"run {run_id} changed under its lock")
+    rollups.add_ended(conn, ended._asdict())
+    _forget_cached(session, run_id)
+    release_agent(session, agent_id=agent.id, run_id=run_id)
+    _run_ended(session, job_id=held.job_id, cell=held.cell)
+    if health.may_be_check(held):
+        run = session.get(Run, run_id, populate_existing=True)
+        assert run is not None  # just ended above
         health.conclude_if_decided(session, run=run, now=now)
-        return run, True
+    recorded = Recorded(
+        id=run_id, status=status, cell=held.cell, discount=discounted, late_result=None
+    )
+    return recorded, True
+
+
+def _record_again(
+    session: Session, *, agent: Agent, held: _Held, payload: dict[str, Any]
+) -> tuple[Recorded, bool]:
+    """A result for a run that is no longer leased: a repeat (nothing changes), or a late
+    result for a lost lease (kept once, never counted)."""
+    run = session.get(Run, held.id, populate_existing=True)
+    assert run is not None  # read under its lock above
     if run.status in FINAL_STATES and run.result == payload:
-        return run, False
+        return _recorded(run), False
     if run.status == RunState.LOST:
         if run.late_result is None:
             run.late_result = payload
         elif run.late_result != payload:
             raise Conflict(
-                f"run {run_id} was lost and keeps the first late result it was sent; "
+                f"run {run.id} was lost and keeps the first late result it was sent; "
                 f"this one differs"
             )
         release_agent(session, agent_id=agent.id, run_id=run.id)
-        return run, False
-    raise Conflict(f"run {run_id} is already {run.status} with a different result")
+        return _recorded(run), False
+    raise Conflict(f"run {run.id} is already {run.status} with a different result")
+
+
+def _recorded(run: Run) -> Recorded:
+    return Recorded(
+        id=run.id,
+        status=RunState(run.status),
+        cell=run.cell,
+        discount=run.discount,
+        late_result=run.late_result,
+    )
+
+
+def _forget_cached(session: Session, run_id: int) -> None:
+    """A statement changed the run: a copy the session holds would read as before."""
+    cached = session.identity_map.get(Run.__mapper__.identity_key_from_primary_key((run_id,)))
+    if cached is not None:
+        session.expire(cached)
 
 
 def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
@@ -272,14 +415,14 @@ def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
             )
         else:
             session.flush()
-            _run_ended(session, run)
+            _run_ended(session, job_id=run.job_id, cell=run.cell)
     return lost
 
 
-def _run_ended(session: Session, run: Run) -> None:
+def _run_ended(session: Session, *, job_id: int, cell: int | None) -> None:
     """A study takes a step after each run that ends; a static job is finished once its
     last run ended."""
-    if run.cell is not None:
-        studies.note_run_ended(session, job_id=run.job_id)
+    if cell is not None:
+        studies.note_run_ended(session, job_id=job_id)
     else:
-        jobs.refresh_status(session, job_id=run.job_id)
+        jobs.refresh_status(session, job_id=job_id)

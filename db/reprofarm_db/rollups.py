@@ -29,7 +29,7 @@ from typing import Any
 
 from reprofarm_protocol.analysis import PENDING_LABEL
 from reprofarm_protocol.jobs import COUNTED_RUN_STATES, RunState
-from sqlalchemy import delete, event, func, inspect, select, text
+from sqlalchemy import Connection, delete, event, func, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +38,8 @@ from reprofarm_db.models import ROLLUP_KEYS as KEY_COLUMNS
 from reprofarm_db.models import Base, Run, RunRollup
 
 _TRACKED = (*KEY_COLUMNS, "status", "iterations", "duration_s", "signature", "discount")
+CONTRIBUTING = tuple(name for name in _TRACKED if name != "signature")
+"""The run's columns ``contribution`` reads."""
 _STATUS_COUNTER = {
     RunState.PASSED: "passed",
     RunState.HUNG: "hung",
@@ -150,6 +152,20 @@ def _upsert(session: Session, moved: dict[tuple[Any, ...], list[float]]) -> None
     connection = session.connection()
     for row in rows:  # one at a time, in that order: an executemany may batch them
         connection.execute(statement, row)
+
+
+def add_ended(conn: Connection, run: dict[str, Any]) -> None:
+    """Count a run that a statement moved from leased to an end (``leases.record_result``):
+    a leased run is in no cell, so its new cell gains all it contributes now. ``run``
+    holds the ``CONTRIBUTING`` columns as the statement left them."""
+    added = contribution(run)
+    if added is None:
+        return
+    row = {
+        **dict(zip(KEY_COLUMNS, added.key, strict=True)),
+        **dict(zip(COUNTERS, added.counts, strict=True)),
+    }
+    conn.execute(_upsert_statement(conn.dialect.name), row)
 
 
 def track(factory: sessionmaker[Session]) -> None:

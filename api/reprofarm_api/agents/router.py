@@ -267,6 +267,7 @@ async def results(body: RunReports, agent_id: CurrentAgentId, request: Request) 
     message the single route would have answered (404, 409, 403 for an unproven
     lease; 422, 503), that result alone undone. A 5xx means none was stored: send
     them all again."""
+    request.app.state.seen.note(agent_id)
     outcomes, study = await request.app.state.db_slots.run(
         service.record_results, request.app.state.sessions, agent_id=agent_id, reports=body
     )
@@ -344,6 +345,7 @@ def result(
     lease_token: LeaseToken = None,
 ) -> ResultAck:
     """Idempotent: the same result posted twice changes nothing."""
+    request.app.state.seen.note(agent_id)
     run, counted = leases.record_result(
         session,
         agent=agents.get_or_raise(session, agent_id=agent_id),

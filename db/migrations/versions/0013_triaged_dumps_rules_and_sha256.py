@@ -12,7 +12,7 @@ sender and source are lost): "seen in CI" counted them twice.
 
 And a nit of 0010: runs that passed or failed before it kept ``label_confidence`` NULL;
 their ``no-hang`` comes from the result, which is ``strong`` (as
-``reprofarm_db.analyses.label_result`` sets it now).
+``reprofarm_db.analyses.result_labels`` sets it now).
 
 Revision ID: 0013
 Revises: 0012
