@@ -3,10 +3,9 @@ api notes who spoke and writes their last_seen about once a second, in one state
 (reprofarm_api.agents.liveness)."""
 
 import time
-
-import pytest
 from datetime import timedelta
 
+import pytest
 from reprofarm_db.engine import transaction
 from reprofarm_db.models import Agent, utcnow
 from sqlalchemy import select
@@ -47,7 +46,10 @@ def test_an_idle_agents_long_poll_brings_it_back_online_within_a_flush(api):
     ("path", "body"),
     [
         ("/api/v1/runs/999/result", {"result": HUNG}),
-        ("/api/v1/agents/me/results", {"results": [{"run_id": 999, "lease_token": "x", "result": HUNG}]}),
+        (
+            "/api/v1/agents/me/results",
+            {"results": [{"run_id": 999, "lease_token": "x", "result": HUNG}]},
+        ),
     ],
 )
 def test_a_result_is_a_sign_of_life_too(api, path, body):

@@ -12,16 +12,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from reprofarm_protocol.jobs import RunState
 from reprofarm_protocol.queues import TASK_ANALYZE_ARTIFACT
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from reprofarm_db import leases, outbox
 from reprofarm_db.analyses import ANALYSED_KINDS
+from reprofarm_db.engine import forget_cached
 from reprofarm_db.errors import Conflict, NotFound, TooLarge
-from reprofarm_db.models import Artifact, Run, utcnow
+from reprofarm_db.models import Artifact, Base, Run, utcnow
+
+_artifacts = Base.metadata.tables["artifacts"]
 
 
 @dataclass(frozen=True)
@@ -142,17 +146,47 @@ def forget_unstarted(session: Session, *, artifact_id: int) -> None:
         session.delete(row)
 
 
+class Progress(NamedTuple):
+    """An upload as a chunk left it."""
+
+    id: int
+    name: str
+    kind: str
+    received: int
+    bytes: int
+    complete: bool
+
+
+_PROGRESS_COLUMNS = [_artifacts.c[name] for name in Progress._fields]
+_RECEIVED = (
+    update(_artifacts)
+    .where(_artifacts.c.id == bindparam("artifact"))
+    .values(received=bindparam("got", type_=_artifacts.c.received.type))
+    .returning(*_PROGRESS_COLUMNS)
+)
+_COMPLETED = _RECEIVED.values(
+    complete=True,
+    path=bindparam("blob", type_=_artifacts.c.path.type),
+    created_at=bindparam("at", type_=_artifacts.c.created_at.type),
+)
+
+
 def record_progress(
     session: Session, *, artifact_id: int, received: int, blob: str | None
-) -> Artifact:
-    """After a chunk: how much the api holds, and the blob once it is complete. A
+) -> Progress:
+    """After a chunk: how much the api holds, and the blob once it is complete; one
+    ``UPDATE ... RETURNING`` (an upload's completion is on the agents' path). A
     complete dump is queued for analysis in the same transaction (outbox)."""
-    row = get_or_raise(session, artifact_id=artifact_id)
-    row.received = received
+    values: dict[str, object] = {"artifact": artifact_id, "got": received}
     if blob is not None:
-        row.complete, row.path, row.created_at = True, blob, utcnow()
-        if row.kind in ANALYSED_KINDS:
-            outbox.add(session, task=TASK_ANALYZE_ARTIFACT, args=[row.id])
+        values |= {"blob": blob, "at": utcnow()}
+    done = session.connection().execute(_COMPLETED if blob else _RECEIVED, values).one_or_none()
+    if done is None:
+        raise NotFound(f"artifact {artifact_id} does not exist")
+    forget_cached(session, Artifact, artifact_id)
+    row = Progress(*done)
+    if blob is not None and row.kind in ANALYSED_KINDS:
+        outbox.add(session, task=TASK_ANALYZE_ARTIFACT, args=[row.id])
     return row
 
 

@@ -92,6 +92,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+def forget_cached(session: Session, model: type[Any], key: int) -> None:
+    """A statement changed this row: a copy the session's identity map holds (a caller
+    that loaded it as an object) would otherwise still read as before."""
+    cached = session.identity_map.get(model.__mapper__.identity_key_from_primary_key((key,)))
+    if cached is not None:
+        session.expire(cached)
+
+
 @contextmanager
 def single_statement(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session for work that writes in one statement (a heartbeat's conditional

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from reprofarm_db import analyses, health, jobs, rollups, studies, tokens
+from reprofarm_db.engine import forget_cached
 from reprofarm_db.errors import Conflict, NotFound, Unproven
 from reprofarm_db.models import Agent, Base, Run
 from reprofarm_db.states import locked_runs, may_move, move_run
@@ -321,7 +322,7 @@ def record_result(
     if ended is None:  # pragma: no cover - the run's lock is held since _HELD
         raise StaleDataError(f"run {run_id} changed under its lock")
     rollups.add_ended(conn, ended._asdict())
-    _forget_cached(session, run_id)
+    forget_cached(session, Run, run_id)
     release_agent(session, agent_id=agent.id, run_id=run_id)
     _run_ended(session, job_id=held.job_id, cell=held.cell)
     if health.may_be_check(held):
@@ -364,13 +365,6 @@ def _recorded(run: Run) -> Recorded:
         discount=run.discount,
         late_result=run.late_result,
     )
-
-
-def _forget_cached(session: Session, run_id: int) -> None:
-    """A statement changed the run: a copy the session holds would read as before."""
-    cached = session.identity_map.get(Run.__mapper__.identity_key_from_primary_key((run_id,)))
-    if cached is not None:
-        session.expire(cached)
 
 
 def sweep(session: Session, *, now: datetime, max_attempts: int) -> list[int]:
