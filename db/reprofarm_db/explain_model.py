@@ -34,14 +34,11 @@ from dataclasses import dataclass, field
 from itertools import product
 
 import numpy as np
-from scipy.stats import chi2, f  # type: ignore[import-untyped]
-from statsmodels.stats.contingency_tables import (  # type: ignore[import-untyped]
-    StratifiedTable,
-)
-from statsmodels.stats.multitest import multipletests  # type: ignore[import-untyped]
+from scipy.special import chdtrc, fdtrc  # type: ignore[import-untyped]
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from reprofarm_db import firth
+from reprofarm_db.hit_rates import benjamini_hochberg
 
 Z95 = 1.959963984540054
 OVERDISPERSED_P = 0.05
@@ -229,7 +226,7 @@ def _dispersion(cells: Sequence[Cell]) -> tuple[float | None, int, float | None]
     df = sum(c.machines_df for c in cells)
     if df == 0:
         return None, 0, None
-    return total / df, df, float(chi2.sf(total, df))
+    return total / df, df, float(chdtrc(df, total))
 
 
 def explain(cells: Sequence[Cell], factors: Sequence[str]) -> Report:
@@ -305,9 +302,9 @@ def _explain(cells: Sequence[Cell], factors: Sequence[str]) -> Report:
             lr = max(0.0, 2 * (full.penalized_loglik - restricted.penalized_loglik))
             factor.statistic = lr
             if widened:
-                factor.p = float(f.sf(lr / (len(mine) * scale), len(mine), phi_df))
+                factor.p = float(fdtrc(len(mine), phi_df, lr / (len(mine) * scale)))
             else:
-                factor.p = float(chi2.sf(lr, len(mine)))
+                factor.p = float(chdtrc(len(mine), lr))
         for lv in sorted(totals[i], key=_sort_key):
             h, n = totals[i][lv]
             level = Level(lv, n, h, reference=lv == refs[i])
@@ -326,7 +323,7 @@ def _explain(cells: Sequence[Cell], factors: Sequence[str]) -> Report:
         report.factors.append(factor)
     tested = [fa for fa in report.factors if fa.p is not None]
     if tested:
-        qs = multipletests([fa.p for fa in tested], method="fdr_bh")[1]
+        qs = benjamini_hochberg([fa.p for fa in tested if fa.p is not None])
         for fa, q in zip(tested, qs, strict=True):
             fa.q = float(q)
     report.factors.sort(key=lambda fa: (fa.p is None, fa.p if fa.p is not None else 1.0, fa.factor))
@@ -365,6 +362,12 @@ def _stratified(
     factors: list[Factor], rows: dict[tuple[str, ...], list[int]], names: list[str]
 ) -> list[Stratified]:
     """For each factor's strongest contrast, CMH and Breslow-Day within each other factor."""
+    # statsmodels (and the pandas it loads) costs an api process ~100 MB of memory: it is
+    # loaded by the first explanation, not by every process at start (docs/operations.md).
+    from statsmodels.stats.contingency_tables import (  # type: ignore[import-untyped]
+        StratifiedTable,
+    )
+
     found = []
     for fa in factors:
         i = names.index(fa.factor)

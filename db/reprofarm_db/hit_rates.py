@@ -24,7 +24,6 @@ from typing import Any
 
 from reprofarm_protocol.rates import wilson_interval
 from scipy.special import chdtrc  # type: ignore[import-untyped]
-from scipy.stats import fisher_exact  # type: ignore[import-untyped]
 
 from reprofarm_db.errors import Invalid
 
@@ -149,6 +148,9 @@ def agents_disagree_p(per_agent: Sequence[tuple[int, int]]) -> float | None:
 
 def fisher_p(a: Counts, b: Counts) -> float:
     """Two-sided Fisher's exact test of equal hit rates."""
+    # scipy.stats costs an api process ~50 MB: loaded by the first comparison, not at start.
+    from scipy.stats import fisher_exact  # type: ignore[import-untyped]
+
     _odds, p = fisher_exact([[a.hangs, a.runs - a.hangs], [b.hangs, b.runs - b.hangs]])
     return float(p)
 

@@ -25,7 +25,6 @@ from enum import StrEnum
 
 import numpy as np
 from scipy.special import bdtr, betaincinv  # type: ignore[import-untyped]
-from scipy.stats import binom  # type: ignore[import-untyped]
 
 # The level of the displayed upper bound on the rate ratio (one-sided), whatever the test's alpha.
 RATIO_LEVEL = 0.95
@@ -388,6 +387,9 @@ def uniform_runs_per_cell(rule: SearchRule) -> tuple[int, int]:
     cell, ``reproduces`` iff hangs >= c, with P(hangs >= c | lo) <= alpha and
     P(hangs < c | hi) <= beta; the smallest such n (its c the smallest that keeps alpha,
     which gives the most power). Exact binomial tails, not a normal approximation."""
+    # scipy.stats costs an api process ~50 MB: loaded when a design is compared, not at start.
+    from scipy.stats import binom  # type: ignore[import-untyped]
+
     chunk = 256
     start = 1
     while True:
@@ -404,6 +406,8 @@ def uniform_runs_per_cell(rule: SearchRule) -> tuple[int, int]:
 def _smallest_cutoff(n: np.ndarray, lo: float, alpha: float) -> np.ndarray:
     """For each n, the smallest c with P(Binomial(n, lo) >= c) <= alpha (isf, then checked:
     scipy's quantile search may land one off on an exact tie)."""
+    from scipy.stats import binom
+
     c = np.asarray(binom.isf(alpha, n, lo), dtype=np.int64) + 1
     c = np.maximum(c, 0)
     c = np.where(binom.sf(c - 1, n, lo) > alpha, c + 1, c)

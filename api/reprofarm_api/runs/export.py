@@ -14,19 +14,22 @@ memory.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from fastapi.concurrency import run_in_threadpool
 from reprofarm_db import export, views
 from reprofarm_db.engine import transaction
 from sqlalchemy.orm import Session, sessionmaker
 
 from reprofarm_api.db_slots import DatabaseSlots
+
+if TYPE_CHECKING:
+    import pyarrow
 
 
 class Format(StrEnum):
@@ -37,13 +40,20 @@ class Format(StrEnum):
 MEDIA_TYPES = {Format.CSV: "text/csv", Format.PARQUET: "application/vnd.apache.parquet"}
 """``application/vnd.apache.parquet`` is Parquet's IANA registration (2024)."""
 
-_ARROW_TYPES = {
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "str": pa.string(),
-    "time": pa.timestamp("us", tz="UTC"),
-}
-SCHEMA = pa.schema([pa.field(c.name, _ARROW_TYPES[c.kind]) for c in export.COLUMNS])
+
+@functools.cache
+def _schema() -> pyarrow.Schema:
+    """The Parquet export's columns. pyarrow costs an api process ~40 MB of memory: it is
+    loaded by the first Parquet export, not by every process at start."""
+    import pyarrow as pa
+
+    types = {
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "str": pa.string(),
+        "time": pa.timestamp("us", tz="UTC"),
+    }
+    return pa.schema([pa.field(c.name, types[c.kind]) for c in export.COLUMNS])
 
 
 class CsvEncoder:
@@ -119,17 +129,24 @@ class ParquetEncoder:
     zstd-compressed; the footer comes with ``finish``."""
 
     def __init__(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         self._sink = _Drain()
+        self._schema = _schema()
         self._writer = pq.ParquetWriter(
-            pa.PythonFile(self._sink, mode="w"), SCHEMA, compression="zstd"
+            pa.PythonFile(self._sink, mode="w"), self._schema, compression="zstd"
         )
 
     def add(self, rows: Sequence[export.Row]) -> bytes:
         if rows:
+            import pyarrow as pa
+
             columns = zip(*rows, strict=True)
+            schema = self._schema
             table = pa.Table.from_arrays(
-                [pa.array(col, type=f.type) for col, f in zip(columns, SCHEMA, strict=True)],
-                schema=SCHEMA,
+                [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
+                schema=schema,
             )
             self._writer.write_table(table, row_group_size=len(rows))
         return self._sink.take()
