@@ -40,15 +40,13 @@ from typing import Any
 
 import httpx
 import psycopg
-from load_agent import TLS, Load, SimAgent
+from load_agent import TLS, Load
 from load_farm import POOL, LoadFarm, running_farm
-from load_metrics import ProcSampler, Recorder, bare_cpu_ms
+from load_fleet import FleetSpec
+from load_metrics import ProcSampler, bare_cpu_ms
 from load_report import report
-from reprofarm_protocol.hardware import HardwareInfo
-from reprofarm_protocol.jobs import AgentRegister
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.factories import hardware, machine_secret
 from tests.fixtures import PG_ADMIN
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,28 +55,6 @@ ARTIFACT = (
     REPO / "analyzer/tests/corpus/goroutines/hangtest-pipe-close-race-sigquit-go1.27-linux.txt"
 )
 SCENARIO = "pipe-close-race"
-_MODELS = {
-    "arm64": [
-        "Snapdragon X Elite X1E-78-100",
-        "Snapdragon X Plus X1P-42-100",
-        "Snapdragon 8cx Gen 3",
-        "Microsoft SQ3",
-        "Ampere Altra Q80-30",
-        "Apple M2 (virtual)",
-        "Azure Cobalt 100",
-    ],
-    "amd64": [
-        "Intel Core i7-13700",
-        "Intel Xeon Gold 6338",
-        "AMD Ryzen 9 7950X",
-        "AMD EPYC 7763",
-        "Intel Core Ultra 7 155H",
-        "Intel Xeon E5-2690 v4",
-        "AMD Ryzen 7 5800U",
-    ],
-}
-_CPUS = [2, 4, 6, 8, 12, 16, 24, 32]
-_HYPERVISORS = ["none", "hyperv", "vmware"]
 TARGETS = ["windows/amd64", "windows/arm64"]
 
 
@@ -143,26 +119,21 @@ def raise_fd_limit(agents: int) -> int:
     return hard
 
 
-def hardware_for(config: int) -> HardwareInfo:
-    """One of 336 distinct configurations (arch x hypervisor x CPUs x model)."""
-    arch = ("amd64", "arm64")[config % 2]
-    return hardware(
-        arch=arch,
-        hypervisor=_HYPERVISORS[(config // 2) % 3],
-        cpus=_CPUS[(config // 6) % 8],
-        model=_MODELS[arch][(config // 48) % 7],
+def fleet_spec(args: argparse.Namespace, lf: LoadFarm) -> FleetSpec:
+    return FleetSpec(
+        agents=args.agents,
+        api_urls=lf.api_urls,
+        enrollment=lf.farm.enroll,
+        hardware_configs=args.hardware_configs,
+        ramp_s=args.ramp_s,
+        wait_s=args.wait_s,
+        heartbeat_s=args.heartbeat_s,
+        run_s=args.run_range,
+        hang_fraction=args.hang_fraction,
+        artifact=ARTIFACT.read_bytes(),
+        ingest=args.ingest,
+        ingest_batch=args.ingest_batch,
     )
-
-
-def register_body(i: int, configs: int) -> dict[str, Any]:
-    name = f"load-{i:05d}"
-    return AgentRegister(
-        name=name,
-        pools=[POOL],
-        hardware=hardware_for(i % configs),
-        agent_version="load",
-        machine_secret=machine_secret(name),
-    ).model_dump(mode="json")
 
 
 async def submitter(load: Load, url: str, admin: str, target: int, every: float) -> None:
@@ -270,19 +241,8 @@ async def progress(load: Load, started: float, total: int) -> None:
 async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
     """Start the agents (and the submitter and dashboards, or the ingest top-up),
     wait out the window, stop everything, and report."""
-    artifact = ARTIFACT.read_bytes()
-    load = Load(
-        rec=Recorder(),
-        wait_s=args.wait_s,
-        heartbeat_s=args.heartbeat_s,
-        lease_s=4 * args.heartbeat_s,
-        run_s=args.run_range,
-        hang_fraction=args.hang_fraction,
-        artifact=artifact,
-        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
-        ingest=args.ingest,
-        ingest_batch=args.ingest_batch,
-    )
+    fleet = fleet_spec(args, lf)
+    load = fleet.new_load()
     api_pids = [pid for name, pid in lf.pids().items() if name.startswith("api-")]
     bare_ms = await bare_cpu_ms(lf.api_urls, api_pids)
     print(f"bare: {bare_ms:.2f} ms of api CPU per GET /health", file=sys.stderr, flush=True)
@@ -300,15 +260,7 @@ async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
         load.go.set()
         background.append(asyncio.create_task(once_registered(load, sampler, args.agents, steady)))
     tasks = [
-        asyncio.create_task(
-            SimAgent(
-                name=f"load-{i:05d}",
-                url=lf.api_urls[i % len(lf.api_urls)],
-                enrollment=lf.farm.enroll,
-                register_body=register_body(i, args.hardware_configs),
-                load=load,
-            ).life(args.ramp_s * i / args.agents)
-        )
+        asyncio.create_task(fleet.agent(i, load).life(fleet.start_after(i)))
         for i in range(args.agents)
     ]
     cpu0, window_start, requests0 = os.times(), started, 0
