@@ -43,7 +43,7 @@ import psycopg
 from load_agent import TLS, Load
 from load_farm import POOL, LoadFarm, running_farm
 from load_fleet import FleetSpec
-from load_metrics import ProcSampler, bare_cpu_ms
+from load_metrics import ProcSampler, bare_cpu_ms, loop_lag
 from load_report import report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -201,15 +201,6 @@ async def sample_every(sampler: ProcSampler, period: float) -> None:
     while True:
         await asyncio.to_thread(sampler.sample)
         await asyncio.sleep(period)
-
-
-async def loop_lag(lags: list[float]) -> None:
-    """How late the generator's event loop wakes a 100 ms sleep: if it is late,
-    the latencies it measures are partly its own."""
-    while True:
-        start = time.perf_counter()
-        await asyncio.sleep(0.1)
-        lags.append((time.perf_counter() - start - 0.1) * 1000)
 
 
 async def once_registered(
