@@ -101,6 +101,12 @@ async def loop_lag(lags: list[float]) -> None:
         lags.append((time.perf_counter() - start - 0.1) * 1000)
 
 
+def own_cpu_s() -> float:
+    """User+system CPU seconds this process used so far (all its threads)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def process_cpu_s(pids: list[int]) -> float:
     """User+system CPU seconds the live processes ``pids`` used so far."""
     return sum(got[0] for pid in pids if (got := _cpu_and_rss(pid)) is not None)
