@@ -5,13 +5,19 @@ a Celery worker and beat, on a scratch Postgres database and a private Redis.
     uv run python bench/agents_load.py --agents 10000 --seconds 300 --api-processes 2
     uv run python bench/agents_load.py --ingest --agents 32 --seconds 60
 
-Agents (one asyncio process, one connection each, spread round-robin over the
-api processes, registrations ramped over --ramp-s) do what real agents do:
+Agents (one connection each, spread round-robin over the api processes,
+registrations ramped over --ramp-s) do what real agents do:
 register with their own machine secret and one of --hardware-configs hardware
 configurations, long-poll for leases, fetch the build once, heartbeat while a
 run lasts, upload a goroutine dump, post the result. A submitter keeps about
 --running-fraction of them busy; dashboards read stats, jobs and a page of 100 agents.
 Builds are recorded without Go, so no job ever compiles.
+
+The agents run in --generators processes (load_generators.py: agent i in
+generator i mod K, each with its own event loop); this process starts the farm,
+samples its processes' CPU, runs the submitter and dashboards, and merges what
+the generators measured. A run is `valid` only if no process's event loop
+lagged: the lag reported is the largest of the per-process p99s.
 
 --ingest measures result ingestion instead: the agents register, then each
 leases --ingest-batch runs and posts their results in one call (POST
@@ -30,25 +36,25 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
+import math
 import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-from load_agent import TLS, Load, SimAgent
+from load_agent import TLS, Load
 from load_farm import POOL, LoadFarm, running_farm
-from load_metrics import ProcSampler, Recorder, bare_cpu_ms
+from load_fleet import FleetSpec
+from load_generators import Generators, default_generators, running_generators
+from load_metrics import ProcSampler, bare_cpu_ms, loop_lag, own_cpu_s
 from load_report import report
-from reprofarm_protocol.hardware import HardwareInfo
-from reprofarm_protocol.jobs import AgentRegister
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.factories import hardware, machine_secret
 from tests.fixtures import PG_ADMIN
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,28 +63,6 @@ ARTIFACT = (
     REPO / "analyzer/tests/corpus/goroutines/hangtest-pipe-close-race-sigquit-go1.27-linux.txt"
 )
 SCENARIO = "pipe-close-race"
-_MODELS = {
-    "arm64": [
-        "Snapdragon X Elite X1E-78-100",
-        "Snapdragon X Plus X1P-42-100",
-        "Snapdragon 8cx Gen 3",
-        "Microsoft SQ3",
-        "Ampere Altra Q80-30",
-        "Apple M2 (virtual)",
-        "Azure Cobalt 100",
-    ],
-    "amd64": [
-        "Intel Core i7-13700",
-        "Intel Xeon Gold 6338",
-        "AMD Ryzen 9 7950X",
-        "AMD EPYC 7763",
-        "Intel Core Ultra 7 155H",
-        "Intel Xeon E5-2690 v4",
-        "AMD Ryzen 7 5800U",
-    ],
-}
-_CPUS = [2, 4, 6, 8, 12, 16, 24, 32]
-_HYPERVISORS = ["none", "hyperv", "vmware"]
 TARGETS = ["windows/amd64", "windows/arm64"]
 
 
@@ -112,8 +96,17 @@ def parse_args() -> argparse.Namespace:
         help="ingest: runs an agent leases before it posts their results in one "
         "POST /agents/me/results (1: each alone, POST /runs/{id}/result)",
     )
+    p.add_argument(
+        "--generators",
+        type=int,
+        help="processes the agents are split over (default: one per 2,500 agents, rounded up)",
+    )
     p.add_argument("--keep-logs", type=Path, help="copy the farm's process logs here")
     args = p.parse_args()
+    if args.generators is None:
+        args.generators = default_generators(args.agents)
+    if not 1 <= args.generators <= args.agents:
+        p.error(f"--generators must be between 1 and --agents ({args.agents})")
     lo, hi = (float(x) for x in args.run_s.split(","))
     args.run_range = (lo, hi)
     if args.ramp_s is None:
@@ -133,46 +126,49 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def raise_fd_limit(agents: int) -> int:
-    """Each agent holds a socket here and one in an api process (children
-    inherit the limit): raise the soft limit to the hard one."""
+def raise_fd_limit(args: argparse.Namespace) -> int:
+    """Each agent holds a socket in its generator process and one in an api
+    process: raise the soft limit to the hard one (the api and generator
+    processes, all started later, inherit it), and refuse to start when the
+    busiest of them cannot hold its share plus 500 for everything else."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if agents + 500 > hard:
-        sys.exit(f"{agents} agents need ~{agents + 500} file descriptors; the hard limit is {hard}")
+    share = max(math.ceil(args.agents / n) for n in (args.generators, args.api_processes))
+    if share + 500 > hard:
+        sys.exit(
+            f"{args.agents} agents over {args.generators} generator and {args.api_processes} api "
+            f"processes need ~{share + 500} file descriptors in one; the hard limit is {hard}"
+        )
     return hard
 
 
-def hardware_for(config: int) -> HardwareInfo:
-    """One of 336 distinct configurations (arch x hypervisor x CPUs x model)."""
-    arch = ("amd64", "arm64")[config % 2]
-    return hardware(
-        arch=arch,
-        hypervisor=_HYPERVISORS[(config // 2) % 3],
-        cpus=_CPUS[(config // 6) % 8],
-        model=_MODELS[arch][(config // 48) % 7],
+def fleet_spec(args: argparse.Namespace, lf: LoadFarm) -> FleetSpec:
+    return FleetSpec(
+        agents=args.agents,
+        api_urls=lf.api_urls,
+        enrollment=lf.farm.enroll,
+        hardware_configs=args.hardware_configs,
+        ramp_s=args.ramp_s,
+        wait_s=args.wait_s,
+        heartbeat_s=args.heartbeat_s,
+        run_s=args.run_range,
+        hang_fraction=args.hang_fraction,
+        artifact=ARTIFACT.read_bytes(),
+        ingest=args.ingest,
+        ingest_batch=args.ingest_batch,
     )
 
 
-def register_body(i: int, configs: int) -> dict[str, Any]:
-    name = f"load-{i:05d}"
-    return AgentRegister(
-        name=name,
-        pools=[POOL],
-        hardware=hardware_for(i % configs),
-        agent_version="load",
-        machine_secret=machine_secret(name),
-    ).model_dump(mode="json")
-
-
-async def submitter(load: Load, url: str, admin: str, target: int, every: float) -> None:
+async def submitter(
+    load: Load, gens: Generators, url: str, admin: str, target: int, every: float
+) -> None:
     """Every ``every`` s, submit a job of as many runs as it takes to keep
     ``target`` agents busy: target - busy - (submitted runs not leased yet)."""
     submitted = 0
     async with httpx.AsyncClient(base_url=url, verify=TLS, timeout=120) as client:
         while not load.over:
-            deficit = target - load.busy - (submitted - load.leased_first_attempts)
-            if deficit > 0 and load.registered:
+            deficit = target - gens.busy - (submitted - gens.leased_first_attempts)
+            if deficit > 0 and gens.registered:
                 repeats = min(deficit, 10_000)
                 body = {"scenario": SCENARIO, "pools": [POOL], "repeats": repeats, "duration_s": 60}
                 await _timed(load, client, "submit", "POST", "/api/v1/jobs", admin, json=body)
@@ -215,13 +211,13 @@ async def _timed(
         load.rec.ok(endpoint, ms)
 
 
-async def top_up(load: Load, lf: LoadFarm, backlog: int) -> None:
+async def top_up(gens: Generators, lf: LoadFarm, backlog: int) -> None:
     """Ingest: add a job of backlog/2 ready runs whenever fewer than backlog/2 of
     those seeded are still waiting (seeded minus leased, as the agents count)."""
     seeded = 2 * (backlog // 2)
     while True:
         await asyncio.sleep(0.1)
-        if seeded - load.leased_first_attempts < backlog // 2:
+        if seeded - gens.leased_first_attempts < backlog // 2:
             await asyncio.to_thread(lf.seed_ready_runs, backlog // 2, scenario=SCENARIO)
             seeded += backlog // 2
 
@@ -232,112 +228,81 @@ async def sample_every(sampler: ProcSampler, period: float) -> None:
         await asyncio.sleep(period)
 
 
-async def loop_lag(lags: list[float]) -> None:
-    """How late the generator's event loop wakes a 100 ms sleep: if it is late,
-    the latencies it measures are partly its own."""
-    while True:
-        start = time.perf_counter()
-        await asyncio.sleep(0.1)
-        lags.append((time.perf_counter() - start - 0.1) * 1000)
-
-
 async def once_registered(
-    load: Load, sampler: ProcSampler, total: int, mark: dict[str, float]
+    gens: Generators, load: Load, sampler: ProcSampler, total: int, mark: dict[str, float]
 ) -> None:
     """Note the api processes' CPU and the requests made when the last agent has
     registered: the window after it is the steady state (long-polls and heartbeats),
-    without the registration storm, which costs far more per request."""
-    while load.registered < total:
+    without the registration storm, which costs far more per request. (The
+    generators' counts reach this process within 0.1 s: a few requests early.)"""
+    while gens.registered < total:
         await asyncio.sleep(0.2)
     await asyncio.to_thread(sampler.sample)
     mark["api_cpu_s"] = sum(sampler.cpu_s(n) for n in sampler.pids if n.startswith("api-"))
-    mark["requests"] = load.rec.requests
+    mark["requests"] = gens.requests + load.rec.requests
 
 
-async def progress(load: Load, started: float, total: int) -> None:
+async def progress(gens: Generators, load: Load, started: float, total: int) -> None:
     while True:
         await asyncio.sleep(10)
-        errors = sum(load.rec.errors.values())
+        errors = gens.errors + sum(load.rec.errors.values())
         print(
-            f"t={time.monotonic() - started:.0f}s registered {load.registered}/{total} "
-            f"busy {load.busy} results {load.results} requests {load.rec.requests} "
-            f"errors {errors}",
+            f"t={time.monotonic() - started:.0f}s registered {gens.registered}/{total} "
+            f"busy {gens.busy} results {gens.results} "
+            f"requests {gens.requests + load.rec.requests} errors {errors}",
             file=sys.stderr,
             flush=True,
         )
 
 
+@dataclass
+class _Window:
+    """The measured window, as this process saw it open."""
+
+    start: float  # time.monotonic()
+    cpu_s: float  # this process's CPU then
+    requests: int  # every process's requests then
+
+
 async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
-    """Start the agents (and the submitter and dashboards, or the ingest top-up),
-    wait out the window, stop everything, and report."""
-    artifact = ARTIFACT.read_bytes()
-    load = Load(
-        rec=Recorder(),
-        wait_s=args.wait_s,
-        heartbeat_s=args.heartbeat_s,
-        lease_s=4 * args.heartbeat_s,
-        run_s=args.run_range,
-        hang_fraction=args.hang_fraction,
-        artifact=artifact,
-        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
-        ingest=args.ingest,
-        ingest_batch=args.ingest_batch,
-    )
+    """Start the generator processes (the agents) and, here, the submitter and
+    dashboards or the ingest top-up; wait out the window, stop everything,
+    merge what the generators measured, and report. This process only
+    coordinates: the agents' loops and their latencies are the generators'."""
+    fleet = fleet_spec(args, lf)
+    load = fleet.new_load()  # this process's requests (submits, dashboards), then everyone's
     api_pids = [pid for name, pid in lf.pids().items() if name.startswith("api-")]
     bare_ms = await bare_cpu_ms(lf.api_urls, api_pids)
     print(f"bare: {bare_ms:.2f} ms of api CPU per GET /health", file=sys.stderr, flush=True)
     sampler = ProcSampler(pids=lf.pids(), database=lf.database, admin_url=PG_ADMIN)
-    lags: list[float] = []
-    started = time.monotonic()
-    background = [
-        asyncio.create_task(sample_every(sampler, 1.0)),
-        asyncio.create_task(progress(load, started, args.agents)),
-        asyncio.create_task(loop_lag(lags)),
-    ]
+    lags: dict[str, list[float]] = {"parent": []}
     steady: dict[str, float] = {}
-    if not args.ingest:
-        load.deadline = started + args.seconds
-        load.go.set()
-        background.append(asyncio.create_task(once_registered(load, sampler, args.agents, steady)))
-    tasks = [
-        asyncio.create_task(
-            SimAgent(
-                name=f"load-{i:05d}",
-                url=lf.api_urls[i % len(lf.api_urls)],
-                enrollment=lf.farm.enroll,
-                register_body=register_body(i, args.hardware_configs),
-                load=load,
-            ).life(args.ramp_s * i / args.agents)
-        )
-        for i in range(args.agents)
-    ]
-    cpu0, window_start, requests0 = os.times(), started, 0
-    if args.ingest:
-        await _ingest_start(args, lf, load, background)
-        await asyncio.to_thread(sampler.restart)  # the window's CPU starts here
-        cpu0, window_start, requests0 = os.times(), time.monotonic(), load.rec.requests
-        load.deadline = window_start + args.seconds
-        load.go.set()
-    else:
-        target = max(1, round(args.running_fraction * args.agents))
-        background.append(
-            asyncio.create_task(
-                submitter(load, lf.api_urls[0], lf.farm.admin, target, args.submit_every)
-            )
-        )
-        for d in range(args.dashboards):
-            url = lf.api_urls[d % len(lf.api_urls)]
-            background.append(
-                asyncio.create_task(dashboard(load, url, lf.viewer, args.dashboard_every))
-            )
-    while not load.over and not (args.ingest and all(t.done() for t in tasks)):
-        await asyncio.sleep(0.2)
-    window_end = min(time.monotonic(), load.exhausted_at or float("inf"))
-    cpu1 = os.times()
-    for t in tasks + background:
-        t.cancel()
-    await asyncio.gather(*tasks, *background, return_exceptions=True)
-    await asyncio.to_thread(sampler.sample)
+    with running_generators(fleet, args.generators) as gens:
+        await gens.ready()
+        started = time.monotonic()
+        gens.begin(started)
+        background = [
+            asyncio.create_task(sample_every(sampler, 1.0)),
+            asyncio.create_task(progress(gens, load, started, args.agents)),
+            asyncio.create_task(loop_lag(lags["parent"])),
+        ]
+        window = await _open_window(args, lf, gens, load, sampler, background, steady)
+        while not load.over and not (args.ingest and gens.finished):
+            gens.check_alive()
+            await asyncio.sleep(0.2)
+        window_end, cpu_end = time.monotonic(), own_cpu_s()
+        gens.stop()
+        for t in background:
+            t.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.to_thread(sampler.sample)
+        reports = await gens.collect()
+    generator_cpu = {"parent": cpu_end - window.cpu_s}
+    for k, got in enumerate(reports):
+        load.absorb(got.load)
+        lags[f"generator-{k}"] = got.lags
+        generator_cpu[f"generator-{k}"] = got.cpu_s
+    window_end = min(window_end, load.exhausted_at or math.inf)
     try:
         lost: dict[str, int] | None = await asyncio.to_thread(_finish_leases, lf.database_url, load)
     except psycopg.OperationalError as exc:  # a shared Postgres restarted under us
@@ -349,28 +314,66 @@ async def drive(args: argparse.Namespace, lf: LoadFarm) -> dict[str, Any]:
         load,
         sampler,
         lost=lost,
-        window_s=window_end - window_start,
-        requests=load.rec.requests - requests0,
-        generator_cpu=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
-        lags=sorted(lags),
+        window_s=window_end - window.start,
+        requests=load.rec.requests - window.requests,
+        generator_cpu=generator_cpu,
+        lags=lags,
         bare_cpu_ms=bare_ms,
         steady=steady,
     )
 
 
+async def _open_window(
+    args: argparse.Namespace,
+    lf: LoadFarm,
+    gens: Generators,
+    load: Load,
+    sampler: ProcSampler,
+    background: list[asyncio.Task[None]],
+    steady: dict[str, float],
+) -> _Window:
+    """Agents mode: the window opens with the ramp, and the submitter and
+    dashboards start. Ingest: it opens once the agents have registered and the
+    backlog is seeded."""
+    if args.ingest:
+        await _ingest_start(args, lf, gens, background)
+        await asyncio.to_thread(sampler.restart)  # the window's CPU starts here
+        window = _Window(time.monotonic(), own_cpu_s(), gens.requests + load.rec.requests)
+    else:
+        window = _Window(time.monotonic(), own_cpu_s(), 0)
+        target = max(1, round(args.running_fraction * args.agents))
+        background.append(
+            asyncio.create_task(once_registered(gens, load, sampler, args.agents, steady))
+        )
+        background.append(
+            asyncio.create_task(
+                submitter(load, gens, lf.api_urls[0], lf.farm.admin, target, args.submit_every)
+            )
+        )
+        for d in range(args.dashboards):
+            url = lf.api_urls[d % len(lf.api_urls)]
+            background.append(
+                asyncio.create_task(dashboard(load, url, lf.viewer, args.dashboard_every))
+            )
+    load.deadline = window.start + args.seconds
+    gens.go(load.deadline)
+    return window
+
+
 async def _ingest_start(
-    args: argparse.Namespace, lf: LoadFarm, load: Load, background: list[asyncio.Task[None]]
+    args: argparse.Namespace, lf: LoadFarm, gens: Generators, background: list[asyncio.Task[None]]
 ) -> None:
     """Wait for the registrations (at most ramp + 120 s: an api that cannot
     register them all is measured with those it did), then seed the backlog."""
     give_up = time.monotonic() + args.ramp_s + 120
-    while load.registered < args.agents and time.monotonic() < give_up:
+    while gens.registered < args.agents and time.monotonic() < give_up:
+        gens.check_alive()
         await asyncio.sleep(0.2)
-    if load.registered < args.agents:
-        print(f"only {load.registered}/{args.agents} agents registered", file=sys.stderr)
+    if gens.registered < args.agents:
+        print(f"only {gens.registered}/{args.agents} agents registered", file=sys.stderr)
     for _ in range(2):
         await asyncio.to_thread(lf.seed_ready_runs, args.ingest_backlog // 2, scenario=SCENARIO)
-    background.append(asyncio.create_task(top_up(load, lf, args.ingest_backlog)))
+    background.append(asyncio.create_task(top_up(gens, lf, args.ingest_backlog)))
 
 
 def _finish_leases(database_url: str, load: Load) -> dict[str, int]:
@@ -399,7 +402,7 @@ def _finish_leases(database_url: str, load: Load) -> dict[str, int]:
 def main() -> None:
     args = parse_args()
     args.code = code_fingerprint()  # before the api processes start
-    raise_fd_limit(args.agents)
+    raise_fd_limit(args)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t = time.monotonic()

@@ -80,6 +80,30 @@ class Load:
     def over(self) -> bool:
         return time.monotonic() >= self.deadline
 
+    def absorb(self, other: Load) -> None:
+        """Add another generator process's requests, counts and leases to these
+        (the parent merges its generators' Loads into one to report)."""
+        self.rec.absorb(other.rec)
+        self.registered += other.registered
+        self.busy += other.busy
+        self.leased_first_attempts += other.leased_first_attempts
+        self.results += other.results
+        self.lease_invalid += other.lease_invalid
+        self.uncounted_results += other.uncounted_results
+        self.leases.extend(other.leases)
+        self.abandoned |= other.abandoned
+        seen = [t for t in (self.exhausted_at, other.exhausted_at) if t is not None]
+        self.exhausted_at = min(seen, default=None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a generator process sends its Load to the parent) without
+        ``go``: an asyncio.Event belongs to the loop that used it."""
+        return {k: v for k, v in self.__dict__.items() if k != "go"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.go = asyncio.Event()
+
 
 class SimAgent:
     def __init__(

@@ -59,6 +59,18 @@ class Recorder:
         self.errors[(endpoint, what)] += 1
         self.examples.setdefault((endpoint, what), detail[:200])
 
+    def absorb(self, other: Recorder) -> None:
+        """Add another generator process's samples and counts to these: the
+        percentiles are then over the union of both processes' samples."""
+        for endpoint, values in other.latencies.items():
+            self.latencies.setdefault(endpoint, []).extend(values)
+        for endpoint, values in other.failed_ms.items():
+            self.failed_ms.setdefault(endpoint, []).extend(values)
+        self.errors.update(other.errors)
+        for kind, example in other.examples.items():
+            self.examples.setdefault(kind, example)
+        self.requests += other.requests
+
     def p(self, endpoint: str, q: float) -> float:
         return percentile(sorted(self.latencies.get(endpoint, [])), q)
 
@@ -78,6 +90,21 @@ class Recorder:
             )
             lines.append(f"{name:<14}{len(values):>8}{cells}{failed:>8}")
         return lines
+
+
+async def loop_lag(lags: list[float]) -> None:
+    """How late this process's event loop wakes a 100 ms sleep, in ms: if it is
+    late, the latencies it measures are partly its own."""
+    while True:
+        start = time.perf_counter()
+        await asyncio.sleep(0.1)
+        lags.append((time.perf_counter() - start - 0.1) * 1000)
+
+
+def own_cpu_s() -> float:
+    """User+system CPU seconds this process used so far (all its threads)."""
+    t = os.times()
+    return t.user + t.system
 
 
 def process_cpu_s(pids: list[int]) -> float:
