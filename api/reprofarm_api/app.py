@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from reprofarm_db.artifacts import RunLimits
-from reprofarm_db.engine import make_engine, make_sessionmaker
+from reprofarm_db.engine import IDLE_PING_S, make_engine, make_sessionmaker
 from reprofarm_db.settings import ControllerSettings
 from reprofarm_web import STATIC_DIR
 
@@ -61,7 +61,12 @@ def create_app(settings: ControllerSettings | None = None, *, relay: bool = True
     settings = settings or ControllerSettings()
     slots = DatabaseSlots(settings.db_request_slots)
     # A little overflow for anything outside the slots; the slots never need it.
-    engine = make_engine(settings.db_url, pool_size=pool_size(slots.request_slots), max_overflow=4)
+    engine = make_engine(
+        settings.db_url,
+        ping_after_idle_s=IDLE_PING_S,
+        pool_size=pool_size(slots.request_slots),
+        max_overflow=4,
+    )
     sessions = make_sessionmaker(engine)
     sender = TaskSender(settings)
     outbox_relay = OutboxRelay(sessions, sender)

@@ -177,10 +177,12 @@ def record_progress(
     """After a chunk: how much the api holds, and the blob once it is complete; one
     ``UPDATE ... RETURNING`` (an upload's completion is on the agents' path). A
     complete dump is queued for analysis in the same transaction (outbox)."""
+    session.flush()  # the statement below does not autoflush the caller's pending objects
     values: dict[str, object] = {"artifact": artifact_id, "got": received}
     if blob is not None:
         values |= {"blob": blob, "at": utcnow()}
-    done = session.connection().execute(_COMPLETED if blob else _RECEIVED, values).one_or_none()
+    statement = _RECEIVED if blob is None else _COMPLETED
+    done = session.connection().execute(statement, values).one_or_none()
     if done is None:
         raise NotFound(f"artifact {artifact_id} does not exist")
     forget_cached(session, Artifact, artifact_id)

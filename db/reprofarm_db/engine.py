@@ -8,16 +8,18 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 IDLE_PING_S = 5.0
-"""A pooled connection idle this long is pinged before use (see ``_ping_when_idle``)."""
+"""How long the api lets a pooled connection sit idle before it pings it (``make_engine``)."""
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, ping_after_idle_s: float | None = None, **kwargs: Any) -> Engine:
     """SQLite gets WAL and a busy timeout: the api, the worker and beat write
-    to one file from several processes, one writer at a time."""
+    to one file from several processes, one writer at a time. Postgres connections are
+    pinged before each use, or with ``ping_after_idle_s`` only after sitting idle that
+    long (the api's hot path: ``_ping_when_idle``)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -37,20 +39,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    if ping_after_idle_s is None:
+        return create_engine(url, pool_pre_ping=True, **kwargs)
     engine = create_engine(url, **kwargs)
-    _ping_when_idle(engine)
+    _ping_when_idle(engine, ping_after_idle_s)
     return engine
 
 
-def _ping_when_idle(engine: Engine) -> None:
-    """Ping a pooled connection before use only when it sat idle ``IDLE_PING_S``.
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Ping a pooled connection before use only when it sat idle ``idle_s``.
 
     SQLAlchemy's ``pool_pre_ping`` pings at every checkout: a round trip per
     transaction, a sixth of a heartbeat's cost under load (docs/operations.md). A
     connection in steady use needs no ping: were the server restarted under it, its
     next statement fails as a disconnect, which invalidates the whole pool, and that
     request answers 503 (agents resend). An idle one, the usual victim of a restart,
-    is still pinged, and replaced before the request sees it."""
+    is still pinged; a failed ping empties the pool (the others were connected to the
+    same server) and the request gets a new connection. The worker and the CLI keep
+    the ping at every use: a task that failed on a restart would not be retried."""
     pool = engine.pool
 
     @event.listens_for(pool, "connect")
@@ -64,13 +70,13 @@ def _ping_when_idle(engine: Engine) -> None:
 
     @event.listens_for(pool, "checkout")
     def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        if time.monotonic() - record.info.get("idle_since", 0.0) < IDLE_PING_S:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < idle_s:
             return
         try:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as exc:
             if engine.dialect.is_disconnect(exc, dbapi_conn, None):
-                raise DisconnectionError(str(exc)) from exc  # the pool connects anew
+                raise InvalidatePoolError(str(exc)) from exc  # the pool connects anew
             raise
 
 
@@ -114,3 +120,5 @@ def single_statement(factory: sessionmaker[Session]) -> Iterator[Session]:
             return
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
+        if session.new or session.dirty or session.deleted:  # a bug: never written
+            raise RuntimeError("single_statement: ORM changes would be dropped; use transaction")

@@ -10,7 +10,9 @@ UPDATE SKIP LOCKED and re-checked, so concurrent lease requests never wait on ea
 other, never take the same run, and never skip runs another request only looked at.
 SQLite: every write transaction begins IMMEDIATE (see engine.py), one writer at a time.
 
-Every status change goes through ``states.move_run`` (the state machine); a heartbeat
+Every status change is a step of the state machine: ``states.move_run`` on an object, or
+a conditional UPDATE whose step ``states.may_move`` allows (a result ending a leased run,
+checked at import); a heartbeat
 writes only while the run is still leased (one conditional UPDATE), so a heartbeat that
 crosses the result never overwrites the result's numbers.
 """
@@ -176,9 +178,9 @@ _RELEASE = (
 def lock_runs_of(session: Session, *, agent_id: int, run_ids: list[int]) -> None:
     """Lock the runs of a batch of results that are this agent's, in id order, before
     the batch writes anything else (its agent's row above all). Taken one by one as
-    each result comes, a batch held its agent's row (the first result's ``last_seen``)
-    while it waited for a later run that the sweep held, and the sweep waited for that
-    agent's row to release it: a cycle. SQLite has one writer at a time: nothing to do."""
+    each result comes, a batch held its agent's row (the first result's release of its
+    agent) while it waited for a later run that the sweep held, and the sweep waited for
+    that agent's row to release it: a cycle. SQLite has one writer at a time: nothing to do."""
     if session.get_bind().dialect.name != "postgresql" or not run_ids:
         return
     session.connection().execute(
@@ -214,7 +216,7 @@ class _Held:
     id: int
     agent_id: int | None
     lease_token_hash: str | None
-    status: RunState
+    status: str
     cancel_requested: bool
     job_id: int
     job_status: str | None
@@ -241,18 +243,12 @@ _HELD = (
 )
 """Built once: the run under its lock (a batch took it already), with its job's status."""
 
-_RESULT_VALUES = (
-    "status", "result", "iterations", "duration_s", "reason", "finished_at",
-    "lease_expires_at", "cancel_requested", "discount",
-)  # fmt: skip
-_LABELS = ("label", "label_confidence", "signature", "signature_key")
-
 
 @functools.cache
-def _finish(labelled: bool) -> Update:
-    """The state machine's leased -> ended step, as one conditional UPDATE returning what
-    the run's statistics cell needs; built once per shape, its values bound per result."""
-    names = _RESULT_VALUES + (_LABELS if labelled else ())
+def _finish(names: tuple[str, ...]) -> Update:
+    """The state machine's leased -> ended step, as one conditional UPDATE of these
+    columns returning what the run's statistics cell needs; built once per set of
+    columns (two: with the labels or without), its values bound per result."""
     return (
         update(_runs)
         .where(_runs.c.id == bindparam("run"), _runs.c.status == RunState.LEASED.value)
@@ -297,6 +293,23 @@ def record_result(
         agent.needs_reboot = True
     if held.status != RunState.LEASED:
         return _record_again(session, agent=agent, held=held, payload=payload)
+    ended = _end_leased(session, agent=agent, held=held, report=report, payload=payload, now=now)
+    return ended, True
+
+
+def _end_leased(
+    session: Session,
+    *,
+    agent: Agent,
+    held: _Held,
+    report: RunReport,
+    payload: dict[str, Any],
+    now: datetime,
+) -> Recorded:
+    """The leased run ends with this result: its status (``cancelled`` for a result that
+    did not hang in a job that stops), its discount and labels, written as one step."""
+    conn = session.connection()
+    run_id = held.id
     cancelled = held.cancel_requested or held.job_status in _STOPPING_JOB_STATES
     status = RunState(report.result.status.value)
     if cancelled and status is not RunState.HUNG:
@@ -316,23 +329,22 @@ def record_result(
         "discount": discounted,
         **labels,
     }
+    # Locks: the run (held since _HELD), then the agent, then the statistics cell, in
+    # the sweep's order (docs/architecture.md); a cell before the agent made a cycle.
+    release_agent(session, agent_id=agent.id, run_id=run_id)
     ended = conn.execute(
-        _finish(bool(labels)), {"run": run_id, **{f"v_{k}": v for k, v in values.items()}}
+        _finish(tuple(values)), {"run": run_id, **{f"v_{k}": v for k, v in values.items()}}
     ).one_or_none()
     if ended is None:  # pragma: no cover - the run's lock is held since _HELD
         raise StaleDataError(f"run {run_id} changed under its lock")
     rollups.add_ended(conn, ended._asdict())
     forget_cached(session, Run, run_id)
-    release_agent(session, agent_id=agent.id, run_id=run_id)
     _run_ended(session, job_id=held.job_id, cell=held.cell)
     if health.may_be_check(held):
         run = session.get(Run, run_id, populate_existing=True)
         assert run is not None  # just ended above
         health.conclude_if_decided(session, run=run, now=now)
-    recorded = Recorded(
-        id=run_id, status=status, cell=held.cell, discount=discounted, late_result=None
-    )
-    return recorded, True
+    return Recorded(id=run_id, status=status, cell=held.cell, discount=discounted, late_result=None)
 
 
 def _record_again(

@@ -34,8 +34,10 @@ def mark_seen(
 ) -> int:
     """Set ``last_seen`` to ``now`` for those of ``agent_ids`` last seen a quarter lease
     ago or more, in one statement; returns how many rows it wrote. On Postgres rows
-    that another transaction holds (a result, the other api process's batch) are
-    skipped, not waited for: that writer is alive too, and the next batch has them."""
+    that another transaction holds (a result releasing its agent, a registration, the
+    other api process's batch) are skipped, not waited for: the note is lost, and the
+    agent's next request (a long-poll at most 50 s later, well within the two leases
+    that keep it online) notes it again."""
     if not agent_ids:
         return 0
     stale: ColumnElement[bool] = _agents.c.last_seen <= bindparam(

@@ -69,7 +69,8 @@ def of_names(session: Session, *, names: Collection[str]) -> list[PoolSettings]:
     """The settings of these pools that have any (no query for no pool)."""
     if not names:
         return []
-    return list(session.scalars(select(PoolSettings).where(PoolSettings.name.in_(names))))
+    query = select(PoolSettings).where(PoolSettings.name.in_(names)).order_by(PoolSettings.name)
+    return list(session.scalars(query))  # by name, as list_: for_agent takes the first canary
 
 
 def negative_pools(session: Session) -> set[str]:

@@ -59,7 +59,7 @@ _HOLDER = (
 _CONFIG_ID = select(_configs.c.id).where(_configs.c.fingerprint == bindparam("fingerprint"))
 
 
-def check_claim(holder: _Claimed | None, *, request: AgentRegister, caller: ApiToken) -> None:
+def _check_claim(holder: _Claimed | None, *, request: AgentRegister, caller: ApiToken) -> None:
     """Who may register this name. Raises Forbidden or Conflict naming the reason.
 
     An agent's own token registers only that agent; a name already bound to a
@@ -93,14 +93,14 @@ def register(
     session: Session, *, request: AgentRegister, caller: ApiToken
 ) -> tuple[Registered, str]:
     """Register (or re-register) an agent by name once ``caller`` proved it may
-    (see ``check_claim``); it gets a fresh token of its own, and its earlier
+    (see ``_check_claim``); it gets a fresh token of its own, and its earlier
     tokens are revoked (their hashes noted for ``tokens.revoked_in``). The ORM's
     objects of this agent in ``session``, if any, are not refreshed."""
     conn = session.connection()
     holder = conn.execute(_HOLDER, {"name": request.name}).one_or_none()
-    check_claim(holder, request=request, caller=caller)
+    _check_claim(holder, request=request, caller=caller)
     now = utcnow()
-    values = _described(request, config_id=config_id(conn, hardware=request.hardware), now=now)
+    values = _described(request, config_id=_config_id_of(conn, hardware=request.hardware), now=now)
     if request.machine_secret is not None:
         values["machine_secret_hash"] = tokens.hash_secret(request.machine_secret)
     needs_reboot = bool(holder.needs_reboot) if holder is not None else False
@@ -150,7 +150,7 @@ def _described(request: AgentRegister, *, config_id: int, now: datetime) -> dict
     }
 
 
-def config_id(conn: Connection, *, hardware: HardwareInfo) -> int:
+def _config_id_of(conn: Connection, *, hardware: HardwareInfo) -> int:
     """The id of this fingerprint's configuration, inserted on first sight. Two agents
     of a new configuration registering at once both get the one row: the insert that
     loses the race does nothing, and the read after it finds the winner's."""

@@ -18,6 +18,10 @@ run a claim had just leased, so the agent's hang was refused; a counted hang bec
 - An attribute listener checks every assignment to ``Run.status`` of a stored run against
   the table and raises ``IllegalTransitionError`` for any other step, so code that bypasses
   ``move_run`` cannot take a forbidden step either.
+- The hot path's steps are SQL statements, not assignments: the claim (ready -> leased,
+  ``claims``) and a result (leased -> ended, ``leases.record_result``) are conditional
+  UPDATEs (``WHERE status = 'ready'`` / ``'leased'``), and each module checks at import
+  that ``may_move`` allows its step.
 - Jobs carry no rollups, so ``move_job`` is one conditional UPDATE (``WHERE status IN``
   the states that allow the step); assigning ``Job.status`` of a stored job directly
   raises. A job's row is locked (``lock_job``) by every writer that then decides on its

@@ -7,7 +7,6 @@ import time
 
 import psycopg
 import pytest
-from reprofarm_db import engine as engine_module
 from reprofarm_db.engine import make_engine
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -25,9 +24,8 @@ def _backend(engine) -> int:
         return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def test_an_idle_connection_killed_under_the_pool_is_replaced_before_use(postgres_url, monkeypatch):
-    monkeypatch.setattr(engine_module, "IDLE_PING_S", 0.2)
-    engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
+def test_an_idle_connection_killed_under_the_pool_is_replaced_before_use(postgres_url):
+    engine = make_engine(postgres_url, ping_after_idle_s=0.2, pool_size=1, max_overflow=0)
     try:
         first = _backend(engine)
         _terminate(first)
@@ -38,11 +36,8 @@ def test_an_idle_connection_killed_under_the_pool_is_replaced_before_use(postgre
         engine.dispose()
 
 
-def test_a_busy_connection_is_not_pinged_and_one_statement_pays_for_a_restart(
-    postgres_url, monkeypatch
-):
-    monkeypatch.setattr(engine_module, "IDLE_PING_S", 60.0)
-    engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
+def test_a_busy_connection_is_not_pinged_and_one_statement_pays_for_a_restart(postgres_url):
+    engine = make_engine(postgres_url, ping_after_idle_s=60.0, pool_size=1, max_overflow=0)
     try:
         first = _backend(engine)
         _terminate(first)
@@ -50,5 +45,17 @@ def test_a_busy_connection_is_not_pinged_and_one_statement_pays_for_a_restart(
             _backend(engine)  # no ping: the statement meets the dead connection
         assert failed.value.connection_invalidated
         assert _backend(engine) != first  # the pool was invalidated: a new connection
+    finally:
+        engine.dispose()
+
+
+def test_without_an_idle_threshold_every_use_is_pinged(postgres_url):
+    """The worker's and the CLI's engines: a task is not retried, so none meets a dead
+    connection."""
+    engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        first = _backend(engine)
+        _terminate(first)
+        assert _backend(engine) != first
     finally:
         engine.dispose()

@@ -17,7 +17,7 @@ from reprofarm_protocol.runs import RunResult
 _GO_VERSION = re.compile(r"(?:go)?([0-9]{1,3}\.[0-9]{1,3}(?:\.[0-9]{1,3})?)", re.ASCII)
 
 SELECTOR_KEYS = ("os", "arch", "hypervisor", "cpu_model", "fingerprint", "os_version")
-"""The agent facts a job's selector may name (the keys agents.register stores)."""
+"""The agent facts a job's selector may name (the keys reprofarm_db.registration stores)."""
 
 SelectorValue = Annotated[str, StringConstraints(max_length=200)]
 MachineSecret = Annotated[
