@@ -117,8 +117,14 @@ def single_statement(factory: sessionmaker[Session]) -> Iterator[Session]:
         if session.get_bind().dialect.name != "postgresql":
             with session.begin():
                 yield session
+                _refuse_orm_changes(session)
             return
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
-        if session.new or session.dirty or session.deleted:  # a bug: never written
-            raise RuntimeError("single_statement: ORM changes would be dropped; use transaction")
+        _refuse_orm_changes(session)
+
+
+def _refuse_orm_changes(session: Session) -> None:
+    """On Postgres they would never be written: a bug, refused alike on both databases."""
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("single_statement: ORM changes would be dropped; use transaction")

@@ -278,8 +278,8 @@ def record_result(
 
     The usual case, a leased run ending, is statements: the run read under its lock
     with its job's status, one conditional ``UPDATE ... RETURNING`` (leased -> ended),
-    its statistics cell's upsert computed from the returned row (``rollups.add_ended``)
-    and the agent's release. The rare ones (a repeat, a late result) go through the
+    the agent's release, then its statistics cell's upsert computed from the returned
+    row (``rollups.add_ended``). The rare ones (a repeat, a late result) go through the
     ORM. The agent's ``last_seen`` is the caller's to note (the api coalesces it)."""
     session.flush()  # statements below do not autoflush the caller's pending objects
     conn = session.connection()
@@ -291,6 +291,7 @@ def record_result(
     payload = report.result.model_dump(mode="json")
     if report.result.unkillable:
         agent.needs_reboot = True
+        session.flush()  # the agent's row now, before any statistics cell (lock order)
     if held.status != RunState.LEASED:
         return _record_again(session, agent=agent, held=held, payload=payload)
     ended = _end_leased(session, agent=agent, held=held, report=report, payload=payload, now=now)

@@ -49,6 +49,28 @@ def test_a_busy_connection_is_not_pinged_and_one_statement_pays_for_a_restart(po
         engine.dispose()
 
 
+def test_a_failed_ping_empties_the_pool(postgres_url):
+    """The other pooled connections went with the same server: one used just now is not
+    pinged, yet it is not handed out dead either."""
+    engine = make_engine(postgres_url, ping_after_idle_s=0.2, pool_size=2, max_overflow=0)
+    try:
+        idle, recent = engine.connect(), engine.connect()
+        pids = [_pid(c) for c in (idle, recent)]
+        idle.close()  # back in the pool first: it is checked out first, and pinged
+        time.sleep(0.3)
+        recent.close()  # back just now: not pinged
+        for pid in pids:
+            _terminate(pid)
+        with engine.connect() as first, engine.connect() as second:
+            assert {_pid(first), _pid(second)}.isdisjoint(pids)
+    finally:
+        engine.dispose()
+
+
+def _pid(conn) -> int:
+    return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
 def test_without_an_idle_threshold_every_use_is_pinged(postgres_url):
     """The worker's and the CLI's engines: a task is not retried, so none meets a dead
     connection."""

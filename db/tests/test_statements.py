@@ -63,17 +63,18 @@ def test_a_heartbeat_in_its_own_statement_is_durable(sessions):
 
 
 def test_orm_changes_in_a_single_statement_session_are_refused_not_dropped(sessions):
-    if sessions.kw["bind"].dialect.name != "postgresql":
-        pytest.skip("SQLite's single_statement is a transaction: its changes commit")
     with transaction(sessions) as s:
-        register_agent(s, "a")
+        agent, _ = register_agent(s, "a")
     with pytest.raises(RuntimeError, match="would be dropped"), single_statement(sessions) as s:
-        s.get(Agent, 1).needs_reboot = True
+        s.get(Agent, agent.id).needs_reboot = True
+    with transaction(sessions) as s:
+        assert not s.get(Agent, agent.id).needs_reboot  # refused on SQLite too, not committed
 
 
-def test_completing_an_upload_of_no_artifact_is_not_found(sessions):
+@pytest.mark.parametrize("blob", [None, "/blobs/x"])
+def test_progress_or_completion_of_no_artifact_is_not_found(sessions, blob):
     with pytest.raises(NotFound), transaction(sessions) as s:
-        artifacts.record_progress(s, artifact_id=999, received=1, blob=None)
+        artifacts.record_progress(s, artifact_id=999, received=1, blob=blob)
 
 
 def test_a_registration_reads_its_pools_by_name(sessions):

@@ -36,7 +36,7 @@ def record_results(
     outcomes: list[ResultOutcome] = []
     study = False
     with transaction(sessions) as session:
-        # Every run first, in id order, then the agent's row (each result writes it).
+        # Every run first, in id order, then the agent's row (a result releases it).
         leases.lock_runs_of(
             session, agent_id=agent_id, run_ids=[item.run_id for item in reports.results]
         )
